@@ -1,0 +1,46 @@
+# chainrule developer tasks. Needs only python3 (with venv + pip) and make.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+
+.PHONY: all venv demo test bench lint clean distclean
+
+all: test
+
+# --- virtual environment (stamp files make re-runs fast) -------------------
+$(VENV)/.created:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	touch $@
+
+venv: $(VENV)/.created
+
+# Reinstall only when pyproject.toml is newer than the stamp.
+$(VENV)/.installed-dev: $(VENV)/.created pyproject.toml
+	$(PIP) install --quiet -e '.[dev]'
+	touch $@
+
+$(VENV)/.installed-demo: $(VENV)/.created pyproject.toml
+	$(PIP) install --quiet -e '.[plot,progress]'
+	touch $@
+
+# --- tasks ------------------------------------------------------------------
+demo: $(VENV)/.installed-demo
+	$(BIN)/chainrule demo
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/run.py
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis .mypy_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,24 @@
+"""chainrule: automatic differentiation with NumPy semantics.
+
+>>> import chainrule as cr
+>>> x = cr.tensor(3.0, requires_grad=True)
+>>> y = x * x * x
+>>> y.backward()
+>>> float(x.grad)
+27.0
+"""
+
+from . import numpy  # noqa: F401  (loads every op family)
+from .core.trace import enable_grad, is_grad_enabled, no_grad
+from .function import Function, FunctionCtx
+from .tape import GradientTape
+from .tensor import Tensor, _install_methods, tensor
+
+_install_methods()
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "Function",
+    "FunctionCtx", "GradientTape",
+]

@@ -1,0 +1,1 @@
+"""The primitive vocabulary, one module per family."""

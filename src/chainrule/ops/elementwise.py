@@ -1,0 +1,304 @@
+"""Elementwise primitives: each one's implementation and rules side by side.
+
+For a unary op the derivative ``d = f'(x)`` multiplies both the cotangent
+(reverse) and the tangent (forward), so one function serves both rules.
+Binary ops undo broadcasting with ``unbroadcast`` (reverse) and ``align``
+(forward).  Rules are written with chainrule's own ops, so they are
+differentiable again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..core.primitive import Primitive, primitive
+from ._broadcast import align, unbroadcast
+
+
+def _xp_fn(name: str) -> Callable[..., Any]:
+    def impl(xp, *args):
+        return getattr(xp, name)(*args)
+
+    impl.__name__ = name
+    return impl
+
+
+def unary(name: str, np_fn: Any, deriv: Callable[[Any, Any], Any] | None,
+          xp_name: str | None = None) -> Primitive:
+    """Declare an elementwise unary primitive whose derivative is ``deriv(x, out)``."""
+    if deriv is None:  # piecewise constant: derivative zero everywhere it exists
+        vjp = (lambda g, out, x: g * 0.0,)
+        jvp = (lambda t, out, x: t * 0.0,)
+    else:
+        vjp = (lambda g, out, x: g * deriv(x, out),)
+        jvp = (lambda t, out, x: t * deriv(x, out),)
+    return primitive(name, _xp_fn(xp_name or name), np_fn, vjp=vjp, jvp=jvp)
+
+
+def binary(name: str, np_fn: Any, dx: Callable[..., Any] | None,
+           dy: Callable[..., Any] | None, xp_name: str | None = None) -> Primitive:
+    """Declare an elementwise binary primitive with partials ``dx(x, y, out)``, ``dy(...)``."""
+    def vjp_rule(d, pick):
+        if d is None:
+            return None
+        return lambda g, out, x, y: unbroadcast(g * d(x, y, out), pick(x, y), out)
+
+    def jvp_rule(d, pick):
+        if d is None:
+            return None
+        return lambda t, out, x, y: align(t, pick(x, y), out) * d(x, y, out)
+
+    first, second = (lambda x, y: x), (lambda x, y: y)
+    return primitive(
+        name, _xp_fn(xp_name or name), np_fn,
+        vjp=(vjp_rule(dx, first), vjp_rule(dy, second)),
+        jvp=(jvp_rule(dx, first), jvp_rule(dy, second)),
+    )
+
+
+# --- arithmetic -----------------------------------------------------------------
+
+add = primitive(
+    "add", _xp_fn("add"), np.add,
+    vjp=(lambda g, out, x, y: unbroadcast(g, x, out), lambda g, out, x, y: unbroadcast(g, y, out)),
+    jvp=(lambda t, out, x, y: _bcast_tangent(t, x, out), lambda t, out, x, y: _bcast_tangent(t, y, out)),
+)
+subtract = primitive(
+    "subtract", _xp_fn("subtract"), np.subtract,
+    vjp=(lambda g, out, x, y: unbroadcast(g, x, out), lambda g, out, x, y: unbroadcast(-g, y, out)),
+    jvp=(lambda t, out, x, y: _bcast_tangent(t, x, out), lambda t, out, x, y: -_bcast_tangent(t, y, out)),
+)
+multiply = binary("multiply", np.multiply, lambda x, y, o: y, lambda x, y, o: x)
+divide = primitive(
+    "divide", _xp_fn("divide"), np.divide,
+    vjp=(lambda g, out, x, y: unbroadcast(g / y, x, out),
+         lambda g, out, x, y: unbroadcast(-g * out / y, y, out)),
+    jvp=(lambda t, out, x, y: align(t, x, out) / y,
+         lambda t, out, x, y: -align(t, y, out) * out / y),
+)
+negative = primitive("negative", _xp_fn("negative"), np.negative,
+                     vjp=(lambda g, out, x: -g,), jvp=(lambda t, out, x: -t,))
+positive = primitive("positive", _xp_fn("positive"), np.positive,
+                     vjp=(lambda g, out, x: g,), jvp=(lambda t, out, x: t,))
+
+
+def _bcast_tangent(t, x, out):
+    """A tangent of ``x`` broadcast to the full shape of ``out`` (plus its batch axes)."""
+    t = align(t, x, out)
+    shape = tuple(out.shape)
+    if tuple(t.shape[t.ndim - len(shape):]) == shape:
+        return t
+    from ._broadcast import batch_shape, broadcast_to
+    return broadcast_to(t, shape=batch_shape(t, x) + shape)
+
+
+def _pow_dx(x, y, out):
+    return y * x ** (y - 1)
+
+
+def _pow_dy(x, y, out):
+    # d/dy x**y = log(x) x**y; define it as 0 where x == 0 (the limit from x > 0 for y > 0).
+    safe = where(x == 0, 1.0, x)
+    return where(x == 0, 0.0, out * log(safe))
+
+
+power = binary("power", np.power, _pow_dx, _pow_dy, xp_name="pow")
+square = unary("square", np.square, lambda x, o: 2 * x)
+sqrt = unary("sqrt", np.sqrt, lambda x, o: 0.5 / o)
+cbrt = unary("cbrt", np.cbrt, lambda x, o: 1.0 / (3.0 * o * o))
+cbrt.impl = lambda xp, x: xp.sign(x) * xp.abs(x) ** (1.0 / 3.0)
+reciprocal = unary("reciprocal", np.reciprocal, lambda x, o: -o * o)
+reciprocal.impl = lambda xp, x: 1.0 / x
+absolute = unary("absolute", np.absolute, lambda x, o: sign(x), xp_name="abs")
+sign = unary("sign", np.sign, None)
+floor = unary("floor", np.floor, None)
+ceil = unary("ceil", np.ceil, None)
+round_ = unary("round", np.round, None)
+
+# --- exponentials and logarithms ------------------------------------------------------
+
+_LN2 = float(np.log(2.0))
+_LN10 = float(np.log(10.0))
+
+exp = unary("exp", np.exp, lambda x, o: o)
+exp2 = unary("exp2", np.exp2, lambda x, o: o * _LN2, xp_name="exp2")
+expm1 = unary("expm1", np.expm1, lambda x, o: o + 1.0)
+log = unary("log", np.log, lambda x, o: 1.0 / x)
+log2 = unary("log2", np.log2, lambda x, o: 1.0 / (x * _LN2))
+log10 = unary("log10", np.log10, lambda x, o: 1.0 / (x * _LN10))
+log1p = unary("log1p", np.log1p, lambda x, o: 1.0 / (x + 1.0))
+logaddexp = binary("logaddexp", np.logaddexp,
+                   lambda x, y, o: exp(x - o), lambda x, y, o: exp(y - o))
+logaddexp2 = binary("logaddexp2", np.logaddexp2,
+                    lambda x, y, o: exp2(x - o), lambda x, y, o: exp2(y - o))
+
+# --- trigonometric and hyperbolic -----------------------------------------------------
+
+sin = unary("sin", np.sin, lambda x, o: cos(x))
+cos = unary("cos", np.cos, lambda x, o: -sin(x))
+tan = unary("tan", np.tan, lambda x, o: 1.0 + o * o)
+arcsin = unary("arcsin", np.arcsin, lambda x, o: 1.0 / sqrt(1.0 - x * x), xp_name="asin")
+arccos = unary("arccos", np.arccos, lambda x, o: -1.0 / sqrt(1.0 - x * x), xp_name="acos")
+arctan = unary("arctan", np.arctan, lambda x, o: 1.0 / (1.0 + x * x), xp_name="atan")
+sinh = unary("sinh", np.sinh, lambda x, o: cosh(x))
+cosh = unary("cosh", np.cosh, lambda x, o: sinh(x))
+tanh = unary("tanh", np.tanh, lambda x, o: 1.0 - o * o)
+arcsinh = unary("arcsinh", np.arcsinh, lambda x, o: 1.0 / sqrt(x * x + 1.0), xp_name="asinh")
+arccosh = unary("arccosh", np.arccosh, lambda x, o: 1.0 / sqrt(x * x - 1.0), xp_name="acosh")
+arctanh = unary("arctanh", np.arctanh, lambda x, o: 1.0 / (1.0 - x * x), xp_name="atanh")
+arctan2 = binary("arctan2", np.arctan2,
+                 lambda y, x, o: x / (x * x + y * y), lambda y, x, o: -y / (x * x + y * y),
+                 xp_name="atan2")
+hypot = binary("hypot", np.hypot, lambda x, y, o: x / o, lambda x, y, o: y / o)
+
+
+def _sinc_deriv(x, o):
+    # d/dx sin(pi x)/(pi x) = (cos(pi x) - sinc(x)) / x, which is 0 at x = 0.
+    safe = where(x == 0, 1.0, x)
+    return where(x == 0, 0.0, (cos(np.pi * x) - o) / safe)
+
+
+def _sinc_impl(xp, x):
+    if xp is np:
+        return np.sinc(x)
+    px = xp.pi * x
+    safe = xp.where(x == 0, xp.ones_like(px), px)
+    return xp.where(x == 0, xp.ones_like(px), xp.sin(safe) / safe)
+
+
+sinc = primitive("sinc", _sinc_impl, np.sinc,
+                 vjp=(lambda g, out, x: g * _sinc_deriv(x, out),),
+                 jvp=(lambda t, out, x: t * _sinc_deriv(x, out),))
+
+# --- selection ------------------------------------------------------------------------
+
+
+def _where_impl(xp, cond, x, y):
+    return xp.where(cond, x, y)
+
+
+def _where_vjp(which):
+    def rule(g, out, cond, x, y):
+        zero = g * 0.0
+        picked = where(cond, g, zero) if which == 1 else where(cond, zero, g)
+        return unbroadcast(picked, x if which == 1 else y, out)
+
+    return rule
+
+
+def _where_jvp(which):
+    def rule(t, out, cond, x, y):
+        t = align(t, x if which == 1 else y, out)
+        return where(cond, t, t * 0.0) if which == 1 else where(cond, t * 0.0, t)
+
+    return rule
+
+
+where = primitive("where", _where_impl, np.where,
+                  vjp=(None, _where_vjp(1), _where_vjp(2)),
+                  jvp=(None, _where_jvp(1), _where_jvp(2)))
+
+
+def select(name: str, np_fn: Any, x_wins: Callable[[Any, Any], Any]) -> Primitive:
+    """A binary op that returns one of its operands (max/min and kin).
+
+    The derivative goes to the chosen operand; at a tie (``x == y``) it is
+    shared equally, so ties are handled deterministically and symmetrically.
+    """
+    def share(g, x, y, wins):
+        return where(wins, g, where(x == y, g * 0.5, g * 0.0))
+
+    return primitive(
+        name, _xp_fn(name), np_fn,
+        vjp=(lambda g, out, x, y: unbroadcast(share(g, x, y, x_wins(x, y)), x, out),
+             lambda g, out, x, y: unbroadcast(share(g, x, y, x_wins(y, x)), y, out)),
+        jvp=(lambda t, out, x, y: share(align(t, x, out), x, y, x_wins(x, y)),
+             lambda t, out, x, y: share(align(t, y, out), x, y, x_wins(y, x))),
+    )
+
+
+def _isnan(v):
+    return v != v
+
+
+maximum = select("maximum", np.maximum, lambda a, b: a > b)
+minimum = select("minimum", np.minimum, lambda a, b: a < b)
+# fmax/fmin ignore NaNs: the derivative goes to whichever operand was chosen.
+fmax = select("fmax", np.fmax, lambda a, b: ~_isnan(a) & ((a > b) | _isnan(b)))
+fmin = select("fmin", np.fmin, lambda a, b: ~_isnan(a) & ((a < b) | _isnan(b)))
+
+
+def _clip_impl(xp, x, lo, hi):
+    if xp is np:
+        return np.clip(x, lo, hi)
+    out = x
+    if lo is not None:
+        out = xp.maximum(out, xp.asarray(lo, dtype=x.dtype))
+    if hi is not None:
+        out = xp.minimum(out, xp.asarray(hi, dtype=x.dtype))
+    return out
+
+
+def _clip_mask(x, lo, hi):
+    inside = True
+    if lo is not None:
+        inside = (x >= lo) & inside
+    if hi is not None:
+        inside = (x <= hi) & inside
+    return inside
+
+
+def _clip_bound_vjp(is_lo):
+    def rule(g, out, x, lo, hi):
+        hit = (x < lo) if is_lo else (x > hi)
+        return unbroadcast(g * hit, lo if is_lo else hi, out)
+
+    return rule
+
+
+def _clip_bound_jvp(is_lo):
+    def rule(t, out, x, lo, hi):
+        hit = (x < lo) if is_lo else (x > hi)
+        return align(t, lo if is_lo else hi, out) * hit
+
+    return rule
+
+
+clip = primitive(
+    "clip", _clip_impl, lambda x, lo, hi: np.clip(x, lo, hi),
+    vjp=(lambda g, out, x, lo, hi: unbroadcast(g * _clip_mask(x, lo, hi), x, out),
+         _clip_bound_vjp(True), _clip_bound_vjp(False)),
+    jvp=(lambda t, out, x, lo, hi: align(t, x, out) * _clip_mask(x, lo, hi),
+         _clip_bound_jvp(True), _clip_bound_jvp(False)),
+)
+
+
+def _mod_impl(xp, x, y):
+    return xp.remainder(x, y)
+
+
+mod = binary("mod", np.mod, lambda x, y, o: 1.0, lambda x, y, o: -floor(x / y))
+mod.impl = _mod_impl
+
+# --- comparisons and predicates (not differentiable: plain boolean arrays) ---------------------
+
+
+def _nondiff(name: str, np_fn: Any, xp_name: str | None = None) -> Primitive:
+    return primitive(name, _xp_fn(xp_name or name), np_fn, differentiable=False)
+
+
+equal = _nondiff("equal", np.equal)
+not_equal = _nondiff("not_equal", np.not_equal)
+less = _nondiff("less", np.less)
+less_equal = _nondiff("less_equal", np.less_equal)
+greater = _nondiff("greater", np.greater)
+greater_equal = _nondiff("greater_equal", np.greater_equal)
+isnan = _nondiff("isnan", np.isnan)
+isfinite = _nondiff("isfinite", np.isfinite)
+isinf = _nondiff("isinf", np.isinf)
+logical_not = _nondiff("logical_not", np.logical_not)
+logical_and = _nondiff("logical_and", np.logical_and)
+logical_or = _nondiff("logical_or", np.logical_or)

@@ -1,0 +1,5 @@
+"""(being written)"""
+__all__: list[str] = []
+import types
+
+linalg = types.SimpleNamespace()

@@ -1,0 +1,347 @@
+"""Reductions: sum, mean, prod, max/min, var/std, cumulative ops, logsumexp.
+
+Axes are stored in the primitives' parameters as *negative* indices, so the
+same parameter addresses the same axis of a cotangent or tangent that
+carries extra leading batch axes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..core.primitive import Box, primitive
+from ._broadcast import batch_shape, broadcast_to, reshape
+from .elementwise import equal, exp, log, sqrt, where
+
+__all__ = [
+    "sum", "mean", "prod", "max", "min", "amax", "amin", "var", "std", "cumsum", "cumprod",
+    "logsumexp", "count_nonzero",
+]
+
+_builtin_sum = sum
+
+
+def _ndim(x: Any) -> int:
+    return len(getattr(x, "shape", ()))
+
+
+def normalize_axes(axis: Any, ndim: int, op: str) -> tuple[int, ...]:
+    """Axes as a sorted tuple of negative indices; ``None`` means every axis."""
+    if axis is None:
+        return tuple(range(-ndim, 0))
+    if isinstance(axis, (list, tuple)):
+        axes = tuple(int(a) for a in axis)
+    else:
+        axes = (int(axis),)
+    out = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ValueError(
+                f"{op}: axis {a} is out of bounds for an array of dimension {ndim}"
+            )
+        out.append(a - ndim if a >= 0 else a)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: repeated axis in {axis!r}")
+    return tuple(sorted(out))
+
+
+def _kept_shape(shape: tuple, axes: tuple) -> tuple:
+    n = len(shape)
+    return tuple(1 if i - n in axes else s for i, s in enumerate(shape))
+
+
+def expand_reduced(g: Any, x: Any, out: Any, axes: tuple, keepdims: bool) -> Any:
+    """Cotangent of a reduction's output, broadcast back over the input's shape."""
+    b = batch_shape(g, out)
+    xs = tuple(x.shape)
+    if not keepdims:
+        g = reshape(g, shape=b + _kept_shape(xs, axes))
+    return broadcast_to(g, shape=b + xs)
+
+
+def _shift(axes: tuple) -> tuple:
+    return axes  # negative axes already address trailing dimensions
+
+
+# --- sum ------------------------------------------------------------------------------
+
+def _sum_impl(xp, x, axes, keepdims):
+    return xp.sum(x, axis=axes, keepdims=keepdims)
+
+
+reduce_sum = primitive(
+    "reduce_sum", _sum_impl,
+    lambda x, axes, keepdims: np.sum(x, axis=axes, keepdims=keepdims),
+    vjp=(lambda g, out, x, axes, keepdims: expand_reduced(g, x, out, axes, keepdims),),
+    jvp=(lambda t, out, x, axes, keepdims: reduce_sum(t, axes=axes, keepdims=keepdims),),
+)
+
+
+def sum(x: Any, axis: Any = None, keepdims: bool = False, dtype: Any = None) -> Any:
+    """Sum over ``axis`` (all axes by default), like ``numpy.sum``."""
+    if dtype is not None:
+        from .creation import astype
+
+        x = astype(x, dtype)
+    return reduce_sum(x, axes=normalize_axes(axis, _ndim(x), "sum"), keepdims=bool(keepdims))
+
+
+def _count(shape: tuple, axes: tuple) -> int:
+    n = 1
+    for a in axes:
+        n *= shape[a]
+    return n
+
+
+def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """Arithmetic mean over ``axis``, like ``numpy.mean``."""
+    axes = normalize_axes(axis, _ndim(x), "mean")
+    total = reduce_sum(x, axes=axes, keepdims=bool(keepdims))
+    n = _count(tuple(getattr(x, "shape", ())), axes)
+    return total / n if n else total * np.nan
+
+
+# --- max / min ---------------------------------------------------------------------------
+
+def _chooser(name: str, np_fn: Any, xp_name: str):
+    def impl(xp, x, axes, keepdims):
+        return getattr(xp, xp_name)(x, axis=axes, keepdims=keepdims)
+
+    def share(x, out, axes, keepdims):
+        # Ties share the derivative equally: deterministic and symmetric.
+        o = out if keepdims else reshape(out, shape=_kept_shape(tuple(x.shape), axes))
+        hit = equal(x, o)
+        counts = np.sum(np.asarray(_raw(hit)), axis=axes, keepdims=True)
+        return (np.asarray(_raw(hit)) / counts).astype(np.asarray(_raw(x)).dtype)
+
+    def vjp(g, out, x, axes, keepdims):
+        return expand_reduced(g, x, out, axes, keepdims) * share(x, out, axes, keepdims)
+
+    def jvp(t, out, x, axes, keepdims):
+        return reduce_sum(t * share(x, out, axes, keepdims), axes=axes, keepdims=keepdims)
+
+    return primitive(name, impl, lambda x, axes, keepdims: np_fn(x, axis=axes, keepdims=keepdims),
+                     vjp=(vjp,), jvp=(jvp,))
+
+
+def _raw(x):
+    while isinstance(x, Box):
+        x = x.data
+    return x
+
+
+reduce_max = _chooser("reduce_max", np.max, "max")
+reduce_min = _chooser("reduce_min", np.min, "min")
+
+
+def max(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """Largest value over ``axis``; ties share the gradient equally."""
+    return reduce_max(x, axes=normalize_axes(axis, _ndim(x), "max"), keepdims=bool(keepdims))
+
+
+def min(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """Smallest value over ``axis``; ties share the gradient equally."""
+    return reduce_min(x, axes=normalize_axes(axis, _ndim(x), "min"), keepdims=bool(keepdims))
+
+
+amax = max
+amin = min
+
+
+# --- cumulative ------------------------------------------------------------------------------
+
+def _cumsum_impl(xp, x, axis):
+    if hasattr(xp, "cumulative_sum"):
+        return xp.cumulative_sum(x, axis=axis)
+    return xp.cumsum(x, axis=axis)
+
+
+def _rev_cumsum(g, axis):
+    # sum_{j >= i} g_j = total - (prefix sum up to i) + g_i, without flipping.
+    return reduce_sum(g, axes=(axis,), keepdims=True) - cumsum_p(g, axis=axis) + g
+
+
+cumsum_p = primitive(
+    "cumsum", _cumsum_impl, lambda x, axis: np.cumsum(x, axis=axis),
+    vjp=(lambda g, out, x, axis: _rev_cumsum(g, axis),),
+    jvp=(lambda t, out, x, axis: cumsum_p(t, axis=axis),),
+)
+
+
+def _flat_axis(x: Any, axis: Any, op: str) -> tuple[Any, int]:
+    if axis is None:
+        return reshape(x, shape=(-1,)), -1
+    return x, normalize_axes(axis, _ndim(x), op)[0]
+
+
+def cumsum(x: Any, axis: Any = None) -> Any:
+    """Cumulative sum along ``axis`` (of the flattened array when ``axis`` is None)."""
+    x, ax = _flat_axis(x, axis, "cumsum")
+    return cumsum_p(x, axis=ax)
+
+
+def _cumprod_impl(xp, x, axis):
+    if hasattr(xp, "cumulative_prod"):
+        return xp.cumulative_prod(x, axis=axis)
+    return xp.cumprod(x, axis=axis)
+
+
+def _cumprod_vjp(g, out, x, axis):
+    raw = np.asarray(_raw(x))
+    if np.all(raw != 0):
+        return _rev_cumsum(g * out, axis) / x
+    # With zeros, d out_i / d x_k = prod_{j<=i, j!=k} x_j: use products that skip x_k.
+    from .shape import moveaxis, stack
+
+    gm = moveaxis(g, axis, -1)
+    xm = moveaxis(x, axis, -1)
+    n = xm.shape[-1]
+    cols = []
+    for k in range(n):
+        left = prod_p(xm[..., :k], axes=(-1,), keepdims=False) if k else None
+        acc = 0.0
+        run = 1.0 if left is None else left
+        for i in range(k, n):
+            if i > k:
+                run = run * xm[..., i]
+            acc = acc + gm[..., i] * run
+        cols.append(acc)
+    return moveaxis(stack(cols, axis=-1), -1, axis)
+
+
+cumprod_p = primitive(
+    "cumprod", _cumprod_impl, lambda x, axis: np.cumprod(x, axis=axis),
+    vjp=(_cumprod_vjp,),
+    jvp=None,
+)
+
+
+def _cumprod_jvp(t, out, x, axis):
+    # d out_i = sum_{k<=i} t_k * prod_{j<=i, j!=k} x_j: reuse the reverse rule's structure.
+    raw = np.asarray(_raw(x))
+    if np.all(raw != 0):
+        return out * cumsum_p(t / x, axis=axis)
+    from .shape import moveaxis, stack
+
+    tm = moveaxis(t, axis, -1)
+    xm = moveaxis(x, axis, -1)
+    n = xm.shape[-1]
+    cols = []
+    for i in range(n):
+        acc = 0.0
+        for k in range(i + 1):
+            others = [xm[..., j] for j in range(i + 1) if j != k]
+            term = tm[..., k]
+            for o in others:
+                term = term * o
+            acc = acc + term
+        cols.append(acc)
+    return moveaxis(stack(cols, axis=-1), -1, axis)
+
+
+cumprod_p.jvp = (_cumprod_jvp,)
+
+
+def cumprod(x: Any, axis: Any = None) -> Any:
+    """Cumulative product along ``axis``; gradients are exact even with zeros."""
+    x, ax = _flat_axis(x, axis, "cumprod")
+    return cumprod_p(x, axis=ax)
+
+
+# --- prod ---------------------------------------------------------------------------------------
+
+def _prod_impl(xp, x, axes, keepdims):
+    return xp.prod(x, axis=axes, keepdims=keepdims)
+
+
+def _prod_others(x, axes):
+    """For each element, the product of the *other* elements of its reduction group."""
+    raw = np.asarray(_raw(x))
+    if np.all(raw != 0):
+        return prod_p(x, axes=axes, keepdims=True) / x
+    from .shape import moveaxis
+
+    # Flatten the reduced axes to the last one, then multiply exclusive prefix and suffix products.
+    xs = tuple(x.shape)
+    nd = len(xs)
+    pos = [a + nd for a in axes]
+    kept = [i for i in range(nd) if i not in pos]
+    moved = moveaxis(x, pos, list(range(len(kept), nd)))
+    flat = reshape(moved, shape=tuple(xs[i] for i in kept) + (-1,))
+    ones = flat[..., :1] * 0.0 + 1.0
+    from .shape import concatenate
+
+    left = cumprod_p(concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+    rev = flat[..., ::-1]
+    right = cumprod_p(concatenate([ones, rev[..., :-1]], axis=-1), axis=-1)[..., ::-1]
+    others = reshape(left * right, shape=tuple(moved.shape))
+    return moveaxis(others, list(range(len(kept), nd)), pos)
+
+
+prod_p = primitive(
+    "reduce_prod", _prod_impl,
+    lambda x, axes, keepdims: np.prod(x, axis=axes, keepdims=keepdims),
+    vjp=(lambda g, out, x, axes, keepdims:
+         expand_reduced(g, x, out, axes, keepdims) * _prod_others(x, axes),),
+    jvp=(lambda t, out, x, axes, keepdims:
+         reduce_sum(t * _prod_others(x, axes), axes=axes, keepdims=keepdims),),
+)
+
+
+def prod(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """Product over ``axis``; the gradient is exact when inputs contain zeros."""
+    return prod_p(x, axes=normalize_axes(axis, _ndim(x), "prod"), keepdims=bool(keepdims))
+
+
+# --- statistics ---------------------------------------------------------------------------------
+
+def var(x: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Any:
+    """Variance over ``axis`` (``ddof`` as in NumPy)."""
+    axes = normalize_axes(axis, _ndim(x), "var")
+    centred = x - mean(x, axis=axes, keepdims=True)
+    n = _count(tuple(getattr(x, "shape", ())), axes) - ddof
+    return reduce_sum(centred * centred, axes=axes, keepdims=bool(keepdims)) / n
+
+
+def std(x: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Any:
+    """Standard deviation over ``axis`` (``ddof`` as in NumPy)."""
+    return sqrt(var(x, axis=axis, keepdims=keepdims, ddof=ddof))
+
+
+def logsumexp(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """``log(sum(exp(x)))`` over ``axis`` without overflow (shifted by the maximum).
+
+    >>> import chainrule.numpy as cnp
+    >>> float(cnp.logsumexp([1000.0, 1000.0]))
+    1000.6931471805599
+    """
+    axes = normalize_axes(axis, _ndim(x), "logsumexp")
+    raw = _raw(x)
+    if not hasattr(raw, "shape"):
+        raw = np.asarray(raw)
+    xp_max = np.max if isinstance(raw, np.ndarray | np.generic) else None
+    if xp_max is not None:
+        m = np.max(raw, axis=axes, keepdims=True) if raw.size else np.zeros(_kept_shape(raw.shape, axes))
+        m = np.where(np.isfinite(m), m, 0.0)
+    else:
+        from ..backend import namespace_of
+
+        xp = namespace_of(raw)
+        m = xp.max(raw, axis=axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    # The shift is a constant: logsumexp does not depend on it, so no gradient flows through it.
+    out = log(reduce_sum(exp(x - m), axes=axes, keepdims=True)) + m
+    if not keepdims:
+        out = reshape(out, shape=tuple(s for i, s in enumerate(out.shape)
+                                       if i - len(out.shape) not in axes))
+    return out
+
+
+def count_nonzero(x: Any, axis: Any = None) -> Any:
+    """Number of non-zero entries (not differentiable)."""
+    return np.count_nonzero(np.asarray(_raw(x)), axis=axis)
+
+
+_ = where
