@@ -19,7 +19,7 @@ __all__ = ["namespace_of", "is_numpy_namespace", "NUMPY_TYPES"]
 
 #: Types that NumPy serves directly (Python scalars are promoted by NumPy).
 NUMPY_TYPES: frozenset[type] = frozenset(
-    {np.ndarray, float, int, bool, complex, list, tuple}
+    {np.ndarray, float, int, bool, complex}
     | {t for t in np.sctypeDict.values() if isinstance(t, type)}
 )
 
@@ -59,7 +59,7 @@ def namespace_of(*values: Any) -> Any:
     found = np
     for v in values:
         t = type(v)
-        if t in NUMPY_TYPES or v is None:
+        if t in NUMPY_TYPES or v is None or t is list or t is tuple:
             continue
         xp = _cache.get(t)
         if xp is None:

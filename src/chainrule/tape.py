@@ -70,7 +70,7 @@ class GradientTape:
         _tapes.stack.remove(self)
 
     def _records(self, node: Any) -> bool:
-        seq = node.seq
+        seq = node._seq
         for start, end in self._windows:
             if start < seq < end:
                 return True
@@ -153,7 +153,7 @@ class GradientTape:
         create = bool(_tapes.stack)
         leaves, found = backward_pass([(target, Tensor(eye) if create else eye)], target._level,
                                       True, create, accept=self._records,
-                                      target_nodes=[source._node] if source._node else [])
+                                      target_nodes=[source] if source._prim is not None else [])
         if source._node is not None:
             g = found.get(source._node)
         else:

@@ -73,7 +73,7 @@ class Tensor(Box):
     @property
     def is_leaf(self) -> bool:
         """True for tensors made by the user rather than recorded operations."""
-        return self._node is None
+        return self._prim is None
 
     def __len__(self) -> int:
         if self.ndim == 0:
@@ -140,7 +140,7 @@ class Tensor(Box):
                 f"only floating-point tensors can require gradients, not dtype {self.dtype}; "
                 "convert with .astype(float) first"
             )
-        if not requires_grad and self._node is not None:
+        if not requires_grad and self._prim is not None:
             raise RuntimeError("requires_grad can only be switched off on leaf tensors; use detach()")
         self.requires_grad = requires_grad
         return self

@@ -1,20 +1,19 @@
 """The reverse sweep: iterative, summing on fan-out, freeing as it goes.
 
-Nodes are numbered when they are created, and a node's inputs are always
-older than the node, so popping nodes from a max-heap of sequence numbers
-visits them in a valid reverse topological order with no recursion.
-Cotangents live in a local dict and are popped when their node runs; saved
-values are dropped as soon as the node's rule has run (unless the graph is
-retained).
+Recorded boxes are numbered when they are made, and a box's inputs are
+always older than the box, so popping boxes from a max-heap of sequence
+numbers visits them in a valid reverse topological order with no
+recursion.  Cotangents live in a local dict and are popped when their box's
+rule runs; saved inputs are dropped as soon as the rule has run (unless the
+graph is retained).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from heapq import heappop, heappush
-from typing import Any
+from typing import Any, Callable, Iterable
 
-from .primitive import Box, box_class
+from .primitive import Box
 
 __all__ = ["backward_pass", "add_cotangents"]
 
@@ -32,9 +31,9 @@ def add_cotangents(a: Any, b: Any) -> Any:
     return a + b
 
 
-def _freed_error(node) -> RuntimeError:
+def _freed_error(box: Box) -> RuntimeError:
     return RuntimeError(
-        f"trying to backward through the graph a second time (at {node.prim.name!r}): its "
+        f"trying to backward through the graph a second time (at {box._prim.name!r}): its "
         "saved values were freed after the first backward(); pass retain_graph=True to the "
         "first backward() to keep them"
     )
@@ -45,73 +44,83 @@ def backward_pass(
     level: int,
     retain_graph: bool = False,
     create_graph: bool = False,
-    accept: Callable[[Any], bool] | None = None,
-    target_nodes: Iterable[Any] = (),
-) -> tuple[dict[int, tuple[Box, Any]], dict[Any, Any]]:
+    accept: Callable[[Box], bool] | None = None,
+    target_nodes: Iterable[Box] = (),
+) -> tuple[dict[int, tuple[Box, Any]], dict[Box, Any]]:
     """Propagate cotangents from ``roots`` back to the leaves at ``level``.
 
     Returns ``(leaves, targets)``: ``leaves`` maps ``id(leaf)`` to
     ``(leaf, cotangent)`` for every leaf that requires grad and was reached;
-    ``targets`` maps each node in ``target_nodes`` that was reached to its
-    total cotangent.  ``accept(node)`` may refuse to expand a node (a
+    ``targets`` maps each recorded box in ``target_nodes`` that was reached
+    to its total cotangent.  ``accept(box)`` may refuse to expand a box (a
     gradient tape only follows the operations it recorded).  With
     ``create_graph`` the rules run on boxes, so the gradient is itself
     recorded and can be differentiated again.
     """
-    grads: dict[Any, Any] = {}
+    grads: dict[Box, Any] = {}
     heap: list = []
     leaves: dict[int, tuple[Box, Any]] = {}
     wanted = set(target_nodes)
-    found: dict[Any, Any] = {}
+    found: dict[Box, Any] = {}
     for box, g in roots:
-        _send(box, g, level, grads, heap, leaves)
-    cls = box_class[0]
+        _send(box, g, grads, heap, leaves)
     while heap:
-        node = heappop(heap)[1]
-        g = grads.pop(node)
-        if node in wanted:
-            found[node] = g
-        if accept is not None and not accept(node):
+        box = heappop(heap)[1]
+        g = grads.pop(box)
+        if wanted and box in wanted:
+            found[box] = g
+        if accept is not None and not accept(box):
             continue
-        args = node.args
+        args = box._args
         if args is None:
-            raise _freed_error(node)
-        prim = node.prim
-        params = node.params or _EMPTY
+            raise _freed_error(box)
+        prim = box._prim
+        params = box._params
         if create_graph:
             vals = args
-            out = cls(node.out, level, node, True)
+            out = box
         else:
-            vals = tuple([a.data if isinstance(a, Box) and a._level == level else a for a in args])
-            out = node.out
+            vals = box._vals
+            out = box.data
         rule = prim.vjp
         if type(rule) is tuple:
             for a, f in zip(args, rule):
-                if isinstance(a, Box) and a._level == level and a.requires_grad:
+                if isinstance(a, Box) and a.requires_grad and a._level == level:
                     if f is None:
                         raise TypeError(f"{prim.name!r} is not differentiable in this argument")
-                    _send(a, f(g, out, *vals, **params), level, grads, heap, leaves)
+                    ct = f(g, out, *vals, **params) if params else f(g, out, *vals)
+                    if ct is None:
+                        continue
+                    if a._prim is None:
+                        _send_leaf(a, ct, leaves)
+                    elif a in grads:
+                        grads[a] = add_cotangents(grads[a], ct)
+                    else:
+                        grads[a] = ct
+                        heappush(heap, (-a._seq, a))
         else:
-            cts = rule(g, out, *vals, **params)
+            cts = rule(g, out, *vals, **params) if params else rule(g, out, *vals)
             for a, ct in zip(args, cts):
-                if isinstance(a, Box) and a._level == level and a.requires_grad:
-                    _send(a, ct, level, grads, heap, leaves)
+                if isinstance(a, Box) and a.requires_grad and a._level == level:
+                    _send(a, ct, grads, heap, leaves)
         if not retain_graph:
-            node.args = None
-            node.out = None
+            box._args = box._vals = None
     return leaves, found
 
 
-def _send(box: Box, ct: Any, level: int, grads: dict, heap: list, leaves: dict) -> None:
+def _send_leaf(box: Box, ct: Any, leaves: dict) -> None:
+    key = id(box)
+    prev = leaves.get(key)
+    leaves[key] = (box, ct if prev is None else add_cotangents(prev[1], ct))
+
+
+def _send(box: Box, ct: Any, grads: dict, heap: list, leaves: dict) -> None:
     if ct is None:
         return
-    node = box._node
-    if node is None:
-        key = id(box)
-        prev = leaves.get(key)
-        leaves[key] = (box, ct if prev is None else add_cotangents(prev[1], ct))
-    elif node in grads:
-        grads[node] = add_cotangents(grads[node], ct)
+    if box._prim is None:
+        _send_leaf(box, ct, leaves)
+    elif box in grads:
+        grads[box] = add_cotangents(grads[box], ct)
     else:
-        grads[node] = ct
-        heappush(heap, (-node.seq, node))
+        grads[box] = ct
+        heappush(heap, (-box._seq, box))

@@ -26,44 +26,58 @@ import numpy as np
 from ..backend import NUMPY_TYPES, namespace_of
 from .trace import FORWARD_LEVELS, state
 
-__all__ = ["Primitive", "Box", "Node", "registry", "primitive"]
+__all__ = ["Primitive", "Box", "record", "registry", "primitive"]
 
 registry: dict[str, Primitive] = {}
 _seq = itertools.count()
 
 
 class Box:
-    """A value seen by one trace level (the base of :class:`chainrule.Tensor`)."""
+    """A value seen by one trace level (the base of :class:`chainrule.Tensor`).
 
-    __slots__ = ("data", "grad", "requires_grad", "_node", "_level", "_tangent", "__weakref__")
+    A box made by a recorded operation *is* that operation's graph node: it
+    keeps the primitive, its inputs and parameters and a sequence number
+    (one object per operation keeps the graph small and cheap to build).
+    Leaves and unrecorded values have ``_prim = None``.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_level", "_tangent", "_prim", "_args",
+                 "_params", "_seq", "_vals", "__weakref__")
 
     def __init__(self, data, level=0, node=None, requires_grad=False, tangent=None):
+        # ``node`` is accepted for symmetry with ``record`` and must be None here.
         self.data = data
         self.grad = None
         self.requires_grad = requires_grad
-        self._node = node
         self._level = level
         self._tangent = tangent
+        self._prim = None
+
+    @property
+    def _node(self):
+        """The recorded operation that made this box (itself), or ``None`` for leaves."""
+        return self if self._prim is not None else None
 
 
 #: The class that boxes results (``Tensor``, set by ``chainrule.tensor``).
 box_class: list[type] = [Box]
+_box_cls = box_class
 
 
-class Node:
-    """One recorded application of a primitive: what its rules need, nothing more."""
-
-    __slots__ = ("prim", "args", "params", "out", "seq")
-
-    def __init__(self, prim, args, params, out):
-        self.prim = prim
-        self.args = args
-        self.params = params
-        self.out = out
-        self.seq = next(_seq)
-
-    def __repr__(self) -> str:
-        return f"<Node {self.prim.name} #{self.seq}>"
+def record(cls, out, level, prim, args, params, vals):
+    """A box of ``out`` that records ``prim`` applied to ``args`` (the graph node)."""
+    box = cls.__new__(cls)
+    box.data = out
+    box.grad = None
+    box.requires_grad = True
+    box._level = level
+    box._tangent = None
+    box._prim = prim
+    box._args = args
+    box._params = params
+    box._vals = vals  # the inputs as this level sees them, for the rules
+    box._seq = next(_seq)
+    return box
 
 
 class Primitive:
@@ -111,6 +125,56 @@ class Primitive:
         return self
 
     def __call__(self, *args: Any, **params: Any) -> Any:
+        # Fast paths for one and two inputs at one level over NumPy data (the common case);
+        # everything else (several levels, other libraries, forward mode) goes to _bind.
+        n = len(args)
+        if n == 2:
+            x, y = args
+            if isinstance(x, Box):
+                lvl = x._level
+                xd = x.data
+                if isinstance(y, Box):
+                    if y._level != lvl:
+                        return self._bind(args, params)
+                    yd = y.data
+                    tracked = x.requires_grad or y.requires_grad
+                else:
+                    yd = y
+                    tracked = x.requires_grad
+            elif isinstance(y, Box):
+                lvl = y._level
+                xd = x
+                yd = y.data
+                tracked = y.requires_grad
+            else:
+                if type(x) in NUMPY_TYPES and type(y) in NUMPY_TYPES:
+                    return self.np_impl(x, y, **params)
+                return self._raw_other(args, params)
+            if (type(xd) not in NUMPY_TYPES or type(yd) not in NUMPY_TYPES
+                    or lvl in FORWARD_LEVELS or not self.differentiable):
+                return self._bind(args, params)
+            out = self.np_impl(xd, yd, **params)
+            if tracked and lvl > state.grad_floor:
+                return record(_box_cls[0], out, lvl, self, args, params or None, (xd, yd))
+            return _box_cls[0](out, lvl)
+        if n == 1:
+            x = args[0]
+            if isinstance(x, Box):
+                xd = x.data
+                lvl = x._level
+                if type(xd) in NUMPY_TYPES and lvl not in FORWARD_LEVELS and self.differentiable:
+                    out = self.np_impl(xd, **params)
+                    if x.requires_grad and lvl > state.grad_floor:
+                        return record(_box_cls[0], out, lvl, self, args, params or None, (xd,))
+                    return _box_cls[0](out, lvl)
+                return self._bind(args, params)
+            if type(x) in NUMPY_TYPES:
+                return self.np_impl(x, **params)
+            return self._raw_other(args, params)
+        return self._bind(args, params)
+
+    def _bind(self, args: tuple, params: dict) -> Any:
+        """The general bind: any number of inputs, boxes of several levels, forward mode."""
         top = -1
         for a in args:
             if isinstance(a, Box) and a._level > top:
@@ -118,12 +182,38 @@ class Primitive:
         if top < 0:
             for a in args:
                 if type(a) not in NUMPY_TYPES:
-                    xp = namespace_of(*args)
-                    if xp is not np:
-                        return self.impl(xp, *args, **params)
-                    break
+                    return self._raw_other(args, params)
             return self.np_impl(*args, **params)
-        return _bind_boxed(self, args, params, top)
+        # Unwrap the top level; note whether lower-level boxes remain (nested transforms).
+        vals = []
+        tracked = False
+        nested = False
+        for a in args:
+            if isinstance(a, Box) and a._level == top:
+                if a.requires_grad:
+                    tracked = True
+                a = a.data
+            if not nested and type(a) not in NUMPY_TYPES:
+                nested = True
+            vals.append(a)
+        out = self(*vals, **params) if nested else self.np_impl(*vals, **params)
+        if not self.differentiable:
+            return out
+        if top in FORWARD_LEVELS:
+            return box_class[0](out, top, None, False,
+                                _push_tangents(self, args, vals, params, out, top))
+        if tracked and top > state.grad_floor:
+            return record(box_class[0], out, top, self, args, params or None, tuple(vals))
+        return box_class[0](out, top)
+
+
+    def _raw_other(self, args: tuple, params: dict) -> Any:
+        """Raw inputs that are not all NumPy: nested lists, or another array library."""
+        xp = namespace_of(*args)
+        if xp is not np:
+            return self.impl(xp, *args, **params)
+        args = tuple(np.asarray(a) if isinstance(a, (list, tuple)) else a for a in args)
+        return self.np_impl(*args, **params)
 
 
 def _bind_numpy(impl: Callable[..., Any]) -> Callable[..., Any]:
@@ -131,47 +221,6 @@ def _bind_numpy(impl: Callable[..., Any]) -> Callable[..., Any]:
         return impl(np, *args, **params)
 
     return np_impl
-
-
-def _bind_boxed(prim: Primitive, args: tuple, params: dict, top: int) -> Any:
-    vals = tuple([a.data if isinstance(a, Box) and a._level == top else a for a in args])
-    out = prim(*vals, **params)
-    if not prim.differentiable:
-        return out
-    cls = box_class[0]
-    if top in FORWARD_LEVELS:
-        return cls(out, top, None, False, _push_tangents(prim, args, vals, params, out, top))
-    if top > state.grad_floor:
-        for a in args:
-            if isinstance(a, Box) and a._level == top and a.requires_grad:
-                return cls(out, top, Node(prim, args, params or None, out), True)
-    return cls(out, top)
-
-
-def _push_tangents(prim, args, vals, params, out, level):
-    rule = prim.jvp
-    tangents = [
-        a._tangent if isinstance(a, Box) and a._level == level else None for a in args
-    ]
-    if all(t is None for t in tangents):
-        return None
-    if rule is None:
-        raise NotImplementedError(
-            f"forward-mode differentiation of {prim.name!r} is not implemented (no JVP rule)"
-        )
-    if callable(rule):
-        return rule(tangents, out, *vals, **params)
-    total = None
-    for t, f in zip(tangents, rule):
-        if t is None:
-            continue
-        if f is None:
-            raise NotImplementedError(
-                f"{prim.name!r} is not differentiable in this argument (forward mode)"
-            )
-        term = f(t, out, *vals, **params)
-        total = term if total is None else total + term
-    return total
 
 
 def primitive(

@@ -22,9 +22,10 @@ def _shape_of(x: Any) -> tuple:
 def unbroadcast(g: Any, x: Any, out: Any) -> Any:
     """Reduce cotangent ``g`` of ``out`` to the shape of input ``x`` (keeping batch axes)."""
     gs = g.shape
-    xs = _shape_of(x)
+    xs = x.shape if hasattr(x, "shape") else ()
     if gs == xs:
         return g
+    xs = tuple(xs)
     out_ndim = len(_shape_of(out))
     nb = len(gs) - out_ndim
     target = gs[:nb] + (1,) * (out_ndim - len(xs)) + xs

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import operator
+
 import numpy as np
 
 from ..core.primitive import Primitive, primitive
@@ -33,7 +35,7 @@ def unary(name: str, np_fn: Any, deriv: Callable[[Any, Any], Any] | None,
         vjp = (lambda g, out, x: g * 0.0,)
         jvp = (lambda t, out, x: t * 0.0,)
     else:
-        vjp = (lambda g, out, x: g * deriv(x, out),)
+        vjp = (lambda g, out, x: g * deriv(x, out),)  # noqa: E731 (one line per rule)
         jvp = (lambda t, out, x: t * deriv(x, out),)
     return primitive(name, _xp_fn(xp_name or name), np_fn, vjp=vjp, jvp=jvp)
 
@@ -41,45 +43,61 @@ def unary(name: str, np_fn: Any, deriv: Callable[[Any, Any], Any] | None,
 def binary(name: str, np_fn: Any, dx: Callable[..., Any] | None,
            dy: Callable[..., Any] | None, xp_name: str | None = None) -> Primitive:
     """Declare an elementwise binary primitive with partials ``dx(x, y, out)``, ``dy(...)``."""
-    def vjp_rule(d, pick):
-        if d is None:
-            return None
-        return lambda g, out, x, y: unbroadcast(g * d(x, y, out), pick(x, y), out)
-
-    def jvp_rule(d, pick):
-        if d is None:
-            return None
-        return lambda t, out, x, y: align(t, pick(x, y), out) * d(x, y, out)
-
-    first, second = (lambda x, y: x), (lambda x, y: y)
-    return primitive(
-        name, _xp_fn(xp_name or name), np_fn,
-        vjp=(vjp_rule(dx, first), vjp_rule(dy, second)),
-        jvp=(jvp_rule(dx, first), jvp_rule(dy, second)),
-    )
+    vjp_x = None if dx is None else (lambda g, out, x, y: unbroadcast(g * dx(x, y, out), x, out))
+    vjp_y = None if dy is None else (lambda g, out, x, y: unbroadcast(g * dy(x, y, out), y, out))
+    jvp_x = None if dx is None else (lambda t, out, x, y: align(t, x, out) * dx(x, y, out))
+    jvp_y = None if dy is None else (lambda t, out, x, y: align(t, y, out) * dy(x, y, out))
+    return primitive(name, _xp_fn(xp_name or name), np_fn,
+                     vjp=(vjp_x, vjp_y), jvp=(jvp_x, jvp_y))
 
 
 # --- arithmetic -----------------------------------------------------------------
 
+_PY_SCALARS = frozenset({float, int, bool, complex})
+
+
+def _same_shape(g, x, out):
+    return g if g.shape == x.shape else unbroadcast(g, x, out)
+
+
+def _fast(op: Callable[[Any, Any], Any], ufunc: Any) -> Callable[[Any, Any], Any]:
+    """Python's operator on NumPy values (NumPy scalars' operators skip the ufunc
+    machinery and are ~10x faster); the ufunc when both sides are Python numbers,
+    so the result is still NumPy's (``1.0 / 0.0`` gives ``inf``, not an exception)."""
+    def impl(x, y):
+        if type(x) in _PY_SCALARS and type(y) in _PY_SCALARS:
+            return ufunc(x, y)
+        return op(x, y)
+
+    impl.__name__ = ufunc.__name__
+    return impl
+
+
 add = primitive(
-    "add", _xp_fn("add"), np.add,
-    vjp=(lambda g, out, x, y: unbroadcast(g, x, out), lambda g, out, x, y: unbroadcast(g, y, out)),
+    "add", _xp_fn("add"), _fast(operator.add, np.add),
+    vjp=(lambda g, out, x, y: g if g.shape == x.shape else unbroadcast(g, x, out),
+         lambda g, out, x, y: g if g.shape == y.shape else unbroadcast(g, y, out)),
     jvp=(lambda t, out, x, y: _bcast_tangent(t, x, out), lambda t, out, x, y: _bcast_tangent(t, y, out)),
 )
 subtract = primitive(
-    "subtract", _xp_fn("subtract"), np.subtract,
+    "subtract", _xp_fn("subtract"), _fast(operator.sub, np.subtract),
     vjp=(lambda g, out, x, y: unbroadcast(g, x, out), lambda g, out, x, y: unbroadcast(-g, y, out)),
     jvp=(lambda t, out, x, y: _bcast_tangent(t, x, out), lambda t, out, x, y: -_bcast_tangent(t, y, out)),
 )
-multiply = binary("multiply", np.multiply, lambda x, y, o: y, lambda x, y, o: x)
+multiply = primitive(
+    "multiply", _xp_fn("multiply"), _fast(operator.mul, np.multiply),
+    vjp=(lambda g, out, x, y: _same_shape(g * y, x, out),
+         lambda g, out, x, y: _same_shape(g * x, y, out)),
+    jvp=(lambda t, out, x, y: align(t, x, out) * y, lambda t, out, x, y: x * align(t, y, out)),
+)
 divide = primitive(
-    "divide", _xp_fn("divide"), np.divide,
+    "divide", _xp_fn("divide"), _fast(operator.truediv, np.divide),
     vjp=(lambda g, out, x, y: unbroadcast(g / y, x, out),
          lambda g, out, x, y: unbroadcast(-g * out / y, y, out)),
     jvp=(lambda t, out, x, y: align(t, x, out) / y,
          lambda t, out, x, y: -align(t, y, out) * out / y),
 )
-negative = primitive("negative", _xp_fn("negative"), np.negative,
+negative = primitive("negative", _xp_fn("negative"), operator.neg,
                      vjp=(lambda g, out, x: -g,), jvp=(lambda t, out, x: -t,))
 positive = primitive("positive", _xp_fn("positive"), np.positive,
                      vjp=(lambda g, out, x: g,), jvp=(lambda t, out, x: t,))
@@ -105,7 +123,7 @@ def _pow_dy(x, y, out):
     return where(x == 0, 0.0, out * log(safe))
 
 
-power = binary("power", np.power, _pow_dx, _pow_dy, xp_name="pow")
+power = binary("power", _fast(operator.pow, np.power), _pow_dx, _pow_dy, xp_name="pow")
 square = unary("square", np.square, lambda x, o: 2 * x)
 sqrt = unary("sqrt", np.sqrt, lambda x, o: 0.5 / o)
 cbrt = unary("cbrt", np.cbrt, lambda x, o: 1.0 / (3.0 * o * o))
