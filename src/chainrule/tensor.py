@@ -220,8 +220,9 @@ def _is_numpy(x: Any) -> bool:
 def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
     """Make a leaf tensor from an array, a nested list or a number.
 
-    Python floats (and lists of them) become float64; arrays of other array
-    libraries (CuPy, Dask, array-api-strict) are kept in their library.
+    Python floats (and lists of them) become float64; a NumPy array is used
+    as it is, without a copy; arrays of other array libraries (CuPy, Dask,
+    array-api-strict) are kept in their library.
 
     >>> import chainrule as cr
     >>> cr.tensor([1.0, 2.0]).dtype
@@ -233,7 +234,10 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
     """
     if isinstance(data, Box):
         data = _raw(data)
-    if _is_numpy(data) or isinstance(data, (list, tuple)):
+    if isinstance(data, np.ndarray):
+        # Shares memory with the array it is given (like torch.from_numpy): no copy.
+        data = data if dtype is None or data.dtype == dtype else data.astype(dtype)
+    elif _is_numpy(data) or isinstance(data, (list, tuple)):
         data = np.array(data, dtype=dtype)
     elif dtype is not None:
         from .backend import namespace_of

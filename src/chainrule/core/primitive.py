@@ -223,6 +223,33 @@ def _bind_numpy(impl: Callable[..., Any]) -> Callable[..., Any]:
     return np_impl
 
 
+def _push_tangents(prim, args, vals, params, out, level):
+    """The output tangent of ``prim`` at a forward level (``None`` is a zero tangent)."""
+    rule = prim.jvp
+    tangents = [
+        a._tangent if isinstance(a, Box) and a._level == level else None for a in args
+    ]
+    if all(t is None for t in tangents):
+        return None
+    if rule is None:
+        raise NotImplementedError(
+            f"forward-mode differentiation of {prim.name!r} is not implemented (no JVP rule)"
+        )
+    if callable(rule):
+        return rule(tangents, out, *vals, **params)
+    total = None
+    for t, f in zip(tangents, rule):
+        if t is None:
+            continue
+        if f is None:
+            raise NotImplementedError(
+                f"{prim.name!r} is not differentiable in this argument (forward mode)"
+            )
+        term = f(t, out, *vals, **params)
+        total = term if total is None else total + term
+    return total
+
+
 def primitive(
     name: str,
     impl: Callable[..., Any],

@@ -114,6 +114,11 @@ def _bcast_tangent(t, x, out):
 
 
 def _pow_dx(x, y, out):
+    if type(y) in _PY_SCALARS:  # common constant exponents need no second power
+        if y == 2:
+            return x * 2.0
+        if y == 1:
+            return x * 0.0 + 1.0
     return y * x ** (y - 1)
 
 
@@ -144,10 +149,12 @@ _LN10 = float(np.log(10.0))
 exp = unary("exp", np.exp, lambda x, o: o)
 exp2 = unary("exp2", np.exp2, lambda x, o: o * _LN2, xp_name="exp2")
 expm1 = unary("expm1", np.expm1, lambda x, o: o + 1.0)
-log = unary("log", np.log, lambda x, o: 1.0 / x)
+log = primitive("log", _xp_fn("log"), np.log,
+                vjp=(lambda g, out, x: g / x,), jvp=(lambda t, out, x: t / x,))
 log2 = unary("log2", np.log2, lambda x, o: 1.0 / (x * _LN2))
 log10 = unary("log10", np.log10, lambda x, o: 1.0 / (x * _LN10))
-log1p = unary("log1p", np.log1p, lambda x, o: 1.0 / (x + 1.0))
+log1p = primitive("log1p", _xp_fn("log1p"), np.log1p,
+                  vjp=(lambda g, out, x: g / (x + 1.0),), jvp=(lambda t, out, x: t / (x + 1.0),))
 logaddexp = binary("logaddexp", np.logaddexp,
                    lambda x, y, o: exp(x - o), lambda x, y, o: exp(y - o))
 logaddexp2 = binary("logaddexp2", np.logaddexp2,
