@@ -83,6 +83,7 @@ from .ops.linalg import linalg  # noqa: F401
 from .ops.reductions import *  # noqa: F403
 from .ops.shape import *  # noqa: F403
 
+abs = absolute  # noqa: A001  (NumPy's name)
 pi = 3.141592653589793
 e = 2.718281828459045
 inf = float("inf")

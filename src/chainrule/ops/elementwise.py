@@ -147,7 +147,8 @@ _LN2 = float(np.log(2.0))
 _LN10 = float(np.log(10.0))
 
 exp = unary("exp", np.exp, lambda x, o: o)
-exp2 = unary("exp2", np.exp2, lambda x, o: o * _LN2, xp_name="exp2")
+exp2 = unary("exp2", np.exp2, lambda x, o: o * _LN2)
+exp2.impl = lambda xp, x: xp.pow(2.0, x) if not hasattr(xp, "exp2") else xp.exp2(x)
 expm1 = unary("expm1", np.expm1, lambda x, o: o + 1.0)
 log = primitive("log", _xp_fn("log"), np.log,
                 vjp=(lambda g, out, x: g / x,), jvp=(lambda t, out, x: t / x,))
@@ -267,6 +268,16 @@ def _clip_impl(xp, x, lo, hi):
     return out
 
 
+def masked(g, mask):
+    """``g`` where ``mask`` holds, zero elsewhere (keeps g's dtype, any array library)."""
+    raw = mask
+    while hasattr(raw, "_level"):
+        raw = raw.data
+    if isinstance(raw, (np.ndarray, np.generic, bool)):
+        return g * mask  # one pass: multiplying by booleans keeps g's dtype
+    return where(mask, g, g * 0.0)
+
+
 def _clip_mask(x, lo, hi):
     inside = True
     if lo is not None:
@@ -279,7 +290,7 @@ def _clip_mask(x, lo, hi):
 def _clip_bound_vjp(is_lo):
     def rule(g, out, x, lo, hi):
         hit = (x < lo) if is_lo else (x > hi)
-        return unbroadcast(g * hit, lo if is_lo else hi, out)
+        return unbroadcast(masked(g, hit), lo if is_lo else hi, out)
 
     return rule
 
@@ -287,16 +298,16 @@ def _clip_bound_vjp(is_lo):
 def _clip_bound_jvp(is_lo):
     def rule(t, out, x, lo, hi):
         hit = (x < lo) if is_lo else (x > hi)
-        return align(t, lo if is_lo else hi, out) * hit
+        return masked(align(t, lo if is_lo else hi, out), hit)
 
     return rule
 
 
 clip = primitive(
     "clip", _clip_impl, lambda x, lo, hi: np.clip(x, lo, hi),
-    vjp=(lambda g, out, x, lo, hi: unbroadcast(g * _clip_mask(x, lo, hi), x, out),
+    vjp=(lambda g, out, x, lo, hi: unbroadcast(masked(g, _clip_mask(x, lo, hi)), x, out),
          _clip_bound_vjp(True), _clip_bound_vjp(False)),
-    jvp=(lambda t, out, x, lo, hi: align(t, x, out) * _clip_mask(x, lo, hi),
+    jvp=(lambda t, out, x, lo, hi: masked(align(t, x, out), _clip_mask(x, lo, hi)),
          _clip_bound_jvp(True), _clip_bound_jvp(False)),
 )
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import namespace_of
 from ..core.primitive import Box, primitive
 from ._broadcast import batch_shape, broadcast_to, reshape
 from .elementwise import equal, exp, log, sqrt, where
@@ -112,9 +113,10 @@ def _chooser(name: str, np_fn: Any, xp_name: str):
     def share(x, out, axes, keepdims):
         # Ties share the derivative equally: deterministic and symmetric.
         o = out if keepdims else reshape(out, shape=_kept_shape(tuple(x.shape), axes))
-        hit = equal(x, o)
-        counts = np.sum(np.asarray(_raw(hit)), axis=axes, keepdims=True)
-        return (np.asarray(_raw(hit)) / counts).astype(np.asarray(_raw(x)).dtype)
+        hit = equal(x, o)  # a plain boolean array of x's library
+        xp = namespace_of(hit)
+        weight = xp.astype(hit, _raw(x).dtype)
+        return weight / xp.sum(weight, axis=axes, keepdims=True)
 
     def vjp(g, out, x, axes, keepdims):
         return expand_reduced(g, x, out, axes, keepdims) * share(x, out, axes, keepdims)
