@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import NUMPY_TYPES, namespace_of
-from .trace import FORWARD_LEVELS, state
+from .trace import FORWARD_LEVELS, SPECIAL_LEVELS, STAGING, state
 
 __all__ = ["Primitive", "Box", "record", "registry", "primitive"]
 
@@ -151,7 +151,7 @@ class Primitive:
                     return self.np_impl(x, y, **params)
                 return self._raw_other(args, params)
             if (type(xd) not in NUMPY_TYPES or type(yd) not in NUMPY_TYPES
-                    or lvl in FORWARD_LEVELS or not self.differentiable):
+                    or lvl in SPECIAL_LEVELS or not self.differentiable):
                 return self._bind(args, params)
             out = self.np_impl(xd, yd, **params)
             if tracked and lvl > state.grad_floor:
@@ -162,7 +162,7 @@ class Primitive:
             if isinstance(x, Box):
                 xd = x.data
                 lvl = x._level
-                if type(xd) in NUMPY_TYPES and lvl not in FORWARD_LEVELS and self.differentiable:
+                if type(xd) in NUMPY_TYPES and lvl not in SPECIAL_LEVELS and self.differentiable:
                     out = self.np_impl(xd, **params)
                     if x.requires_grad and lvl > state.grad_floor:
                         return record(_box_cls[0], out, lvl, self, args, params or None, (xd,))
@@ -184,6 +184,8 @@ class Primitive:
                 if type(a) not in NUMPY_TYPES:
                     return self._raw_other(args, params)
             return self.np_impl(*args, **params)
+        if top in STAGING:
+            return STAGING[top](self, args, params)
         # Unwrap the top level; note whether lower-level boxes remain (nested transforms).
         vals = []
         tracked = False

@@ -23,6 +23,11 @@ EAGER_LEVEL = 0
 _level_counter = itertools.count(1)
 #: Levels whose boxes carry tangents (forward mode) instead of graph nodes.
 FORWARD_LEVELS: set[int] = set()
+#: Staging levels (program tracing, symbolic graphs): level -> handler
+#: ``handler(prim, args, params)`` that returns the result of binding ``prim``.
+STAGING: dict[int, Any] = {}
+#: Every level that the fast paths must leave to the general bind.
+SPECIAL_LEVELS: set[int] = set()
 
 
 class _State(threading.local):
@@ -41,7 +46,28 @@ def new_level(forward: bool = False) -> int:
     level = next(_level_counter)
     if forward:
         FORWARD_LEVELS.add(level)
+        SPECIAL_LEVELS.add(level)
     return level
+
+
+def new_staging_level(handler: Any) -> int:
+    """A fresh level whose bindings are handed to ``handler(prim, args, params)``.
+
+    Used by program tracing (``cr.compile``) and symbolic graphs: the handler
+    records the equation and returns the box that stands for its result.
+    Release it with :func:`release_level`.
+    """
+    level = next(_level_counter)
+    STAGING[level] = handler
+    SPECIAL_LEVELS.add(level)
+    return level
+
+
+def release_level(level: int) -> None:
+    """Forget a level's special handling once its trace is over."""
+    FORWARD_LEVELS.discard(level)
+    STAGING.pop(level, None)
+    SPECIAL_LEVELS.discard(level)
 
 
 class level_scope:
@@ -60,6 +86,7 @@ class level_scope:
     def __exit__(self, *exc: object) -> None:
         state.top_level = self.saved
         FORWARD_LEVELS.discard(self.level)
+        SPECIAL_LEVELS.discard(self.level)
 
 
 def is_recording(level: int) -> bool:
