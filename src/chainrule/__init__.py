@@ -22,3 +22,14 @@ __all__ = [
     "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "Function",
     "FunctionCtx", "GradientTape",
 ]
+from . import pytree  # noqa: E402
+from .checks import check_grads  # noqa: E402
+from .transforms import (  # noqa: E402
+    grad, hessian, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp,
+)
+
+__all__ += [
+    "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp",
+    "check_grads", "pytree",
+]
+from . import data, datasets, nn, optim, optimize  # noqa: E402,F401

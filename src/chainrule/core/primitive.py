@@ -94,7 +94,7 @@ class Primitive:
         whose results are plain arrays that carry no derivative.
     """
 
-    __slots__ = ("name", "impl", "np_impl", "vjp", "jvp", "differentiable")
+    __slots__ = ("name", "impl", "np_impl", "box_impl", "vjp", "jvp", "differentiable")
 
     def __init__(
         self,
@@ -109,6 +109,9 @@ class Primitive:
         self.name = name
         self.impl = impl
         self.np_impl = np_impl if np_impl is not None else _bind_numpy(impl)
+        # What runs on the NumPy data of boxes (may skip checks that np_impl needs for
+        # arbitrary raw inputs, e.g. Python's operators on NumPy scalars).
+        self.box_impl = self.np_impl
         self.vjp = vjp
         self.jvp = jvp
         self.differentiable = differentiable
@@ -153,7 +156,7 @@ class Primitive:
             if (type(xd) not in NUMPY_TYPES or type(yd) not in NUMPY_TYPES
                     or lvl in SPECIAL_LEVELS or not self.differentiable):
                 return self._bind(args, params)
-            out = self.np_impl(xd, yd, **params)
+            out = self.box_impl(xd, yd, **params)
             if tracked and lvl > state.grad_floor:
                 return record(_box_cls[0], out, lvl, self, args, params or None, (xd, yd))
             return _box_cls[0](out, lvl)

@@ -28,16 +28,21 @@ def _xp_fn(name: str) -> Callable[..., Any]:
     return impl
 
 
-def unary(name: str, np_fn: Any, deriv: Callable[[Any, Any], Any] | None,
+def unary(name: str, np_fn: Any, scale: Callable[[Any, Any, Any], Any] | None,
           xp_name: str | None = None) -> Primitive:
-    """Declare an elementwise unary primitive whose derivative is ``deriv(x, out)``."""
-    if deriv is None:  # piecewise constant: derivative zero everywhere it exists
-        vjp = (lambda g, out, x: g * 0.0,)
-        jvp = (lambda t, out, x: t * 0.0,)
-    else:
-        vjp = (lambda g, out, x: g * deriv(x, out),)  # noqa: E731 (one line per rule)
-        jvp = (lambda t, out, x: t * deriv(x, out),)
-    return primitive(name, _xp_fn(xp_name or name), np_fn, vjp=vjp, jvp=jvp)
+    """Declare an elementwise unary primitive.
+
+    ``scale(g, out, x)`` multiplies a cotangent or tangent by the derivative
+    ``f'(x)``: for an elementwise function the reverse and the forward rule
+    are the same product, so one function serves as both.
+    """
+    if scale is None:  # piecewise constant: derivative zero everywhere it exists
+        scale = _zero_scale
+    return primitive(name, _xp_fn(xp_name or name), np_fn, vjp=(scale,), jvp=(scale,))
+
+
+def _zero_scale(g, out, x):
+    return g * 0.0
 
 
 def binary(name: str, np_fn: Any, dx: Callable[..., Any] | None,
@@ -129,31 +134,37 @@ def _pow_dy(x, y, out):
 
 
 power = binary("power", _fast(operator.pow, np.power), _pow_dx, _pow_dy, xp_name="pow")
-square = unary("square", np.square, lambda x, o: 2 * x)
-sqrt = unary("sqrt", np.sqrt, lambda x, o: 0.5 / o)
-cbrt = unary("cbrt", np.cbrt, lambda x, o: 1.0 / (3.0 * o * o))
+square = unary("square", np.square, lambda g, o, x: g * (2.0 * x))
+sqrt = unary("sqrt", np.sqrt, lambda g, o, x: g * 0.5 / o)
+cbrt = unary("cbrt", np.cbrt, lambda g, o, x: g / (3.0 * o * o))
 cbrt.impl = lambda xp, x: xp.sign(x) * xp.abs(x) ** (1.0 / 3.0)
-reciprocal = unary("reciprocal", np.reciprocal, lambda x, o: -o * o)
+reciprocal = unary("reciprocal", np.reciprocal, lambda g, o, x: -g * o * o)
 reciprocal.impl = lambda xp, x: 1.0 / x
-absolute = unary("absolute", np.absolute, lambda x, o: sign(x), xp_name="abs")
+absolute = unary("absolute", np.absolute, lambda g, o, x: g * sign(x), xp_name="abs")
 sign = unary("sign", np.sign, None)
 floor = unary("floor", np.floor, None)
 ceil = unary("ceil", np.ceil, None)
 round_ = unary("round", np.round, None)
+
+# Boxes hold NumPy data, so their arithmetic can go straight to Python's operators.
+add.box_impl = operator.add
+subtract.box_impl = operator.sub
+multiply.box_impl = operator.mul
+divide.box_impl = operator.truediv
 
 # --- exponentials and logarithms ------------------------------------------------------
 
 _LN2 = float(np.log(2.0))
 _LN10 = float(np.log(10.0))
 
-exp = unary("exp", np.exp, lambda x, o: o)
-exp2 = unary("exp2", np.exp2, lambda x, o: o * _LN2)
+exp = unary("exp", np.exp, lambda g, o, x: g * o)
+exp2 = unary("exp2", np.exp2, lambda g, o, x: g * o * _LN2)
 exp2.impl = lambda xp, x: xp.pow(2.0, x) if not hasattr(xp, "exp2") else xp.exp2(x)
-expm1 = unary("expm1", np.expm1, lambda x, o: o + 1.0)
+expm1 = unary("expm1", np.expm1, lambda g, o, x: g * (o + 1.0))
 log = primitive("log", _xp_fn("log"), np.log,
                 vjp=(lambda g, out, x: g / x,), jvp=(lambda t, out, x: t / x,))
-log2 = unary("log2", np.log2, lambda x, o: 1.0 / (x * _LN2))
-log10 = unary("log10", np.log10, lambda x, o: 1.0 / (x * _LN10))
+log2 = unary("log2", np.log2, lambda g, o, x: g / (x * _LN2))
+log10 = unary("log10", np.log10, lambda g, o, x: g / (x * _LN10))
 log1p = primitive("log1p", _xp_fn("log1p"), np.log1p,
                   vjp=(lambda g, out, x: g / (x + 1.0),), jvp=(lambda t, out, x: t / (x + 1.0),))
 logaddexp = binary("logaddexp", np.logaddexp,
@@ -163,18 +174,18 @@ logaddexp2 = binary("logaddexp2", np.logaddexp2,
 
 # --- trigonometric and hyperbolic -----------------------------------------------------
 
-sin = unary("sin", np.sin, lambda x, o: cos(x))
-cos = unary("cos", np.cos, lambda x, o: -sin(x))
-tan = unary("tan", np.tan, lambda x, o: 1.0 + o * o)
-arcsin = unary("arcsin", np.arcsin, lambda x, o: 1.0 / sqrt(1.0 - x * x), xp_name="asin")
-arccos = unary("arccos", np.arccos, lambda x, o: -1.0 / sqrt(1.0 - x * x), xp_name="acos")
-arctan = unary("arctan", np.arctan, lambda x, o: 1.0 / (1.0 + x * x), xp_name="atan")
-sinh = unary("sinh", np.sinh, lambda x, o: cosh(x))
-cosh = unary("cosh", np.cosh, lambda x, o: sinh(x))
-tanh = unary("tanh", np.tanh, lambda x, o: 1.0 - o * o)
-arcsinh = unary("arcsinh", np.arcsinh, lambda x, o: 1.0 / sqrt(x * x + 1.0), xp_name="asinh")
-arccosh = unary("arccosh", np.arccosh, lambda x, o: 1.0 / sqrt(x * x - 1.0), xp_name="acosh")
-arctanh = unary("arctanh", np.arctanh, lambda x, o: 1.0 / (1.0 - x * x), xp_name="atanh")
+sin = unary("sin", np.sin, lambda g, o, x: g * cos(x))
+cos = unary("cos", np.cos, lambda g, o, x: -g * sin(x))
+tan = unary("tan", np.tan, lambda g, o, x: g * (1.0 + o * o))
+arcsin = unary("arcsin", np.arcsin, lambda g, o, x: g / sqrt(1.0 - x * x), xp_name="asin")
+arccos = unary("arccos", np.arccos, lambda g, o, x: -g / sqrt(1.0 - x * x), xp_name="acos")
+arctan = unary("arctan", np.arctan, lambda g, o, x: g / (1.0 + x * x), xp_name="atan")
+sinh = unary("sinh", np.sinh, lambda g, o, x: g * cosh(x))
+cosh = unary("cosh", np.cosh, lambda g, o, x: g * sinh(x))
+tanh = unary("tanh", np.tanh, lambda g, o, x: g * (1.0 - o * o))
+arcsinh = unary("arcsinh", np.arcsinh, lambda g, o, x: g / sqrt(x * x + 1.0), xp_name="asinh")
+arccosh = unary("arccosh", np.arccosh, lambda g, o, x: g / sqrt(x * x - 1.0), xp_name="acosh")
+arctanh = unary("arctanh", np.arctanh, lambda g, o, x: g / (1.0 - x * x), xp_name="atanh")
 arctan2 = binary("arctan2", np.arctan2,
                  lambda y, x, o: x / (x * x + y * y), lambda y, x, o: -y / (x * x + y * y),
                  xp_name="atan2")

@@ -1,14 +1,49 @@
-"""Activation primitives that need their own rules for numerical stability."""
+"""Neural-network primitives that need their own rules for stability or speed.
+
+Activations (sigmoid, relu, softplus, log_sigmoid, erf), the softmax family
+(one primitive each, so the backward pass is the full Jacobian-vector
+product ``(g - sum(g * s)) * s`` in one step), an elementwise binary
+cross-entropy with PyTorch's clamping, and the image operations behind
+convolution and pooling:
+
+* ``patches`` (im2col): ``(..., H, W) -> (..., kh, kw, Ho, Wo)`` through a
+  strided view (``sliding_window_view``), no loop over pixels;
+* ``col2im``: its transpose, summing the windows back (a loop over the
+  ``kh * kw`` kernel offsets only);
+* ``conv2d``: one GEMM on the im2col matrix; its rules are contractions with
+  ``patches``/``col2im``, written with chainrule ops, so convolutions can
+  be differentiated twice.
+
+Rules address axes from the end, so cotangents and tangents may carry
+leading batch axes.
+"""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
-from ..core.primitive import primitive
-from .elementwise import absolute, exp, log1p, maximum, where
+from ..core.primitive import Box, primitive, registry
+from ._broadcast import align, reshape, unbroadcast
+from .elementwise import exp, log, log1p, maximum, negative
+from .reductions import reduce_sum
 
-__all__ = ["sigmoid", "relu", "softplus", "log_sigmoid"]
+__all__ = [
+    "sigmoid", "relu", "softplus", "log_sigmoid", "erf", "softmax", "log_softmax",
+    "binary_cross_entropy", "patches", "col2im", "conv2d", "linear",
+]
 
+
+def _raw(x: Any) -> Any:
+    while isinstance(x, Box):
+        x = x.data
+    return x
+
+
+# --- activations --------------------------------------------------------------------------
 
 def _sigmoid_impl(xp, x):
     # exp(-|x|) never overflows; pick the branch that keeps the ratio finite.
@@ -39,11 +74,515 @@ relu = primitive(
 )
 
 
-def softplus(x):
-    """log(1 + exp(x)) computed without overflow: max(x, 0) + log1p(exp(-|x|))."""
-    return maximum(x, 0.0) + log1p(exp(-absolute(x)))
+def _softplus_impl(xp, x):
+    return xp.maximum(x, xp.zeros_like(x)) + xp.log1p(xp.exp(-xp.abs(x)))
 
 
-def log_sigmoid(x):
-    """log(sigmoid(x)) without overflow: -softplus(-x)."""
-    return where(x >= 0, 0.0, x) - log1p(exp(-absolute(x)))
+def _softplus_np(x):
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+# softplus(x) = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)); its derivative is sigmoid(x).
+softplus = primitive(
+    "softplus", _softplus_impl, _softplus_np,
+    vjp=(lambda g, out, x: g * sigmoid(x),),
+    jvp=(lambda t, out, x: t * sigmoid(x),),
+)
+
+# log(sigmoid(x)) = -softplus(-x); its derivative is sigmoid(-x).
+log_sigmoid = primitive(
+    "log_sigmoid",
+    lambda xp, x: -_softplus_impl(xp, -x),
+    lambda x: -_softplus_np(-x),
+    vjp=(lambda g, out, x: g * sigmoid(negative(x)),),
+    jvp=(lambda t, out, x: t * sigmoid(negative(x)),),
+)
+
+
+def _erf_np_fallback(x):
+    return np.vectorize(math.erf, otypes=[np.result_type(x, np.float32)])(x)
+
+
+try:  # SciPy's erf is exact and vectorised; math.erf element by element otherwise.
+    from scipy.special import erf as _erf_np
+except ImportError:  # pragma: no cover - depends on the environment
+    _erf_np = _erf_np_fallback
+
+
+def _erf_impl(xp, x):
+    # Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7) for array libraries without erf.
+    s = xp.sign(x)
+    a = xp.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027
+                                                                     + t * 1.061405429))))
+    return s * (1.0 - poly * xp.exp(-a * a))
+
+
+def _erf_deriv(x):
+    return exp(negative(x * x)) * (2.0 / math.sqrt(math.pi))
+
+
+erf = registry.get("erf") or primitive(
+    "erf", _erf_impl, lambda x: np.asarray(_erf_np(x)).astype(np.result_type(x, np.float32), copy=False),
+    vjp=(lambda g, out, x: g * _erf_deriv(x),),
+    jvp=(lambda t, out, x: t * _erf_deriv(x),),
+)
+
+# --- softmax family -----------------------------------------------------------------------
+
+def _softmax_impl(xp, x, axis):
+    m = xp.max(x, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    e = xp.exp(x - m)
+    return e / xp.sum(e, axis=axis, keepdims=True)
+
+
+def _softmax_np(x, axis):
+    m = np.max(x, axis=axis, keepdims=True)
+    if not np.all(np.isfinite(m)):
+        m = np.where(np.isfinite(m), m, 0)
+    e = np.exp(x - m)
+    e /= np.sum(e, axis=axis, keepdims=True)
+    return e
+
+
+def _softmax_rule(g, out, x, axis):
+    # The full Jacobian-vector product (g - <g, s>) * s, never the Jacobian itself.
+    return out * (g - reduce_sum(g * out, axes=(axis,), keepdims=True))
+
+
+softmax_p = primitive("softmax", _softmax_impl, _softmax_np,
+                      vjp=(_softmax_rule,), jvp=(_softmax_rule,))
+
+
+def _log_softmax_impl(xp, x, axis):
+    m = xp.max(x, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    z = x - m
+    return z - xp.log(xp.sum(xp.exp(z), axis=axis, keepdims=True))
+
+
+def _log_softmax_np(x, axis):
+    m = np.max(x, axis=axis, keepdims=True)
+    if not np.all(np.isfinite(m)):
+        m = np.where(np.isfinite(m), m, 0)
+    z = x - m
+    z -= np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+    return z
+
+
+log_softmax_p = primitive(
+    "log_softmax", _log_softmax_impl, _log_softmax_np,
+    vjp=(lambda g, out, x, axis: g - exp(out) * reduce_sum(g, axes=(axis,), keepdims=True),),
+    jvp=(lambda t, out, x, axis: t - reduce_sum(t * exp(out), axes=(axis,), keepdims=True),),
+)
+
+
+def _axis(x: Any, axis: int, op: str) -> int:
+    nd = len(getattr(x, "shape", ()))
+    if nd == 0:
+        raise ValueError(f"{op}: needs an array with at least one dimension, got a scalar")
+    if not -nd <= axis < nd:
+        raise ValueError(f"{op}: axis {axis} is out of bounds for an array of dimension {nd}")
+    return axis - nd if axis >= 0 else axis
+
+
+def softmax(x: Any, axis: int = -1) -> Any:
+    """``exp(x) / sum(exp(x))`` along ``axis``, shifted by the maximum (no overflow).
+
+    >>> import numpy as np
+    >>> softmax(np.array([1000.0, 1000.0]))
+    array([0.5, 0.5])
+    """
+    return softmax_p(x, axis=_axis(x, int(axis), "softmax"))
+
+
+def log_softmax(x: Any, axis: int = -1) -> Any:
+    """``x - logsumexp(x)`` along ``axis``, computed without overflow."""
+    return log_softmax_p(x, axis=_axis(x, int(axis), "log_softmax"))
+
+
+# --- binary cross-entropy on probabilities ------------------------------------------------------
+
+_LOG_FLOOR = -100.0  # PyTorch clamps log(p) and log(1 - p) at -100
+
+
+def _bce_impl(xp, p, t):
+    lo = xp.maximum(xp.log(p), xp.asarray(_LOG_FLOOR, dtype=p.dtype))
+    l1 = xp.maximum(xp.log1p(-p), xp.asarray(_LOG_FLOOR, dtype=p.dtype))
+    return -(t * lo + (1 - t) * l1)
+
+
+def _bce_np(p, t):
+    with np.errstate(divide="ignore"):
+        lo = np.maximum(np.log(p), _LOG_FLOOR)
+        l1 = np.maximum(np.log1p(-p), _LOG_FLOOR)
+    return -(t * lo + (1 - t) * l1)
+
+
+def _bce_dp(p, t):
+    # (p - t) / (p (1 - p)), with the denominator kept away from 0 as PyTorch does.
+    return (p - t) / maximum(p * (1.0 - p), 1e-12)
+
+
+def _bce_dt(p, t):
+    return maximum(log1p(negative(p)), _LOG_FLOOR) - maximum(log(p), _LOG_FLOOR)
+
+
+binary_cross_entropy = primitive(
+    "binary_cross_entropy", _bce_impl, _bce_np,
+    vjp=(lambda g, out, p, t: unbroadcast(g * _bce_dp(p, t), p, out),
+         lambda g, out, p, t: unbroadcast(g * _bce_dt(p, t), t, out)),
+    jvp=(lambda t_, out, p, t: align(t_, p, out) * _bce_dp(p, t),
+         lambda t_, out, p, t: align(t_, t, out) * _bce_dt(p, t)),
+)
+
+# --- im2col / col2im --------------------------------------------------------------------------
+
+def _out_size(size: int, k: int, s: int, p: int) -> int:
+    return (size + 2 * p - k) // s + 1
+
+
+def _patches_generic(xp, x, kernel, stride, padding, fill):
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    if ph or pw:
+        *lead, H, W = x.shape
+        fill_arr = xp.full(tuple(lead) + (H + 2 * ph, W + 2 * pw), fill, dtype=x.dtype)
+        # Writing into a buffer is not in every array library; build by concatenation instead.
+        rows = [fill_arr[..., :ph, :], xp.concat([fill_arr[..., ph:ph + H, :pw], x,
+                                                  fill_arr[..., ph:ph + H, pw + W:]], axis=-1),
+                fill_arr[..., ph + H:, :]]
+        x = xp.concat(rows, axis=-2)
+    H, W = x.shape[-2], x.shape[-1]
+    ho, wo = (H - kh) // sh + 1, (W - kw) // sw + 1
+    cols = [x[..., p:p + sh * (ho - 1) + 1:sh, q:q + sw * (wo - 1) + 1:sw]
+            for p in range(kh) for q in range(kw)]
+    out = xp.stack(cols, axis=-3)
+    return xp.reshape(out, tuple(out.shape[:-3]) + (kh, kw, ho, wo))
+
+
+def _pad_np(x, padding, fill):
+    ph, pw = padding
+    if not (ph or pw):
+        return x
+    widths = [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)]
+    return np.pad(x, widths, constant_values=fill)
+
+
+def _windows_np(x, kernel, stride, padding, fill=0.0):
+    """The strided view ``(..., Ho, Wo, kh, kw)`` of the (padded) input: no copy."""
+    xpad = _pad_np(x, padding, fill)
+    v = sliding_window_view(xpad, kernel, axis=(-2, -1))
+    sh, sw = stride
+    return v[..., ::sh, ::sw, :, :] if (sh, sw) != (1, 1) else v
+
+
+def _patches_np(x, kernel, stride, padding, fill):
+    v = _windows_np(x, kernel, stride, padding, fill)
+    return np.ascontiguousarray(np.moveaxis(v, (-2, -1), (-4, -3)))
+
+
+def _check_cols(c, size, kernel, stride, padding):
+    (kh, kw), (ho, wo) = kernel, c.shape[-2:]
+    H, W = size
+    if tuple(c.shape[-4:-2]) != (kh, kw) or ho != _out_size(H, kh, stride[0], padding[0]) \
+            or wo != _out_size(W, kw, stride[1], padding[1]):
+        raise ValueError(f"col2im: columns of shape {tuple(c.shape)} do not fit an image of "
+                         f"size {size} with kernel {kernel}, stride {stride}, padding {padding}")
+
+
+def _col2im_np(c, size, kernel, stride, padding):
+    _check_cols(c, size, kernel, stride, padding)
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    H, W = size
+    ho, wo = c.shape[-2:]
+    out = np.zeros(c.shape[:-4] + (H + 2 * ph, W + 2 * pw), dtype=c.dtype)
+    for p in range(kh):  # a loop over kernel offsets, never over pixels
+        for q in range(kw):
+            out[..., p:p + sh * (ho - 1) + 1:sh, q:q + sw * (wo - 1) + 1:sw] += c[..., p, q, :, :]
+    if ph or pw:
+        out = out[..., ph:ph + H, pw:pw + W]
+    return out
+
+
+def _col2im_generic(xp, c, size, kernel, stride, padding):
+    _check_cols(c, size, kernel, stride, padding)
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    H, W = size
+    ho, wo = c.shape[-2:]
+    Hp, Wp = H + 2 * ph, W + 2 * pw
+    lead = tuple(c.shape[:-4])
+    out = xp.zeros(lead + (Hp, Wp), dtype=c.dtype)
+    for p in range(kh):
+        for q in range(kw):
+            # Place the (ho, wo) block on its strided positions with zero-interleaving + padding.
+            block = c[..., p, q, :, :]
+            if sh > 1:
+                z = xp.zeros(lead + (ho, sh - 1, wo), dtype=c.dtype)
+                block = xp.reshape(xp.concat([block[..., :, None, :], z], axis=-2),
+                                   lead + (ho * sh, wo))[..., :sh * (ho - 1) + 1, :]
+            if sw > 1:
+                z = xp.zeros(lead + (block.shape[-2], wo, sw - 1), dtype=c.dtype)
+                block = xp.reshape(xp.concat([block[..., None], z], axis=-1),
+                                   lead + (block.shape[-2], wo * sw))[..., :sw * (wo - 1) + 1]
+            bh, bw = block.shape[-2:]
+            top = xp.zeros(lead + (p, bw), dtype=c.dtype)
+            bottom = xp.zeros(lead + (Hp - p - bh, bw), dtype=c.dtype)
+            block = xp.concat([top, block, bottom], axis=-2)
+            left = xp.zeros(lead + (Hp, q), dtype=c.dtype)
+            right = xp.zeros(lead + (Hp, Wp - q - bw), dtype=c.dtype)
+            out = out + xp.concat([left, block, right], axis=-1)
+    return out[..., ph:ph + H, pw:pw + W]
+
+
+patches_p = primitive(
+    "im2col",
+    lambda xp, x, kernel, stride, padding, fill: _patches_generic(
+        xp, x, kernel, stride, padding, fill),
+    _patches_np,
+    vjp=(lambda g, out, x, kernel, stride, padding, fill: col2im_p(
+        g, size=tuple(x.shape[-2:]), kernel=kernel, stride=stride, padding=padding),),
+    jvp=(lambda t, out, x, kernel, stride, padding, fill: patches_p(
+        t, kernel=kernel, stride=stride, padding=padding, fill=0.0),),
+)
+
+col2im_p = primitive(
+    "col2im", _col2im_generic, _col2im_np,
+    vjp=(lambda g, out, c, size, kernel, stride, padding: patches_p(
+        g, kernel=kernel, stride=stride, padding=padding, fill=0.0),),
+    jvp=(lambda t, out, c, size, kernel, stride, padding: col2im_p(
+        t, size=size, kernel=kernel, stride=stride, padding=padding),),
+)
+
+
+def pair(v: Any, name: str) -> tuple[int, int]:
+    """``3 -> (3, 3)``; a pair is checked and returned as a tuple of ints."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def patches(x: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0,
+            fill: float = 0.0) -> Any:
+    """im2col: the ``(kh, kw)`` windows of the last two axes, ``(..., kh, kw, Ho, Wo)``.
+
+    The input is padded with ``fill`` (``padding`` on each side).  Differentiable;
+    its derivative is :func:`col2im`.
+    """
+    kernel, stride, padding = pair(kernel_size, "kernel_size"), pair(stride, "stride"), \
+        pair(padding, "padding")
+    _check_window(tuple(x.shape), kernel, stride, padding, "patches")
+    return patches_p(x, kernel=kernel, stride=stride, padding=padding, fill=float(fill))
+
+
+def col2im(c: Any, size: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0) -> Any:
+    """Sum windows ``(..., kh, kw, Ho, Wo)`` back into an image ``(..., H, W)`` (im2col's transpose)."""
+    return col2im_p(c, size=pair(size, "size"), kernel=pair(kernel_size, "kernel_size"),
+                    stride=pair(stride, "stride"), padding=pair(padding, "padding"))
+
+
+def _check_window(shape, kernel, stride, padding, op):
+    if len(shape) < 2:
+        raise ValueError(f"{op}: needs an input with at least 2 (spatial) axes, got shape {shape}")
+    if min(kernel) < 1 or min(stride) < 1 or min(padding) < 0:
+        raise ValueError(f"{op}: kernel {kernel} and stride {stride} must be positive and "
+                         f"padding {padding} non-negative")
+    H, W = shape[-2:]
+    if H + 2 * padding[0] < kernel[0] or W + 2 * padding[1] < kernel[1]:
+        raise ValueError(f"{op}: kernel {kernel} is larger than the padded input "
+                         f"{(H + 2 * padding[0], W + 2 * padding[1])} (input shape {shape}, "
+                         f"padding {padding})")
+
+
+# --- convolution ---------------------------------------------------------------------------------
+
+def _conv2d_np(x, w, stride, padding):
+    lead = x.shape[:-3]
+    C, H, W = x.shape[-3:]
+    O, _, kh, kw = w.shape
+    v = _windows_np(x.reshape((-1, C, H, W)), (kh, kw), stride, padding)  # (N, C, Ho, Wo, kh, kw)
+    n, _, ho, wo = v.shape[:4]
+    cols = v.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, C * kh * kw)  # the im2col copy
+    out = cols @ w.reshape(O, C * kh * kw).T  # one GEMM
+    out = np.ascontiguousarray(out.reshape(n, ho, wo, O).transpose(0, 3, 1, 2))
+    return out.reshape(lead + (O, ho, wo))
+
+
+def _conv2d_generic(xp, x, w, stride, padding):
+    lead = tuple(x.shape[:-3])
+    C, H, W = x.shape[-3:]
+    O, _, kh, kw = w.shape
+    P = _patches_generic(xp, xp.reshape(x, (-1, C, H, W)), (kh, kw), stride, padding, 0.0)
+    out = xp.tensordot(P, w, axes=([1, 2, 3], [1, 2, 3]))  # (N, Ho, Wo, O)
+    out = xp.permute_dims(out, (0, 3, 1, 2))
+    return xp.reshape(out, lead + tuple(out.shape[1:]))
+
+
+def _is_plain_numpy(*vals: Any) -> bool:
+    return all(isinstance(v, np.ndarray) for v in vals)
+
+
+def _contract(spec: str, a: Any, b: Any, np_fn) -> Any:
+    """``einsum(spec, a, b)``: a direct NumPy path on raw arrays, chainrule's einsum otherwise."""
+    if _is_plain_numpy(a, b):
+        return np_fn(a, b)
+    from .. import numpy as cnp
+
+    return cnp.einsum(spec, a, b)
+
+
+def _conv_vjp_x(g, out, x, w, stride, padding):
+    kh, kw = w.shape[-2:]
+    # cols[..., n, c, p, q, i, j] = sum_o g[..., n, o, i, j] w[o, c, p, q]
+    cols = _contract("...oij,ocpq->...cpqij", g, w,
+                     lambda a, b: np.moveaxis(np.tensordot(a, b, axes=([-3], [0])),
+                                              (-5, -4), (-2, -1)))
+    return col2im_p(cols, size=tuple(x.shape[-2:]), kernel=(kh, kw), stride=stride,
+                    padding=padding)
+
+
+def _conv_vjp_w(g, out, x, w, stride, padding):
+    kh, kw = w.shape[-2:]
+    P = patches_p(x, kernel=(kh, kw), stride=stride, padding=padding, fill=0.0)
+    nd = len(x.shape)  # sum over the input's leading (sample) axes and the output pixels
+    lead = list(range(nd - 3))
+    return _contract(
+        _lead_spec(nd, "w"), g, P,
+        lambda a, b: np.tensordot(a, b, axes=([a.ndim - nd + i for i in lead] + [-2, -1],
+                                              lead + [-2, -1])))
+
+
+def _conv_jvp_w(t, out, x, w, stride, padding):
+    kh, kw = w.shape[-2:]
+    P = patches_p(x, kernel=(kh, kw), stride=stride, padding=padding, fill=0.0)
+    nd = len(x.shape)
+    return _contract(
+        _lead_spec(nd, "t"), t, P,
+        lambda a, b: _jvp_w_np(a, b, nd))
+
+
+def _jvp_w_np(t, P, nd):
+    r = np.tensordot(t, P, axes=([-3, -2, -1], [nd - 3, nd - 2, nd - 1]))  # (B.., O, lead.., i, j)
+    return np.moveaxis(r, r.ndim - nd, -3)
+
+
+def _lead_spec(nd: int, which: str) -> str:
+    letters = "abdefhkl"[: nd - 3]
+    if which == "w":
+        return f"...{letters}oij,{letters}cpqij->...ocpq"
+    return f"...ocpq,{letters}cpqij->...{letters}oij"
+
+
+conv2d_p = primitive(
+    "conv2d", _conv2d_generic, _conv2d_np,
+    vjp=(_conv_vjp_x, _conv_vjp_w),
+    jvp=(lambda t, out, x, w, stride, padding: conv2d_p(t, w, stride=stride, padding=padding),
+         _conv_jvp_w),
+)
+
+
+def conv2d(x: Any, w: Any, stride: Any = 1, padding: Any = 0) -> Any:
+    """2-D cross-correlation of ``x`` ``(..., C, H, W)`` with ``w`` ``(O, C, kh, kw)``.
+
+    Returns ``(..., O, Ho, Wo)`` with ``Ho = (H + 2 ph - kh) // sh + 1``.
+
+    >>> import numpy as np
+    >>> conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)))[0, 0]
+    array([[4., 4.],
+           [4., 4.]])
+    """
+    stride, padding = pair(stride, "stride"), pair(padding, "padding")
+    xs, ws = tuple(x.shape), tuple(w.shape)
+    if len(ws) != 4:
+        raise ValueError(f"conv2d: weight must have shape (out, in, kh, kw), got {ws}")
+    if len(xs) < 3 or xs[-3] != ws[1]:
+        raise ValueError(f"conv2d: input of shape {xs} does not match weight of shape {ws}: "
+                         f"expected (N, {ws[1]}, H, W) (channels first)")
+    _check_window(xs, ws[-2:], stride, padding, "conv2d")
+    return conv2d_p(x, w, stride=stride, padding=padding)
+
+
+
+# --- fully connected layer ----------------------------------------------------------------------
+
+def _linear_np(x, w, b=None):
+    out = np.matmul(x, w.T)
+    if b is not None:
+        out += b
+    return out
+
+
+def _linear_generic(xp, x, w, b=None):
+    out = xp.matmul(x, xp.matrix_transpose(w) if hasattr(xp, "matrix_transpose") else w.T)
+    return out if b is None else out + b
+
+
+def _matmul(a: Any, b: Any) -> Any:
+    if _is_plain_numpy(a, b):
+        return np.matmul(a, b)
+    from .. import numpy as cnp
+
+    return cnp.matmul(a, b)
+
+
+def _lin_vjp_x(g, out, x, w, b=None):
+    return _matmul(g, w)  # (B.., lead.., O) @ (O, I)
+
+
+def _lin_vjp_w(g, out, x, w, b=None):
+    L = len(x.shape) - 1  # the input's leading (sample) axes are summed over
+    letters = "abdefhkl"[:L]
+    return _contract(f"...{letters}o,{letters}i->...oi", g, x,
+                     lambda a, c: np.tensordot(a, c, axes=(list(range(a.ndim - L - 1, a.ndim - 1)),
+                                                           list(range(L)))))
+
+
+def _lin_vjp_b(g, out, x, w, b):
+    L = len(x.shape) - 1
+    return reduce_sum(g, axes=tuple(range(-L - 1, -1)), keepdims=False) if L else g
+
+
+def _lin_jvp_w(t, out, x, w, b=None):
+    L = len(x.shape) - 1
+    letters = "abdefhkl"[:L]
+    return _contract(f"...oi,{letters}i->...{letters}o", t, x,
+                     lambda a, c: np.moveaxis(np.tensordot(a, c, axes=([-1], [-1])),
+                                              a.ndim - 2, -1))
+
+
+def _lin_jvp_b(t, out, x, w, b):
+    from ._broadcast import batch_shape, broadcast_to
+
+    bs = batch_shape(t, b)
+    L = len(out.shape) - 1
+    return broadcast_to(reshape(t, shape=bs + (1,) * L + tuple(b.shape)),
+                        shape=bs + tuple(out.shape))
+
+
+linear_p = primitive(
+    "linear", _linear_generic, _linear_np,
+    vjp=(_lin_vjp_x, _lin_vjp_w, _lin_vjp_b),
+    jvp=(lambda t, out, x, w, b: linear_nobias_p(t, w), _lin_jvp_w, _lin_jvp_b),
+)
+linear_nobias_p = primitive(
+    "linear_nobias", _linear_generic, _linear_np,
+    vjp=(_lin_vjp_x, _lin_vjp_w),
+    jvp=(lambda t, out, x, w: linear_nobias_p(t, w), _lin_jvp_w),
+)
+
+
+def linear(x: Any, w: Any, b: Any = None) -> Any:
+    """``x @ w.T + b`` for ``x`` ``(..., in)``, ``w`` ``(out, in)``, ``b`` ``(out,)``: one node."""
+    xs, ws = tuple(getattr(x, "shape", ())), tuple(getattr(w, "shape", ()))
+    if len(ws) != 2 or len(xs) < 1 or xs[-1] != ws[1]:
+        raise ValueError(f"linear: input of shape {xs} does not match weight of shape {ws}: "
+                         f"expected input (..., {ws[-1] if ws else '?'}) and weight (out, in)")
+    if b is None:
+        return linear_nobias_p(x, w)
+    if tuple(getattr(b, "shape", ())) != ws[:1]:
+        raise ValueError(f"linear: bias of shape {tuple(getattr(b, 'shape', ()))} does not "
+                         f"match weight of shape {ws}: expected ({ws[0]},)")
+    return linear_p(x, w, b)
