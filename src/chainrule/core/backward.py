@@ -57,54 +57,60 @@ def backward_pass(
     ``create_graph`` the rules run on boxes, so the gradient is itself
     recorded and can be differentiated again.
     """
-    grads: dict[Box, Any] = {}
     heap: list = []
     leaves: dict[int, tuple[Box, Any]] = {}
     wanted = set(target_nodes)
     found: dict[Box, Any] = {}
-    for box, g in roots:
-        _send(box, g, grads, heap, leaves)
-    while heap:
-        box = heappop(heap)[1]
-        g = grads.pop(box)
-        if wanted and box in wanted:
-            found[box] = g
-        if accept is not None and not accept(box):
-            continue
-        args = box._args
-        if args is None:
-            raise _freed_error(box)
-        prim = box._prim
-        params = box._params
-        if create_graph:
-            vals = args
-            out = box
-        else:
-            vals = box._vals
-            out = box.data
-        rule = prim.vjp
-        if type(rule) is tuple:
-            for a, f in zip(args, rule):
-                if isinstance(a, Box) and a.requires_grad and a._level == level:
-                    if f is None:
-                        raise TypeError(f"{prim.name!r} is not differentiable in this argument")
-                    ct = f(g, out, *vals, **params) if params else f(g, out, *vals)
-                    if ct is None:
-                        continue
-                    if a._prim is None:
-                        _send_leaf(a, ct, leaves)
-                    elif a in grads:
-                        grads[a] = add_cotangents(grads[a], ct)
-                    else:
-                        grads[a] = ct
-                        heappush(heap, (-a._seq, a))
-        else:
-            cts = rule(g, out, *vals, **params) if params else rule(g, out, *vals)
-            for a, ct in zip(args, cts):
-                if isinstance(a, Box) and a.requires_grad and a._level == level:
-                    _send(a, ct, grads, heap, leaves)
-        if not retain_graph:
-            box._args = box._vals = None
+    # While the sweep runs, a recorded box keeps its pending cotangent in ``_ct``
+    # (cheaper than a dict); ``_ct is not None`` means "already on the heap".
+    try:
+        for box, g in roots:
+            _send(box, g, heap, leaves)
+        while heap:
+            box = heappop(heap)[1]
+            g = box._ct
+            box._ct = None
+            if wanted and box in wanted:
+                found[box] = g
+            if accept is not None and not accept(box):
+                continue
+            args = box._args
+            if args is None:
+                raise _freed_error(box)
+            params = box._params
+            if create_graph:
+                vals = args
+                out = box
+            else:
+                vals = box._vals
+                out = box.data
+            rule = box._prim.vjp
+            if type(rule) is tuple:
+                for a, f in zip(args, rule):
+                    if isinstance(a, Box) and a.requires_grad and a._level == level:
+                        if f is None:
+                            raise TypeError(
+                                f"{box._prim.name!r} is not differentiable in this argument")
+                        ct = f(g, out, *vals, **params) if params else f(g, out, *vals)
+                        if ct is None:
+                            continue
+                        if a._prim is None:
+                            _send_leaf(a, ct, leaves)
+                        elif a._ct is None:
+                            a._ct = ct
+                            heappush(heap, (-a._seq, a))
+                        else:
+                            a._ct = add_cotangents(a._ct, ct)
+            else:
+                cts = rule(g, out, *vals, **params) if params else rule(g, out, *vals)
+                for a, ct in zip(args, cts):
+                    if isinstance(a, Box) and a.requires_grad and a._level == level:
+                        _send(a, ct, heap, leaves)
+            if not retain_graph:
+                box._args = box._vals = None
+    finally:
+        for _, box in heap:  # an error stopped the sweep: leave no pending cotangents behind
+            box._ct = None
     return leaves, found
 
 
@@ -114,13 +120,13 @@ def _send_leaf(box: Box, ct: Any, leaves: dict) -> None:
     leaves[key] = (box, ct if prev is None else add_cotangents(prev[1], ct))
 
 
-def _send(box: Box, ct: Any, grads: dict, heap: list, leaves: dict) -> None:
+def _send(box: Box, ct: Any, heap: list, leaves: dict) -> None:
     if ct is None:
         return
     if box._prim is None:
         _send_leaf(box, ct, leaves)
-    elif box in grads:
-        grads[box] = add_cotangents(grads[box], ct)
-    else:
-        grads[box] = ct
+    elif box._ct is None:
+        box._ct = ct
         heappush(heap, (-box._seq, box))
+    else:
+        box._ct = add_cotangents(box._ct, ct)

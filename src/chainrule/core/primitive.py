@@ -42,7 +42,7 @@ class Box:
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_level", "_tangent", "_prim", "_args",
-                 "_params", "_seq", "_vals", "__weakref__")
+                 "_params", "_seq", "_vals", "_ct", "__weakref__")
 
     def __init__(self, data, level=0, node=None, requires_grad=False, tangent=None):
         # ``node`` is accepted for symmetry with ``record`` and must be None here.
@@ -52,6 +52,7 @@ class Box:
         self._level = level
         self._tangent = tangent
         self._prim = None
+        self._ct = None
 
     @property
     def _node(self):
@@ -76,6 +77,7 @@ def record(cls, out, level, prim, args, params, vals):
     box._args = args
     box._params = params
     box._vals = vals  # the inputs as this level sees them, for the rules
+    box._ct = None  # the cotangent being accumulated while a reverse sweep runs
     box._seq = next(_seq)
     return box
 
@@ -157,9 +159,23 @@ class Primitive:
                     or lvl in SPECIAL_LEVELS or not self.differentiable):
                 return self._bind(args, params)
             out = self.box_impl(xd, yd, **params)
+            cls = _box_cls[0]
             if tracked and lvl > state.grad_floor:
-                return record(_box_cls[0], out, lvl, self, args, params or None, (xd, yd))
-            return _box_cls[0](out, lvl)
+                # record() inlined: this is the hottest line of the library
+                box = cls.__new__(cls)
+                box.data = out
+                box.grad = None
+                box.requires_grad = True
+                box._level = lvl
+                box._tangent = None
+                box._prim = self
+                box._args = args
+                box._params = params or None
+                box._vals = (xd, yd)
+                box._ct = None
+                box._seq = next(_seq)
+                return box
+            return cls(out, lvl)
         if n == 1:
             x = args[0]
             if isinstance(x, Box):
@@ -167,9 +183,22 @@ class Primitive:
                 lvl = x._level
                 if type(xd) in NUMPY_TYPES and lvl not in SPECIAL_LEVELS and self.differentiable:
                     out = self.np_impl(xd, **params)
+                    cls = _box_cls[0]
                     if x.requires_grad and lvl > state.grad_floor:
-                        return record(_box_cls[0], out, lvl, self, args, params or None, (xd,))
-                    return _box_cls[0](out, lvl)
+                        box = cls.__new__(cls)
+                        box.data = out
+                        box.grad = None
+                        box.requires_grad = True
+                        box._level = lvl
+                        box._tangent = None
+                        box._prim = self
+                        box._args = args
+                        box._params = params or None
+                        box._vals = (xd,)
+                        box._ct = None
+                        box._seq = next(_seq)
+                        return box
+                    return cls(out, lvl)
                 return self._bind(args, params)
             if type(x) in NUMPY_TYPES:
                 return self.np_impl(x, **params)
