@@ -25,7 +25,15 @@ __all__ = [
 from . import pytree  # noqa: E402
 from .checks import check_grads  # noqa: E402
 from .transforms import (  # noqa: E402
-    grad, hessian, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp,
+    grad,
+    hessian,
+    hvp,
+    jacfwd,
+    jacobian,
+    jacrev,
+    jvp,
+    value_and_grad,
+    vjp,
 )
 
 __all__ += [

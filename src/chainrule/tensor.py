@@ -86,7 +86,10 @@ class Tensor(Box):
 
     def __repr__(self) -> str:
         body = repr(np.asarray(_raw(self))) if _is_numpy(_raw(self)) else repr(_raw(self))
-        body = body.replace("array(", "tensor(", 1) if body.startswith("array(") else f"tensor({body})"
+        if body.startswith("array("):
+            body = "tensor(" + body[len("array("):]
+        else:
+            body = f"tensor({body})"
         if self.requires_grad:
             body = body[:-1] + ", requires_grad=True)"
         return body
@@ -141,7 +144,8 @@ class Tensor(Box):
                 "convert with .astype(float) first"
             )
         if not requires_grad and self._prim is not None:
-            raise RuntimeError("requires_grad can only be switched off on leaf tensors; use detach()")
+            raise RuntimeError(
+                "requires_grad can only be switched off on leaf tensors; use detach()")
         self.requires_grad = requires_grad
         return self
 
@@ -227,10 +231,10 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
     >>> import chainrule as cr
     >>> cr.tensor([1.0, 2.0]).dtype
     dtype('float64')
-    >>> cr.tensor([1, 2], requires_grad=True)
+    >>> cr.tensor([1, 2], requires_grad=True)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    TypeError: only floating-point tensors can require gradients, not dtype int64; convert with .astype(float) first
+    TypeError: only floating-point tensors can require gradients, not dtype int64; ...
     """
     if isinstance(data, Box):
         data = _raw(data)

@@ -10,8 +10,9 @@ graph is retained).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from heapq import heappop, heappush
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .primitive import Box
 

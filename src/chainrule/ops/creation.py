@@ -98,7 +98,8 @@ def floor_divide(x: Any, y: Any) -> Any:
     return np.floor_divide(_raw(x), _raw(y))
 
 
-def allclose(a: Any, b: Any, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> bool:
+def allclose(a: Any, b: Any, rtol: float = 1e-5, atol: float = 1e-8,
+             equal_nan: bool = False) -> bool:
     return bool(np.allclose(np.asarray(_raw(a)), np.asarray(_raw(b)), rtol, atol, equal_nan))
 
 

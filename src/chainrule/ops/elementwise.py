@@ -9,10 +9,9 @@ differentiable again.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
-
-import operator
 
 import numpy as np
 
@@ -82,12 +81,14 @@ add = primitive(
     "add", _xp_fn("add"), _fast(operator.add, np.add),
     vjp=(lambda g, out, x, y: g if g.shape == x.shape else unbroadcast(g, x, out),
          lambda g, out, x, y: g if g.shape == y.shape else unbroadcast(g, y, out)),
-    jvp=(lambda t, out, x, y: _bcast_tangent(t, x, out), lambda t, out, x, y: _bcast_tangent(t, y, out)),
+    jvp=(lambda t, out, x, y: _bcast_tangent(t, x, out),
+         lambda t, out, x, y: _bcast_tangent(t, y, out)),
 )
 subtract = primitive(
     "subtract", _xp_fn("subtract"), _fast(operator.sub, np.subtract),
     vjp=(lambda g, out, x, y: unbroadcast(g, x, out), lambda g, out, x, y: unbroadcast(-g, y, out)),
-    jvp=(lambda t, out, x, y: _bcast_tangent(t, x, out), lambda t, out, x, y: -_bcast_tangent(t, y, out)),
+    jvp=(lambda t, out, x, y: _bcast_tangent(t, x, out),
+         lambda t, out, x, y: -_bcast_tangent(t, y, out)),
 )
 multiply = primitive(
     "multiply", _xp_fn("multiply"), _fast(operator.mul, np.multiply),
@@ -115,7 +116,7 @@ def _bcast_tangent(t, x, out):
     if tuple(t.shape[t.ndim - len(shape):]) == shape:
         return t
     from ._broadcast import batch_shape, broadcast_to
-    return broadcast_to(t, shape=batch_shape(t, x) + shape)
+    return broadcast_to(t, shape=batch_shape(t, out) + shape)
 
 
 def _pow_dx(x, y, out):
@@ -193,9 +194,12 @@ hypot = binary("hypot", np.hypot, lambda x, y, o: x / o, lambda x, y, o: y / o)
 
 
 def _sinc_deriv(x, o):
-    # d/dx sin(pi x)/(pi x) = (cos(pi x) - sinc(x)) / x, which is 0 at x = 0.
-    safe = where(x == 0, 1.0, x)
-    return where(x == 0, 0.0, (cos(np.pi * x) - o) / safe)
+    # d/dx sin(pi x)/(pi x) = (cos(pi x) - sinc(x)) / x; near 0 that difference cancels, so use
+    # the Taylor series x (-pi^2/3 + pi^4 x^2 / 30), whose own derivative is right at 0 too.
+    small = abs(x) < 1e-4
+    safe = where(small, 1.0, x)
+    series = x * (-(np.pi**2) / 3.0 + (np.pi**4 / 30.0) * x * x)
+    return where(small, series, (cos(np.pi * x) - o) / safe)
 
 
 def _sinc_impl(xp, x):

@@ -192,6 +192,33 @@ def _classify(entry: Any, xp: Any) -> tuple[str, Any]:
     )
 
 
+_SLICE_PART = (int, type(None))
+
+
+def _basic_key(shape: tuple, key: Any) -> IndexKey | None:
+    """The common case quickly: only Python ints and slices of ints (None when not that)."""
+    entries = key if type(key) is tuple else (key,)
+    if len(entries) > len(shape):
+        return None
+    out = []
+    for e, n in zip(entries, shape):
+        t = type(e)
+        if t is int:
+            if not -n <= e < n:
+                return None
+        elif t is slice:
+            if (type(e.start) not in _SLICE_PART or type(e.stop) not in _SLICE_PART
+                    or type(e.step) not in _SLICE_PART or e.step == 0):
+                return None
+            out.append(len(range(*e.indices(n))))
+        else:
+            return None
+    rest = len(shape) - len(entries)
+    out.extend(shape[len(entries):])
+    idx = (Ellipsis, *entries) + (slice(None),) * rest
+    return IndexKey(idx, shape, tuple(out), None, (), True, None)
+
+
 def _normalize(shape: tuple, key: Any, xp: Any, unique: bool = False):
     """``(perm, IndexKey, final_shape)`` for ``x[key]``.
 
@@ -434,8 +461,12 @@ def _index(x: Any, key: Any, unique: bool = False) -> Any:
         raw = _raw(x)
         if type(raw) in NUMPY_TYPES and not isinstance(raw, np.ndarray):
             raw = np.asarray(raw)
+    shape = tuple(raw.shape)
+    k = _basic_key(shape, key)
+    if k is not None:
+        return getitem_p(x, key=k)
     xp = namespace_of(raw)
-    perm, k, final = _normalize(tuple(raw.shape), key, xp, unique)
+    perm, k, final = _normalize(shape, key, xp, unique)
     if perm is not None:
         from .shape import transpose_p
 
@@ -462,7 +493,7 @@ def getitem(x: Any, key: Any) -> Any:
     return _index(x, key)
 
 
-def _int_indices(indices: Any, xp: Any = np) -> Any:
+def _int_indices(indices: Any) -> Any:
     idx = _raw(indices)
     if isinstance(idx, (int, np.integer)) and not isinstance(idx, (bool, np.bool_)):
         return int(idx)
@@ -476,7 +507,9 @@ def _int_indices(indices: Any, xp: Any = np) -> Any:
 def _axis(axis: Any, ndim: int, op: str) -> int:
     a = operator.index(axis)
     if not -ndim <= a < ndim:
-        raise np.exceptions.AxisError(f"{op}: axis {a} is out of bounds for array of dimension {ndim}")
+        raise np.exceptions.AxisError(
+            f"{op}: axis {a} is out of bounds for array of dimension {ndim}"
+        )
     return a + ndim if a < 0 else a
 
 
@@ -522,7 +555,9 @@ def _take_along_axis(arr: Any, indices: Any, axis: Any, unique: bool) -> Any:
         idx = np.asarray(idx)
     if axis is None:
         if idx.ndim != 1:
-            raise ValueError("take_along_axis: when axis=None, `indices` must have a single dimension")
+            raise ValueError(
+                "take_along_axis: when axis=None, `indices` must have a single dimension"
+            )
         arr = reshape(arr, shape=(-1,))
         axis = 0
     nd = arr.ndim

@@ -325,7 +325,10 @@ def logsumexp(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
         raw = np.asarray(raw)
     xp_max = np.max if isinstance(raw, np.ndarray | np.generic) else None
     if xp_max is not None:
-        m = np.max(raw, axis=axes, keepdims=True) if raw.size else np.zeros(_kept_shape(raw.shape, axes))
+        if raw.size:
+            m = np.max(raw, axis=axes, keepdims=True)
+        else:
+            m = np.zeros(_kept_shape(raw.shape, axes))
         m = np.where(np.isfinite(m), m, 0.0)
     else:
         from ..backend import namespace_of

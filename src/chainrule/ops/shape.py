@@ -22,7 +22,7 @@ from ..backend import NUMPY_TYPES, namespace_of
 from ..core.primitive import Box, primitive
 from . import _broadcast as _bc
 from .elementwise import where
-from .indexing import _full, _take_along_axis, _zeros, getitem, take
+from .indexing import _axis, _full, _take_along_axis, _zeros, getitem, take
 from .reductions import normalize_axes
 from .reductions import sum as _sum
 
@@ -54,14 +54,7 @@ def _is_numpy(x: Any) -> bool:
     return not isinstance(x, Box) and (type(x) in NUMPY_TYPES or isinstance(x, np.ndarray))
 
 
-def _axis(axis: Any, ndim: int, op: str) -> int:
-    """One axis as a non-negative int (NumPy's AxisError, a ValueError, when out of range)."""
-    a = operator.index(axis)
-    if not -ndim <= a < ndim:
-        raise np.exceptions.AxisError(
-            f"{op}: axis {a} is out of bounds for array of dimension {ndim}"
-        )
-    return a + ndim if a < 0 else a
+_NO_OUT = "{}: out= is not supported (chainrule arrays are not written in place)"
 
 
 def _axes(axis: Any, ndim: int, op: str) -> list[int]:
@@ -172,7 +165,8 @@ def broadcast_to(array: Any, shape: Any) -> Any:
         ok = False
     if not ok:
         raise ValueError(
-            f"broadcast_to: cannot broadcast an array of shape {tuple(array.shape)} to shape {shape}"
+            f"broadcast_to: cannot broadcast an array of shape {tuple(array.shape)} "
+            f"to shape {shape}"
         )
     return _bc.broadcast_to(array, shape=shape)
 
@@ -229,7 +223,8 @@ def atleast_2d(*arys: Any) -> Any:
 
 
 def atleast_3d(*arys: Any) -> Any:
-    """Each input with at least three axes (``(N,)`` -> ``(1, N, 1)``, ``(M, N)`` -> ``(M, N, 1)``)."""
+    """Each input with at least three axes: ``(N,)`` -> ``(1, N, 1)``, ``(M, N)`` -> ``(M, N, 1)``.
+    """
     return _at_least(arys, _at3)
 
 
@@ -302,7 +297,9 @@ def matrix_transpose(x: Any) -> Any:
     """Swap the last two axes (a stack of matrices transposed)."""
     x = _arr(x)
     if x.ndim < 2:
-        raise ValueError(f"matrix_transpose: needs at least 2 dimensions, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"matrix_transpose: needs at least 2 dimensions, got shape {tuple(x.shape)}"
+        )
     return swapaxes(x, -1, -2)
 
 
@@ -374,7 +371,7 @@ def concatenate(arrays: Any, axis: Any = 0, out: Any = None, dtype: Any = None,
     array([1., 2., 3.])
     """
     if out is not None:
-        raise TypeError("concatenate: out= is not supported (chainrule arrays are not written in place)")
+        raise TypeError(_NO_OUT.format("concatenate"))
     arrs = [_arr(a) for a in arrays]
     if not arrs:
         raise ValueError("concatenate: need at least one array to concatenate")
@@ -419,7 +416,7 @@ def stack(arrays: Any, axis: int = 0, out: Any = None, dtype: Any = None) -> Any
            [2., 4.]])
     """
     if out is not None:
-        raise TypeError("stack: out= is not supported (chainrule arrays are not written in place)")
+        raise TypeError(_NO_OUT.format("stack"))
     arrs = [_arr(a) for a in arrays]
     if not arrs:
         raise ValueError("stack: need at least one array to stack")
@@ -826,7 +823,7 @@ def trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype: Any = 
           out: Any = None) -> Any:
     """Sum along a diagonal (of the (``axis1``, ``axis2``) planes)."""
     if out is not None:
-        raise TypeError("trace: out= is not supported (chainrule arrays are not written in place)")
+        raise TypeError(_NO_OUT.format("trace"))
     return _sum(diagonal(a, offset, axis1, axis2), axis=-1, dtype=dtype)
 
 
