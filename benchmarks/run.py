@@ -27,6 +27,12 @@ from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# One BLAS thread unless the caller says otherwise: on a small shared machine, OpenBLAS
+# threads that spin while other processes run make a 200x200 matmul 30x slower, and the
+# baselines use the same BLAS, so the ratios stay fair. Must be set before NumPy loads.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 #: (name for --only, module in benchmarks/, what it measures)
 WORKLOADS: list[tuple[str, str, str]] = [
     ("W1", "w1_chain", "eager overhead, scalar chain"),

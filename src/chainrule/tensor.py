@@ -282,9 +282,7 @@ def _install_methods() -> None:
 
     for name, prim in [("add", E.add), ("sub", E.subtract), ("mul", E.multiply),
                        ("truediv", E.divide), ("pow", E.power), ("mod", E.mod),
-                       ("matmul", getattr(cnp, "matmul", None))]:
-        if prim is None:
-            continue
+                       ("matmul", cnp.matmul)]:
         setattr(Tensor, f"__{name}__", binop(prim))
         setattr(Tensor, f"__r{name}__", rbinop(prim))
     for name, prim in [("lt", E.less), ("le", E.less_equal), ("gt", E.greater),
@@ -308,9 +306,7 @@ def _install_methods() -> None:
                  "square", "log1p", "expm1", "reciprocal", "arctan", "sinh", "cosh",
                  "cumsum", "cumprod", "argmax", "argmin", "ravel", "squeeze", "expand_dims",
                  "swapaxes", "clip", "dot", "diagonal", "trace", "repeat", "flip", "sort"):
-        fn = getattr(cnp, name, None)
-        if fn is None:  # TODO(lead): remove once every family has landed
-            continue
+        fn = getattr(cnp, name)
         setattr(Tensor, name, (lambda f: lambda self, *a, **k: f(self, *a, **k))(fn))
 
     from .ops.nn import relu, sigmoid
