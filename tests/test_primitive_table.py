@@ -19,7 +19,6 @@ exercises, ``fn`` is a function of arrays, ``args`` the point to check at.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,35 +39,6 @@ TABLE_MODULES = {
     "chainrule.ops.elementwise", "chainrule.ops.nn", "chainrule.ops.reductions",
     "chainrule.ops._broadcast", "chainrule.ops.creation",
 }
-
-
-# --- engine bug guard -----------------------------------------------------------------------
-# ops/elementwise.py ``_bcast_tangent`` (the JVP of add/subtract) takes the batch shape with
-# ``batch_shape(t, x)`` AFTER ``align`` padded t to out's rank, so a batched tangent of a
-# lower-rank operand (e.g. scalar + vector inside jacfwd/hessian) fails to broadcast.  The fix
-# is ``batch_shape(t, out)``.  While the bug is there, the affected tests are marked xfail.
-
-
-def _probe_bcast_tangent_bug() -> bool:
-    try:
-        cr.jacfwd(lambda x: cnp.sum(x) + x * 1.0)(np.ones(3))
-    except ValueError:
-        return True
-    return False
-
-
-ENGINE_BCAST_BUG = _probe_bcast_tangent_bug()
-
-
-@contextmanager
-def engine_bcast_bug_tolerated():
-    try:
-        yield
-    except ValueError as exc:
-        if ENGINE_BCAST_BUG and "broadcast" in str(exc):
-            pytest.xfail("engine bug: elementwise._bcast_tangent uses batch_shape(t, x) after "
-                         "align; should be batch_shape(t, out)")
-        raise
 
 
 # --- 1. registry walk ------------------------------------------------------------------------
@@ -327,6 +297,30 @@ CASES += [
          "astype-f32-to-f64"),
 ]
 # float32 inputs keep float32 through the rules (checked against float64 differences)
+def _distinct(shape):  # no ties inside pooling windows
+    n = int(np.prod(shape))
+    return _rng.permutation(n).reshape(shape) / n * 4.0 - 2.0
+
+
+CASES += [  # layer primitives of ops/nn.py
+    Case(("max_pool2d",), lambda x: N.max_pool2d(x, 2), (_distinct((1, 2, 4, 4)),),
+         "max_pool2d-k2"),
+    Case(("max_pool2d",), lambda x: N.max_pool2d(x, 3, stride=2, padding=1),
+         (_distinct((2, 5, 5)),), "max_pool2d-stride-pad"),
+    Case(("avg_pool2d",), lambda x: N.avg_pool2d(x, 2), (ANY((1, 2, 4, 4)),), "avg_pool2d-k2"),
+    Case(("avg_pool2d",), lambda x: N.avg_pool2d(x, 3, stride=2, padding=1,
+                                                 count_include_pad=False),
+         (ANY((2, 5, 5)),), "avg_pool2d-pad-exclude"),
+    Case(("conv2d_bias",), lambda x, w, b: N.conv2d(x, w, stride=2, padding=1, bias=b),
+         (ANY((2, 1, 3, 3)), ANY((2, 1, 3, 3)), ANY((2,))), "conv2d-bias"),
+    Case(("softmax_cross_entropy",), lambda z: N.softmax_cross_entropy(z, np.array([0, 2, 1])),
+         (ANY((3, 4)),), "xent-mean"),
+    Case(("softmax_cross_entropy",),
+         lambda z: N.softmax_cross_entropy(z, np.array([[0, 1], [2, 2]]), axis=1,
+                                           reduction="none"),
+         (ANY((2, 3, 2)),), "xent-none-axis1"),
+]
+
 CASES += [Case(c.prims, c.fn, tuple(a.astype(np.float32) for a in c.args), c.id + "-f32")
           for c in CASES if c.id.endswith("-(3,)") and c.prims[0] in
           ("exp", "log", "tanh", "sigmoid", "softplus", "arcsin", "sqrt", "sin")]
@@ -354,8 +348,7 @@ def test_batched_rules_agree_with_unbatched_ones(case):
     equal ``jvp`` (unbatched, checked against differences above), and the batched Hessian
     of a scalarisation must equal the unbatched forward-over-reverse HVP.
     """
-    with engine_bcast_bug_tolerated():
-        _check_batched(case)
+    _check_batched(case)
 
 
 def _check_batched(case):
@@ -386,10 +379,6 @@ def test_sinc_at_zero():
     # sinc's derivative rule has a removable singularity at 0, handled with where(x == 0, ...)
     cr.check_grads(E.sinc, (np.array([0.0, 0.5]),), order=1)
     d2 = cr.grad(cr.grad(E.sinc))(0.0)
-    if d2 == 0.0:
-        pytest.xfail("engine bug: sinc'' at exactly 0 is 0 (the where() branch is a constant); "
-                     "true value -pi^2/3 -- use the Taylor series x*(-pi^2/3 + pi^4/30 x^2) "
-                     "near 0 in _sinc_deriv")
     assert_allclose(d2, -np.pi ** 2 / 3, rtol=1e-8)
 
 
@@ -462,8 +451,7 @@ def test_several_input_jacobian_shapes_equal_in_both_modes():
         return cnp.sum(a * b) * c, b * c[0, 0] + a
 
     a, b, c = np.array(0.5), np.array([1.0, 2.0, 3.0]), np.ones((2, 2))
-    with engine_bcast_bug_tolerated():
-        Jf = cr.jacfwd(f, argnums=(0, 1, 2))(a, b, c)
+    Jf = cr.jacfwd(f, argnums=(0, 1, 2))(a, b, c)
     Jr = cr.jacrev(f, argnums=(0, 1, 2))(a, b, c)
     expected_shapes = [[(2, 2), (2, 2, 3), (2, 2, 2, 2)], [(3,), (3, 3), (3, 2, 2)]]
     for o in range(2):

@@ -7,7 +7,6 @@ nesting is checked for perturbation confusion; pytrees for structure.
 from __future__ import annotations
 
 from collections import namedtuple
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -18,35 +17,6 @@ import chainrule.numpy as cnp
 from chainrule.pytree import tree_flatten, tree_map, tree_structure, tree_unflatten
 
 rng = np.random.default_rng(0)
-
-
-# --- engine bug guard -----------------------------------------------------------------------
-# ops/elementwise.py ``_bcast_tangent`` (the JVP of add/subtract) takes the batch shape with
-# ``batch_shape(t, x)`` AFTER ``align`` padded t to out's rank, so a batched tangent of a
-# lower-rank operand (e.g. scalar + vector inside jacfwd/hessian) fails to broadcast.  The fix
-# is ``batch_shape(t, out)``.  While the bug is there, the affected tests are marked xfail.
-
-
-def _probe_bcast_tangent_bug() -> bool:
-    try:
-        cr.jacfwd(lambda x: cnp.sum(x) + x * 1.0)(np.ones(3))
-    except ValueError:
-        return True
-    return False
-
-
-ENGINE_BCAST_BUG = _probe_bcast_tangent_bug()
-
-
-@contextmanager
-def engine_bcast_bug_tolerated():
-    try:
-        yield
-    except ValueError as exc:
-        if ENGINE_BCAST_BUG and "broadcast" in str(exc):
-            pytest.xfail("engine bug: elementwise._bcast_tangent uses batch_shape(t, x) after "
-                         "align; should be batch_shape(t, out)")
-        raise
 
 
 def fd_jacobian(f, x, eps=1e-6):
@@ -307,9 +277,8 @@ def test_jacobians_closed_form_elementwise_and_reduction():
 
     s = 1 - np.tanh(A @ x) ** 2
     expected = s[:, None] * A + x[None, :]
-    with engine_bcast_bug_tolerated():
-        for jac in (cr.jacfwd, cr.jacrev, cr.jacobian):
-            assert_allclose(jac(f)(x), expected, rtol=1e-10, atol=1e-12)
+    for jac in (cr.jacfwd, cr.jacrev, cr.jacobian):
+        assert_allclose(jac(f)(x), expected, rtol=1e-10, atol=1e-12)
 
 
 def test_jacobian_matches_finite_differences_on_matrices():
@@ -351,8 +320,7 @@ def test_jacfwd_equals_jacrev_several_inputs_of_different_shapes():
 def test_jacobian_pytree_input_dict():
     p = {"w": rng.standard_normal(3), "b": np.array(0.4)}
     f = lambda p: cnp.tanh(p["w"] * 2.0 + p["b"])
-    with engine_bcast_bug_tolerated():
-        Jf, Jr = cr.jacfwd(f)(p), cr.jacrev(f)(p)
+    Jf, Jr = cr.jacfwd(f)(p), cr.jacrev(f)(p)
     assert set(Jf) == {"w", "b"} and Jf["w"].shape == (3, 3) and Jf["b"].shape == (3,)
     d = 1 - np.tanh(p["w"] * 2 + p["b"]) ** 2
     assert_allclose(Jf["w"], np.diag(2 * d))

@@ -16,14 +16,10 @@ from .tensor import Tensor, _install_methods, tensor
 
 _install_methods()
 
-__version__ = "0.1.0"
-
-__all__ = [
-    "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "Function",
-    "FunctionCtx", "GradientTape",
-]
-from . import pytree  # noqa: E402
+# Everything below builds on the tensor methods installed above.
+from . import data, datasets, graph, nn, optim, optimize, pytree  # noqa: E402
 from .checks import check_grads  # noqa: E402
+from .compile import compile  # noqa: E402
 from .transforms import (  # noqa: E402
     grad,
     hessian,
@@ -36,8 +32,11 @@ from .transforms import (  # noqa: E402
     vjp,
 )
 
-__all__ += [
-    "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev", "jacobian", "hessian", "hvp",
-    "check_grads", "pytree",
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "Function",
+    "FunctionCtx", "GradientTape", "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev",
+    "jacobian", "hessian", "hvp", "check_grads", "compile", "pytree", "graph", "nn", "optim",
+    "optimize", "data", "datasets",
 ]
-from . import data, datasets, nn, optim, optimize  # noqa: E402,F401

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import namespace_of
+from ..backend import dtype_in, namespace_of
 from ..core.primitive import Box, primitive
 
 __all__ = [
@@ -141,7 +141,7 @@ def copy(x: Any) -> Any:
 def _astype_impl(xp, x, dtype):
     if xp is np or not hasattr(xp, "astype"):
         return x.astype(dtype)
-    return xp.astype(x, dtype)
+    return xp.astype(x, dtype_in(xp, dtype))  # NumPy dtypes spelt as the library spells them
 
 
 def _cast_like(g: Any, x: Any) -> Any:

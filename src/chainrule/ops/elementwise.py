@@ -9,6 +9,8 @@ differentiable again.
 
 from __future__ import annotations
 
+import cmath
+import math
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -111,12 +113,14 @@ positive = primitive("positive", _xp_fn("positive"), np.positive,
 
 def _bcast_tangent(t, x, out):
     """A tangent of ``x`` broadcast to the full shape of ``out`` (plus its batch axes)."""
+    from ._broadcast import batch_shape, broadcast_to
+
+    b = batch_shape(t, x)  # before align: afterwards t has out's rank and this would be wrong
     t = align(t, x, out)
     shape = tuple(out.shape)
-    if tuple(t.shape[t.ndim - len(shape):]) == shape:
+    if t.ndim == len(b) + len(shape) and tuple(t.shape[len(b):]) == shape:
         return t
-    from ._broadcast import batch_shape, broadcast_to
-    return broadcast_to(t, shape=batch_shape(t, out) + shape)
+    return broadcast_to(t, shape=b + shape)
 
 
 def _pow_dx(x, y, out):
@@ -130,6 +134,12 @@ def _pow_dx(x, y, out):
 
 def _pow_dy(x, y, out):
     # d/dy x**y = log(x) x**y; define it as 0 where x == 0 (the limit from x > 0 for y > 0).
+    if type(x) in _PY_SCALARS:  # a constant base: log(x) is a number (no NumPy scalar made)
+        if x == 0:
+            return out * 0.0
+        if type(x) is complex:
+            return out * cmath.log(x)
+        return out * (math.log(x) if x > 0 else math.nan)
     safe = where(x == 0, 1.0, x)
     return where(x == 0, 0.0, out * log(safe))
 
@@ -172,6 +182,16 @@ logaddexp = binary("logaddexp", np.logaddexp,
                    lambda x, y, o: exp(x - o), lambda x, y, o: exp(y - o))
 logaddexp2 = binary("logaddexp2", np.logaddexp2,
                     lambda x, y, o: exp2(x - o), lambda x, y, o: exp2(y - o))
+
+
+def _logaddexp2_impl(xp, x, y):
+    fn = getattr(xp, "logaddexp2", None)
+    if fn is not None:
+        return fn(x, y)
+    return xp.logaddexp(x * _LN2, y * _LN2) / _LN2  # not in the array API standard
+
+
+logaddexp2.impl = _logaddexp2_impl
 
 # --- trigonometric and hyperbolic -----------------------------------------------------
 
@@ -270,6 +290,21 @@ minimum = select("minimum", np.minimum, lambda a, b: a < b)
 # fmax/fmin ignore NaNs: the derivative goes to whichever operand was chosen.
 fmax = select("fmax", np.fmax, lambda a, b: ~_isnan(a) & ((a > b) | _isnan(b)))
 fmin = select("fmin", np.fmin, lambda a, b: ~_isnan(a) & ((a < b) | _isnan(b)))
+
+
+def _nan_ignoring(name: str, pick: str):
+    """fmax/fmin for array libraries without them (not in the array API standard)."""
+    def impl(xp, x, y):
+        fn = getattr(xp, name, None)
+        if fn is not None:
+            return fn(x, y)
+        return xp.where(y != y, x, xp.where(x != x, y, getattr(xp, pick)(x, y)))
+
+    return impl
+
+
+fmax.impl = _nan_ignoring("fmax", "maximum")
+fmin.impl = _nan_ignoring("fmin", "minimum")
 
 
 def _clip_impl(xp, x, lo, hi):

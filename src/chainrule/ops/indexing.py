@@ -203,6 +203,13 @@ def _basic_key(shape: tuple, key: Any) -> IndexKey | None:
     out = []
     for e, n in zip(entries, shape):
         t = type(e)
+        if not isinstance(n, int):  # a size known only when a graph runs (graph.Dim)
+            if t is int:
+                continue  # NumPy checks the bound at run time
+            if t is slice and e == slice(None):
+                out.append(n)
+                continue
+            return None
         if t is int:
             if not -n <= e < n:
                 return None
@@ -389,7 +396,8 @@ def _scatter_impl(xp: Any, g: Any, key: IndexKey) -> Any:
     nb = g.ndim - len(key.out_shape)
     z = _zeros(xp, tuple(g.shape[:nb]) + key.in_shape, g)
     if key.block is None:
-        z[key.idx] = g
+        if 0 not in tuple(g.shape):  # Dask refuses to assign an empty block
+            z[key.idx] = g
         return z
     add_at = getattr(getattr(xp, "add", None), "at", None)
     if add_at is not None:  # CuPy and kin

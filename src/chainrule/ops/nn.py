@@ -33,7 +33,8 @@ from .reductions import reduce_sum
 
 __all__ = [
     "sigmoid", "relu", "softplus", "log_sigmoid", "erf", "softmax", "log_softmax",
-    "binary_cross_entropy", "patches", "col2im", "conv2d", "linear",
+    "binary_cross_entropy", "patches", "col2im", "conv2d", "linear", "max_pool2d", "avg_pool2d",
+    "softmax_cross_entropy",
 ]
 
 
@@ -124,7 +125,8 @@ def _erf_deriv(x):
 
 
 erf = registry.get("erf") or primitive(
-    "erf", _erf_impl, lambda x: np.asarray(_erf_np(x)).astype(np.result_type(x, np.float32), copy=False),
+    "erf", _erf_impl,
+    lambda x: np.asarray(_erf_np(x)).astype(np.result_type(x, np.float32), copy=False),
     vjp=(lambda g, out, x: g * _erf_deriv(x),),
     jvp=(lambda t, out, x: t * _erf_deriv(x),),
 )
@@ -139,11 +141,11 @@ def _softmax_impl(xp, x, axis):
 
 
 def _softmax_np(x, axis):
-    m = np.max(x, axis=axis, keepdims=True)
-    if not np.all(np.isfinite(m)):
+    m = x.max(axis=axis, keepdims=True)
+    if not np.isfinite(m).all():
         m = np.where(np.isfinite(m), m, 0)
     e = np.exp(x - m)
-    e /= np.sum(e, axis=axis, keepdims=True)
+    e /= e.sum(axis=axis, keepdims=True)
     return e
 
 
@@ -164,11 +166,11 @@ def _log_softmax_impl(xp, x, axis):
 
 
 def _log_softmax_np(x, axis):
-    m = np.max(x, axis=axis, keepdims=True)
-    if not np.all(np.isfinite(m)):
+    m = x.max(axis=axis, keepdims=True)
+    if not np.isfinite(m).all():
         m = np.where(np.isfinite(m), m, 0)
     z = x - m
-    z -= np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+    z -= np.log(np.exp(z).sum(axis=axis, keepdims=True))
     return z
 
 
@@ -266,8 +268,17 @@ def _pad_np(x, padding, fill):
     ph, pw = padding
     if not (ph or pw):
         return x
-    widths = [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)]
-    return np.pad(x, widths, constant_values=fill)
+    H, W = x.shape[-2:]
+    out = np.full(x.shape[:-2] + (H + 2 * ph, W + 2 * pw), fill, dtype=x.dtype)
+    out[..., ph:ph + H, pw:pw + W] = x  # much cheaper than np.pad for small images
+    return out
+
+
+def _tiles(shape, kernel, stride, padding):
+    """True when the windows tile the image exactly (stride = kernel, no padding)."""
+    H, W = shape[-2:]
+    return (stride == kernel and padding == (0, 0) and H % kernel[0] == 0
+            and W % kernel[1] == 0)
 
 
 def _windows_np(x, kernel, stride, padding, fill=0.0):
@@ -297,6 +308,10 @@ def _col2im_np(c, size, kernel, stride, padding):
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     H, W = size
     ho, wo = c.shape[-2:]
+    if _tiles(size, kernel, stride, padding):  # windows do not overlap: a transpose
+        lead = c.ndim - 4
+        axes = tuple(range(lead)) + (lead + 2, lead, lead + 3, lead + 1)
+        return c.transpose(axes).reshape(c.shape[:-4] + (H, W))
     out = np.zeros(c.shape[:-4] + (H + 2 * ph, W + 2 * pw), dtype=c.dtype)
     for p in range(kh):  # a loop over kernel offsets, never over pixels
         for q in range(kw):
@@ -379,7 +394,7 @@ def patches(x: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0,
 
 
 def col2im(c: Any, size: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0) -> Any:
-    """Sum windows ``(..., kh, kw, Ho, Wo)`` back into an image ``(..., H, W)`` (im2col's transpose)."""
+    """Sum windows ``(..., kh, kw, Ho, Wo)`` back into an image ``(..., H, W)`` (im2col^T)."""
     return col2im_p(c, size=pair(size, "size"), kernel=pair(kernel_size, "kernel_size"),
                     stride=pair(stride, "stride"), padding=pair(padding, "padding"))
 
@@ -399,7 +414,7 @@ def _check_window(shape, kernel, stride, padding, op):
 
 # --- convolution ---------------------------------------------------------------------------------
 
-def _conv2d_np(x, w, stride, padding):
+def _conv2d_np(x, w, b=None, *, stride, padding):
     lead = x.shape[:-3]
     C, H, W = x.shape[-3:]
     O, _, kh, kw = w.shape
@@ -407,16 +422,20 @@ def _conv2d_np(x, w, stride, padding):
     n, _, ho, wo = v.shape[:4]
     cols = v.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, C * kh * kw)  # the im2col copy
     out = cols @ w.reshape(O, C * kh * kw).T  # one GEMM
+    if b is not None:
+        out += b
     out = np.ascontiguousarray(out.reshape(n, ho, wo, O).transpose(0, 3, 1, 2))
     return out.reshape(lead + (O, ho, wo))
 
 
-def _conv2d_generic(xp, x, w, stride, padding):
+def _conv2d_generic(xp, x, w, b=None, *, stride, padding):
     lead = tuple(x.shape[:-3])
     C, H, W = x.shape[-3:]
     O, _, kh, kw = w.shape
     P = _patches_generic(xp, xp.reshape(x, (-1, C, H, W)), (kh, kw), stride, padding, 0.0)
     out = xp.tensordot(P, w, axes=([1, 2, 3], [1, 2, 3]))  # (N, Ho, Wo, O)
+    if b is not None:
+        out = out + b
     out = xp.permute_dims(out, (0, 3, 1, 2))
     return xp.reshape(out, lead + tuple(out.shape[1:]))
 
@@ -434,7 +453,7 @@ def _contract(spec: str, a: Any, b: Any, np_fn) -> Any:
     return cnp.einsum(spec, a, b)
 
 
-def _conv_vjp_x(g, out, x, w, stride, padding):
+def _conv_vjp_x(g, out, x, w, b=None, *, stride, padding):
     kh, kw = w.shape[-2:]
     # cols[..., n, c, p, q, i, j] = sum_o g[..., n, o, i, j] w[o, c, p, q]
     cols = _contract("...oij,ocpq->...cpqij", g, w,
@@ -444,7 +463,7 @@ def _conv_vjp_x(g, out, x, w, stride, padding):
                     padding=padding)
 
 
-def _conv_vjp_w(g, out, x, w, stride, padding):
+def _conv_vjp_w(g, out, x, w, b=None, *, stride, padding):
     kh, kw = w.shape[-2:]
     P = patches_p(x, kernel=(kh, kw), stride=stride, padding=padding, fill=0.0)
     nd = len(x.shape)  # sum over the input's leading (sample) axes and the output pixels
@@ -455,7 +474,7 @@ def _conv_vjp_w(g, out, x, w, stride, padding):
                                               lead + [-2, -1])))
 
 
-def _conv_jvp_w(t, out, x, w, stride, padding):
+def _conv_jvp_w(t, out, x, w, b=None, *, stride, padding):
     kh, kw = w.shape[-2:]
     P = patches_p(x, kernel=(kh, kw), stride=stride, padding=padding, fill=0.0)
     nd = len(x.shape)
@@ -476,18 +495,38 @@ def _lead_spec(nd: int, which: str) -> str:
     return f"...ocpq,{letters}cpqij->...{letters}oij"
 
 
+def _conv_jvp_x(t, out, x, w, b=None, *, stride, padding):
+    return conv2d_p(t, w, stride=stride, padding=padding)
+
+
+def _conv_vjp_b(g, out, x, w, b, *, stride, padding):
+    nd = len(x.shape)  # sum over the samples and the pixels, keep the channel axis
+    return reduce_sum(g, axes=tuple(range(-nd, -3)) + (-2, -1), keepdims=False)
+
+
+def _conv_jvp_b(t, out, x, w, b, *, stride, padding):
+    from ._broadcast import batch_shape, broadcast_to
+
+    bs = batch_shape(t, b)
+    t = reshape(t, shape=bs + (1,) * (len(x.shape) - 3) + tuple(b.shape) + (1, 1))
+    return broadcast_to(t, shape=bs + tuple(out.shape))
+
+
 conv2d_p = primitive(
     "conv2d", _conv2d_generic, _conv2d_np,
-    vjp=(_conv_vjp_x, _conv_vjp_w),
-    jvp=(lambda t, out, x, w, stride, padding: conv2d_p(t, w, stride=stride, padding=padding),
-         _conv_jvp_w),
+    vjp=(_conv_vjp_x, _conv_vjp_w), jvp=(_conv_jvp_x, _conv_jvp_w),
+)
+conv2d_bias_p = primitive(
+    "conv2d_bias", _conv2d_generic, _conv2d_np,
+    vjp=(_conv_vjp_x, _conv_vjp_w, _conv_vjp_b), jvp=(_conv_jvp_x, _conv_jvp_w, _conv_jvp_b),
 )
 
 
-def conv2d(x: Any, w: Any, stride: Any = 1, padding: Any = 0) -> Any:
+def conv2d(x: Any, w: Any, stride: Any = 1, padding: Any = 0, bias: Any = None) -> Any:
     """2-D cross-correlation of ``x`` ``(..., C, H, W)`` with ``w`` ``(O, C, kh, kw)``.
 
-    Returns ``(..., O, Ho, Wo)`` with ``Ho = (H + 2 ph - kh) // sh + 1``.
+    Returns ``(..., O, Ho, Wo)`` with ``Ho = (H + 2 ph - kh) // sh + 1``; an
+    optional ``bias`` ``(O,)`` is added in the same operation.
 
     >>> import numpy as np
     >>> conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)))[0, 0]
@@ -502,7 +541,12 @@ def conv2d(x: Any, w: Any, stride: Any = 1, padding: Any = 0) -> Any:
         raise ValueError(f"conv2d: input of shape {xs} does not match weight of shape {ws}: "
                          f"expected (N, {ws[1]}, H, W) (channels first)")
     _check_window(xs, ws[-2:], stride, padding, "conv2d")
-    return conv2d_p(x, w, stride=stride, padding=padding)
+    if bias is None:
+        return conv2d_p(x, w, stride=stride, padding=padding)
+    if tuple(getattr(bias, "shape", ())) != ws[:1]:
+        raise ValueError(f"conv2d: bias must have shape ({ws[0]},), got "
+                         f"{tuple(getattr(bias, 'shape', ()))}")
+    return conv2d_bias_p(x, w, bias, stride=stride, padding=padding)
 
 
 
@@ -532,17 +576,27 @@ def _lin_vjp_x(g, out, x, w, b=None):
     return _matmul(g, w)  # (B.., lead.., O) @ (O, I)
 
 
+def _lin_vjp_w_np(g, x):
+    """``sum over samples of g^T x``: (B.., lead.., O), (lead.., I) -> (B.., O, I), one GEMM."""
+    L = x.ndim - 1
+    xf = x.reshape(-1, x.shape[-1]) if L != 1 else x
+    gf = g.reshape(g.shape[:g.ndim - L - 1] + (xf.shape[0], g.shape[-1])) if L != 1 else g
+    return np.matmul(np.swapaxes(gf, -1, -2), xf)
+
+
 def _lin_vjp_w(g, out, x, w, b=None):
     L = len(x.shape) - 1  # the input's leading (sample) axes are summed over
     letters = "abdefhkl"[:L]
-    return _contract(f"...{letters}o,{letters}i->...oi", g, x,
-                     lambda a, c: np.tensordot(a, c, axes=(list(range(a.ndim - L - 1, a.ndim - 1)),
-                                                           list(range(L)))))
+    return _contract(f"...{letters}o,{letters}i->...oi", g, x, _lin_vjp_w_np)
 
 
 def _lin_vjp_b(g, out, x, w, b):
     L = len(x.shape) - 1
-    return reduce_sum(g, axes=tuple(range(-L - 1, -1)), keepdims=False) if L else g
+    if not L:
+        return g
+    if type(g) is np.ndarray:  # first order: straight to NumPy
+        return g.sum(axis=tuple(range(g.ndim - L - 1, g.ndim - 1)))
+    return reduce_sum(g, axes=tuple(range(-L - 1, -1)), keepdims=False)
 
 
 def _lin_jvp_w(t, out, x, w, b=None):
@@ -586,3 +640,263 @@ def linear(x: Any, w: Any, b: Any = None) -> Any:
         raise ValueError(f"linear: bias of shape {tuple(getattr(b, 'shape', ()))} does not "
                          f"match weight of shape {ws}: expected ({ws[0]},)")
     return linear_p(x, w, b)
+
+
+# --- pooling --------------------------------------------------------------------------------------
+# Both pools loop over the kh * kw kernel offsets with strided slices (never over pixels).
+
+def _pad_generic(xp, x, padding, fill):
+    ph, pw = padding
+    if not (ph or pw):
+        return x
+    if xp is np:
+        return _pad_np(x, padding, fill)
+    *lead, H, W = x.shape
+    full = xp.full(tuple(lead) + (H + 2 * ph, W + 2 * pw), fill, dtype=x.dtype)
+    mid = xp.concat([full[..., ph:ph + H, :pw], x, full[..., ph:ph + H, pw + W:]], axis=-1)
+    return xp.concat([full[..., :ph, :], mid, full[..., ph + H:, :]], axis=-2)
+
+
+def _offsets(x, kernel, stride):
+    """``(k, slice of x)`` for every kernel offset ``k = p * kw + q`` (x already padded)."""
+    (kh, kw), (sh, sw) = kernel, stride
+    H, W = x.shape[-2:]
+    ho, wo = (H - kh) // sh + 1, (W - kw) // sw + 1
+    for p in range(kh):
+        for q in range(kw):
+            yield p * kw + q, x[..., p:p + sh * (ho - 1) + 1:sh, q:q + sw * (wo - 1) + 1:sw]
+
+
+def _lowest(dtype):
+    try:
+        d = np.dtype(dtype)
+    except TypeError:  # another library's dtype object: assume floating point
+        return -np.inf
+    return -np.inf if d.kind == "f" else np.iinfo(d).min
+
+
+def _max_pool_impl(xp, x, kernel, stride, padding):
+    out = None
+    for _, s in _offsets(_pad_generic(xp, x, padding, _lowest(x.dtype)), kernel, stride):
+        out = s if out is None else xp.maximum(out, s)
+    return out
+
+
+def _max_pool_np(x, kernel, stride, padding):
+    out = None
+    for _, s in _offsets(_pad_np(x, padding, _lowest(x.dtype)), kernel, stride):
+        if out is None:
+            out = s.copy()
+        else:
+            np.maximum(out, s, out=out)
+    return out
+
+
+def _max_pool_mask(x, kernel, stride, padding):
+    """A 0/1 array ``(..., kh, kw, Ho, Wo)`` marking each window's first maximum (like PyTorch)."""
+    from ..backend import namespace_of
+
+    x = _raw(x)
+    xp = namespace_of(x)
+    kh, kw = kernel
+    if xp is np:  # argmax over each window picks its first maximum
+        v = _windows_np(x, kernel, stride, padding, _lowest(x.dtype))
+        idx = v.reshape(v.shape[:-2] + (kh * kw,)).argmax(axis=-1)
+        ks = np.arange(kh * kw).reshape(kh, kw, 1, 1)
+        return (idx[..., None, None, :, :] == ks).astype(x.dtype)
+    best = idx = None
+    for k, s in _offsets(_pad_generic(xp, x, padding, _lowest(x.dtype)), kernel, stride):
+        if best is None:
+            best, idx = s, xp.zeros(s.shape, dtype=xp.int32)
+        else:
+            better = s > best
+            best = xp.where(better, s, best)
+            idx = xp.where(better, xp.full(s.shape, k, dtype=xp.int32), idx)
+    ks = xp.reshape(xp.arange(kh * kw, dtype=xp.int32), (kh, kw, 1, 1))
+    return xp.astype(idx[..., None, None, :, :] == ks, x.dtype)
+
+
+def _max_pool_vjp(g, out, x, kernel, stride, padding):
+    mask = _max_pool_mask(x, kernel, stride, padding)
+    gs = tuple(g.shape)
+    ge = reshape(g, shape=gs[:-2] + (1, 1) + gs[-2:])
+    return col2im_p(ge * mask, size=tuple(x.shape[-2:]), kernel=kernel, stride=stride,
+                    padding=padding)
+
+
+def _max_pool_jvp(t, out, x, kernel, stride, padding):
+    mask = _max_pool_mask(x, kernel, stride, padding)
+    tp = patches_p(t, kernel=kernel, stride=stride, padding=padding, fill=0.0)
+    return reduce_sum(tp * mask, axes=(-4, -3), keepdims=False)
+
+
+max_pool2d_p = primitive("max_pool2d", _max_pool_impl, _max_pool_np,
+                         vjp=(_max_pool_vjp,), jvp=(_max_pool_jvp,))
+
+
+def _window_counts(xp, shape, kernel, stride, padding, include_pad, dtype):
+    """How many entries each window averages over."""
+    kh, kw = kernel
+    if include_pad or padding == (0, 0):
+        return kh * kw
+    ones = xp.ones(tuple(shape[-2:]), dtype=dtype)
+    total = None
+    for _, s in _offsets(_pad_generic(xp, ones, padding, 0.0), kernel, stride):
+        total = s if total is None else total + s
+    return total
+
+
+def _avg_pool_impl(xp, x, kernel, stride, padding, include_pad):
+    total = None
+    for _, s in _offsets(_pad_generic(xp, x, padding, 0.0), kernel, stride):
+        total = s if total is None else total + s
+    return total / _window_counts(xp, x.shape, kernel, stride, padding, include_pad, x.dtype)
+
+
+def _avg_pool_vjp(g, out, x, kernel, stride, padding, include_pad):
+    from ..backend import namespace_of
+    from ._broadcast import broadcast_to
+
+    counts = _window_counts(namespace_of(_raw(x)), x.shape, kernel, stride, padding, include_pad,
+                            _raw(x).dtype)
+    gs = tuple(g.shape)
+    ge = reshape(g / counts, shape=gs[:-2] + (1, 1) + gs[-2:])
+    ge = broadcast_to(ge, shape=gs[:-2] + tuple(kernel) + gs[-2:])
+    return col2im_p(ge, size=tuple(x.shape[-2:]), kernel=kernel, stride=stride, padding=padding)
+
+
+avg_pool2d_p = primitive(
+    "avg_pool2d", _avg_pool_impl,
+    vjp=(_avg_pool_vjp,),
+    jvp=(lambda t, out, x, kernel, stride, padding, include_pad: avg_pool2d_p(
+        t, kernel=kernel, stride=stride, padding=padding, include_pad=include_pad),),
+)
+
+
+def _pool_params(x, kernel_size, stride, padding, op):
+    k = pair(kernel_size, "kernel_size")
+    s = k if stride is None else pair(stride, "stride")
+    p = pair(padding, "padding")
+    _check_window(tuple(x.shape), k, s, p, op)
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
+    return k, s, p
+
+
+def max_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Any:
+    """Maximum over windows of the last two axes; the gradient goes to each window's first maximum.
+
+    >>> import numpy as np
+    >>> max_pool2d(np.arange(16.0).reshape(4, 4), 2)
+    array([[ 5.,  7.],
+           [13., 15.]])
+    """
+    k, s, p = _pool_params(x, kernel_size, stride, padding, "max_pool2d")
+    return max_pool2d_p(x, kernel=k, stride=s, padding=p)
+
+
+def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
+               count_include_pad: bool = True) -> Any:
+    """Mean over windows of the last two axes (zero padding counted unless told otherwise)."""
+    k, s, p = _pool_params(x, kernel_size, stride, padding, "avg_pool2d")
+    return avg_pool2d_p(x, kernel=k, stride=s, padding=p, include_pad=bool(count_include_pad))
+
+
+# --- fused softmax cross-entropy against integer labels -----------------------------------------
+
+def _xent_np(z, labels, axis, reduction):
+    m = z.max(axis=axis, keepdims=True)
+    if not np.isfinite(m).all():
+        m = np.where(np.isfinite(m), m, 0)
+    lse = np.log(np.exp(z - m).sum(axis=axis, keepdims=True)) + m
+    if z.ndim == 2 and axis == -1:  # the common (N, C) case: plain fancy indexing
+        loss = lse[:, 0] - z[np.arange(z.shape[0]), labels]
+    else:
+        picked = np.take_along_axis(z, np.expand_dims(labels, axis), axis)
+        loss = np.squeeze(lse - picked, axis=axis)
+    if reduction == "none":
+        return loss
+    total = loss.sum()
+    return total / loss.size if reduction == "mean" else total
+
+
+def _xent_generic(xp, z, labels, axis, reduction):
+    logp = _log_softmax_impl(xp, z, axis)
+    n = z.shape[axis]
+    onehot = xp.astype(xp.expand_dims(labels, axis=axis) == xp.reshape(
+        xp.arange(n), (n,) + (1,) * (-axis - 1)), z.dtype)
+    loss = -xp.sum(logp * onehot, axis=axis)
+    if reduction == "none":
+        return loss
+    total = xp.sum(loss)
+    return total / loss.size if reduction == "mean" else total
+
+
+def _xent_dz(z, labels, axis):
+    """``softmax(z) - onehot(labels)`` along ``axis``, the derivative of each sample's loss."""
+    labels = _raw(labels)
+    if isinstance(z, np.ndarray):
+        s = _softmax_np(z, axis)
+        if z.ndim == 2 and axis == -1:
+            s[np.arange(z.shape[0]), labels] -= 1
+        else:
+            idx = np.expand_dims(labels, axis)
+            np.put_along_axis(s, idx, np.take_along_axis(s, idx, axis) - 1, axis)
+        return s
+    n = z.shape[axis]
+    onehot = np.expand_dims(labels, axis) == np.arange(n).reshape((n,) + (1,) * (-axis - 1))
+    return softmax_p(z, axis=axis) - onehot.astype(_raw(z).dtype)
+
+
+def _xent_scale(g, out, z, axis, reduction):
+    """The cotangent of the loss spread over ``z``'s rank (batch axes kept)."""
+    b = tuple(g.shape[: len(g.shape) - len(out.shape)])
+    if reduction == "none":
+        pos = len(z.shape) + axis
+        os_ = tuple(out.shape)
+        return reshape(g, shape=b + os_[:pos] + (1,) + os_[pos:])
+    ge = reshape(g, shape=b + (1,) * len(z.shape))
+    if reduction == "mean":
+        ge = ge * (1.0 / (_size(z.shape) // z.shape[axis]))
+    return ge
+
+
+def _size(shape):
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _xent_vjp(g, out, z, labels, axis, reduction):
+    if reduction != "none" and isinstance(g, (np.ndarray, np.generic)) and g.ndim == 0 \
+            and isinstance(z, np.ndarray):  # first order on NumPy: scale in place
+        dz = _xent_dz(z, labels, axis)
+        dz *= g * (1.0 / (z.size // z.shape[axis])) if reduction == "mean" else g
+        return dz
+    return _xent_scale(g, out, z, axis, reduction) * _xent_dz(z, labels, axis)
+
+
+def _xent_jvp(t, out, z, labels, axis, reduction):
+    d = reduce_sum(t * _xent_dz(z, labels, axis), axes=(axis,), keepdims=False)
+    if reduction == "none":
+        return d
+    nl = len(z.shape) - 1
+    total = reduce_sum(d, axes=tuple(range(-nl, 0)), keepdims=False) if nl else d
+    return total * (1.0 / (_size(z.shape) // z.shape[axis])) if reduction == "mean" else total
+
+
+softmax_cross_entropy_p = primitive(
+    "softmax_cross_entropy", _xent_generic, _xent_np,
+    vjp=(_xent_vjp, None), jvp=(_xent_jvp, None),
+)
+
+
+def softmax_cross_entropy(z: Any, labels: Any, axis: int = -1, reduction: str = "mean") -> Any:
+    """Cross-entropy of logits ``z`` at integer ``labels`` (``z`` without the class axis), fused.
+
+    One node forward; the backward pass is ``(softmax(z) - onehot) * g``.
+    Labels must be valid class indices (no ignore index, see ``nn.functional``).
+    """
+    return softmax_cross_entropy_p(z, labels, axis=_axis(z, int(axis), "cross_entropy"),
+                                   reduction=reduction)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import namespace_of
+from ..backend import NUMPY_TYPES, library_name, namespace_of
 from ..core.primitive import Box, primitive
 from ._broadcast import batch_shape, broadcast_to, reshape
 from .elementwise import equal, exp, log, sqrt, where
@@ -190,10 +190,86 @@ def _cumprod_impl(xp, x, axis):
     return xp.cumprod(x, axis=axis)
 
 
+def _is_numpy(x: Any) -> bool:
+    raw = _raw(x)
+    return type(raw) in NUMPY_TYPES or isinstance(raw, np.ndarray | np.generic)
+
+
+def _no_zeros(x: Any) -> bool | None:
+    """True when ``x`` has no zero entry (picks the division path of the product rules).
+
+    Other array libraries answer with their own namespace; for a lazy library (Dask)
+    the answer would compute ``x`` while the graph is being built, so it is ``None``
+    (unknown) and the callers take a path that is exact either way.
+    """
+    raw = _raw(x)
+    if _is_numpy(raw):
+        return bool(np.all(np.asarray(raw) != 0))
+    xp = namespace_of(raw)
+    if library_name(xp) == "dask" or getattr(xp, "_staged", False):
+        return None  # (graph nodes and traced values: no look at the data either)
+    return bool(xp.all(raw != 0))
+
+
+def _shift(y: Any, s: int, axis: int, reverse: bool) -> Any:
+    """``y`` moved by ``s`` along (negative) ``axis``, zero-filled: entry k becomes
+    ``y[k + s]`` (reverse) or ``y[k - s]`` (forward)."""
+    from .shape import concatenate
+
+    raw = _raw(y)
+    xp = namespace_of(raw)
+    tail = (slice(None),) * (-axis - 1)
+    if s >= raw.shape[axis]:
+        return xp.zeros_like(raw)
+    zeros = xp.zeros_like(raw[(Ellipsis, slice(0, s)) + tail])  # y's dtype and device
+    if reverse:
+        return concatenate([y[(Ellipsis, slice(s, None)) + tail], zeros], axis=axis)
+    return concatenate([zeros, y[(Ellipsis, slice(None, -s)) + tail]], axis=axis)
+
+
+def _linear_scan(a: Any, b: Any, axis: int, reverse: bool) -> Any:
+    """``y`` with ``y_k = b_k + a_k y_{k+1}`` (reverse) or ``b_k + a_k y_{k-1}`` (forward),
+    zero outside: log2(n) doubling steps of products and sums -- exact with zeros, no
+    data-dependent branch (lazy libraries), and differentiable again."""
+    n = b.shape[axis]
+    s = 1
+    while s < n:
+        b = b + a * _shift(b, s, axis, reverse)
+        if 2 * s < n:
+            a = a * _shift(a, s, axis, reverse)
+        s *= 2
+    return b
+
+
+def _exclusive(out: Any, axis: int) -> Any:
+    """``prod_{j<k} x_j`` from ``out = cumprod(x)``: 1, then out without its last entry."""
+    from .shape import concatenate
+
+    raw = _raw(out)
+    tail = (slice(None),) * (-axis - 1)
+    ones = namespace_of(raw).ones_like(raw[(Ellipsis, slice(0, 1)) + tail])
+    if raw.shape[axis] == 1:
+        return ones
+    return concatenate([ones, out[(Ellipsis, slice(None, -1)) + tail]], axis=axis)
+
+
+def _cumprod_vjp_scan(g, out, x, axis):
+    # ct_k = prod_{j<k} x_j * S_k with S_k = sum_{i>=k} g_i prod_{k<j<=i} x_j, that is
+    # S_k = g_k + x_{k+1} S_{k+1}: a reverse linear recurrence (no division by x).
+    return _exclusive(out, axis) * _linear_scan(_shift(x, 1, axis, True), g, axis, True)
+
+
+def _cumprod_jvp_scan(t, out, x, axis):
+    # d out_i = sum_{k<=i} t_k prod_{j<k} x_j prod_{k<j<=i} x_j = U_i with
+    # U_i = t_i prod_{j<i} x_j + x_i U_{i-1}: a forward linear recurrence.
+    return _linear_scan(x, t * _exclusive(out, axis), axis, False)
+
+
 def _cumprod_vjp(g, out, x, axis):
-    raw = np.asarray(_raw(x))
-    if np.all(raw != 0):
+    if _no_zeros(x):
         return _rev_cumsum(g * out, axis) / x
+    if not _is_numpy(x):  # zeros, or not known without computing (Dask)
+        return _cumprod_vjp_scan(g, out, x, axis)
     # With zeros, d out_i / d x_k = prod_{j<=i, j!=k} x_j: use products that skip x_k.
     from .shape import moveaxis, stack
 
@@ -222,9 +298,10 @@ cumprod_p = primitive(
 
 def _cumprod_jvp(t, out, x, axis):
     # d out_i = sum_{k<=i} t_k * prod_{j<=i, j!=k} x_j: reuse the reverse rule's structure.
-    raw = np.asarray(_raw(x))
-    if np.all(raw != 0):
+    if _no_zeros(x):
         return out * cumsum_p(t / x, axis=axis)
+    if not _is_numpy(x):  # zeros, or not known without computing (Dask)
+        return _cumprod_jvp_scan(t, out, x, axis)
     from .shape import moveaxis, stack
 
     tm = moveaxis(t, axis, -1)
@@ -260,8 +337,7 @@ def _prod_impl(xp, x, axes, keepdims):
 
 def _prod_others(x, axes):
     """For each element, the product of the *other* elements of its reduction group."""
-    raw = np.asarray(_raw(x))
-    if np.all(raw != 0):
+    if _no_zeros(x):  # (unknown on Dask: the exact path, which needs no look at x)
         return prod_p(x, axes=axes, keepdims=True) / x
     from .shape import moveaxis
 
@@ -346,7 +422,10 @@ def logsumexp(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
 
 def count_nonzero(x: Any, axis: Any = None) -> Any:
     """Number of non-zero entries (not differentiable)."""
-    return np.count_nonzero(np.asarray(_raw(x)), axis=axis)
+    raw = _raw(x)
+    if type(raw) in NUMPY_TYPES or isinstance(raw, np.ndarray | np.generic | list | tuple):
+        return np.count_nonzero(np.asarray(raw), axis=axis)
+    return namespace_of(raw).count_nonzero(raw, axis=axis)  # stays in the array's library
 
 
 _ = where

@@ -1,0 +1,298 @@
+"""``cr.optimize.minimize``: minimise a scalar function, chainrule supplying the derivatives.
+
+Methods ``"gd"``, ``"momentum"`` and ``"adam"`` are implemented here (option
+``lr``); ``"lbfgs"``, ``"bfgs"`` and ``"newton"`` hand the work to SciPy
+(L-BFGS-B, BFGS, and trust-region Newton-CG fed with exact Hessian-vector
+products from forward-over-reverse differentiation).  SciPy is optional:
+those three methods raise ``ImportError`` without it.
+
+>>> import chainrule.numpy as cnp
+>>> from chainrule.optimize import minimize
+>>> res = minimize(lambda v: (v[0] + 5) ** 2 + (v[1] + 3) ** 2, [10.0, 4.0], method="bfgs")
+>>> res.x.round(6), res.success
+(array([-5., -3.]), True)
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .core.primitive import Box
+
+__all__ = ["minimize", "OptimizeResult", "METHODS"]
+
+METHODS = ("gd", "momentum", "adam", "lbfgs", "bfgs", "newton")
+_ALIASES = {"sgd": "gd", "l-bfgs-b": "lbfgs", "l-bfgs": "lbfgs", "lbfgsb": "lbfgs",
+            "trust-ncg": "newton", "newton-cg": "newton"}
+_DEFAULT_LR = {"gd": 0.1, "momentum": 0.01, "adam": 0.1}
+
+
+class OptimizeResult(dict):
+    """The outcome of :func:`minimize`: a dict whose keys are also attributes.
+
+    ``x`` (the solution, shaped like ``x0``), ``fun`` (its value), ``jac``
+    (the gradient there), ``nit`` (iterations), ``success``, ``message``,
+    ``nfev`` (function evaluations) and ``method``.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def __repr__(self) -> str:
+        width = max(map(len, self)) if self else 0
+        return "\n".join(f"{k.rjust(width)}: {v!r}" for k, v in self.items())
+
+
+def _raw(x: Any) -> Any:
+    while isinstance(x, Box):
+        x = x.data
+    return x
+
+
+def _scalar(f: Any, where: str) -> float:
+    a = np.asarray(_raw(f))
+    if a.size != 1:
+        raise ValueError(f"minimize: {where} must return a scalar, got shape {a.shape}")
+    return float(a.reshape(()))
+
+
+class _Objective:
+    """``fun`` with its gradient and Hessian-vector products, counting evaluations."""
+
+    def __init__(self, fun: Callable, jac: Any, shape: tuple, dtype: Any,
+                 hessp: Callable | None) -> None:
+        self.fun, self.jac, self.shape, self.dtype = fun, jac, shape, dtype
+        self.user_hessp = hessp
+        self.nfev = 0
+
+    def _x(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=self.dtype).reshape(self.shape)
+
+    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        x = self._x(x)
+        self.nfev += 1
+        if self.jac is None:
+            from .transforms import value_and_grad
+
+            f, g = value_and_grad(self.fun)(x)
+        elif self.jac is True:
+            f, g = self.fun(x)
+        elif callable(self.jac):
+            f, g = self.fun(x), self.jac(x)
+        else:
+            raise TypeError(f"minimize: jac must be None, True or a callable, got {self.jac!r}")
+        g = np.asarray(_raw(g), dtype=self.dtype)
+        if g.shape != self.shape:
+            g = g.reshape(self.shape)
+        return _scalar(f, "fun"), g
+
+    def hessp(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
+        x, v = self._x(x), self._x(v)
+        if self.user_hessp is not None:
+            return np.asarray(_raw(self.user_hessp(x, v)), dtype=self.dtype)
+        if self.jac is None:
+            from .transforms import hvp
+
+            return np.asarray(_raw(hvp(self.fun, (x,), (v,))), dtype=self.dtype)
+        if callable(self.jac):
+            try:  # differentiate the user's gradient forward along v
+                from .transforms import jvp
+
+                return np.asarray(_raw(jvp(self.jac, (x,), (v,))[1]), dtype=self.dtype)
+            except Exception:  # noqa: BLE001 - not written with chainrule ops: differences
+                pass
+        # Central differences of the gradient (only when no exact derivative is available).
+        eps = np.sqrt(np.finfo(self.dtype).eps) * max(1.0, float(np.linalg.norm(x)))
+        eps /= max(float(np.linalg.norm(v)), 1e-300)
+        return (self.value_and_grad(x + eps * v)[1] - self.value_and_grad(x - eps * v)[1]) \
+            / (2 * eps)
+
+
+class _Progress:
+    """A tqdm bar over iterations when tqdm is installed, else a line every few iterations."""
+
+    def __init__(self, enabled: bool, total: int, method: str) -> None:
+        self.bar = None
+        self.enabled = enabled
+        self.every = max(1, total // 20)
+        self.count = 0
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=total, desc=f"minimize ({method})", leave=False)
+            except ImportError:
+                self.bar = None
+
+    def update(self, f: float | None = None) -> None:
+        if not self.enabled:
+            return
+        self.count += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            if f is not None:
+                self.bar.set_postfix(fun=f, refresh=False)
+        elif self.count % self.every == 0:
+            print(f"minimize: iteration {self.count}" + (f", fun={f:.6g}" if f is not None
+                                                         else ""), file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def minimize(fun: Callable, x0: Any, method: str = "lbfgs", jac: Any = None,
+             tol: float = 1e-8, max_iter: int = 1000, callback: Callable | None = None,
+             **options: Any) -> OptimizeResult:
+    """Minimise the scalar function ``fun(x)`` starting from ``x0``.
+
+    Parameters
+    ----------
+    fun: ``fun(x) -> scalar`` for an array ``x`` shaped like ``x0``, written with
+        ``chainrule.numpy`` (so it can be differentiated) unless ``jac`` is given.
+    x0: the starting point (any shape).
+    method: ``"gd"``, ``"momentum"``, ``"adam"`` (own implementations, option
+        ``lr``; ``momentum`` also takes ``beta``, adam ``betas`` and ``eps``),
+        ``"lbfgs"``, ``"bfgs"`` or ``"newton"`` (SciPy; ``newton`` is a
+        trust-region Newton-CG with exact Hessian-vector products).
+    jac: ``None`` (chainrule differentiates ``fun``), ``True`` (``fun`` returns
+        ``(value, gradient)``) or a gradient function.
+    tol: the gradient size (max-norm) at which to stop.
+    max_iter: the most iterations.
+    callback: ``callback(x)`` after every iteration.
+    options: ``lr`` etc. for the own methods, ``progress=True`` for a progress
+        bar (tqdm when installed), ``hessp`` for a user Hessian-vector product;
+        any others are passed to SciPy's ``options``.
+
+    Returns an :class:`OptimizeResult` with ``x fun jac nit success message``.
+
+    >>> import chainrule.numpy as cnp
+    >>> rosen = lambda v: (1 - v[0]) ** 2 + 100 * (v[1] - v[0] ** 2) ** 2
+    >>> res = minimize(rosen, [-1.2, 1.0], method="newton")
+    >>> bool(abs(res.x - 1).max() < 1e-6), res.nit < 200
+    (True, True)
+    """
+    name = _ALIASES.get(str(method).lower(), str(method).lower())
+    if name not in METHODS:
+        raise ValueError(f"minimize: unknown method {method!r}; choose one of {METHODS}")
+    max_iter = int(options.pop("maxiter", max_iter))
+    if max_iter < 0:
+        raise ValueError(f"minimize: max_iter must be non-negative, got {max_iter}")
+    progress = _Progress(bool(options.pop("progress", False)), max_iter, name)
+    x0_arr = np.asarray(_raw(x0))
+    own = name in ("gd", "momentum", "adam")
+    dtype = x0_arr.dtype if (own and x0_arr.dtype.kind == "f") else np.float64
+    x0_arr = np.array(x0_arr, dtype=dtype)
+    obj = _Objective(fun, jac, x0_arr.shape, dtype, options.pop("hessp", None))
+    try:
+        if own:
+            res = _first_order(name, obj, x0_arr, tol, max_iter, callback, progress, options)
+        else:
+            res = _scipy(name, obj, x0_arr, tol, max_iter, callback, progress, options)
+    finally:
+        progress.close()
+    res["method"] = name
+    res["nfev"] = obj.nfev
+    return res
+
+
+def _first_order(name: str, obj: _Objective, x: np.ndarray, tol: float, max_iter: int,
+                 callback: Callable | None, progress: _Progress,
+                 options: dict[str, Any]) -> OptimizeResult:
+    lr = float(options.pop("lr", _DEFAULT_LR[name]))
+    beta = float(options.pop("beta", options.pop("momentum", 0.9)))
+    b1, b2 = options.pop("betas", (0.9, 0.999))
+    eps = float(options.pop("eps", 1e-8))
+    if options:
+        raise TypeError(f"minimize: unknown options for method {name!r}: {sorted(options)}")
+    if lr <= 0:
+        raise ValueError(f"minimize: lr must be positive, got {lr}")
+    x = x.copy()
+    buf = np.zeros_like(x)
+    m = np.zeros_like(x)
+    v = np.zeros_like(x)
+    f, g = obj.value_and_grad(x)
+    nit = 0
+    message = "maximum number of iterations reached"
+    success = False
+    while True:
+        if not (math.isfinite(f) and np.all(np.isfinite(g))):
+            message = "the function or its gradient became non-finite (lower lr?)"
+            break
+        if g.size == 0 or float(np.max(np.abs(g))) <= tol:
+            message, success = "gradient below tol", True
+            break
+        if nit >= max_iter:
+            break
+        nit += 1
+        if name == "gd":
+            x -= lr * g
+        elif name == "momentum":  # heavy ball: b = beta b + g, x -= lr b
+            buf *= beta
+            buf += g
+            x -= lr * buf
+        else:  # Adam with bias correction
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            mhat = m / (1 - b1 ** nit)
+            vhat = v / (1 - b2 ** nit)
+            x -= lr * mhat / (np.sqrt(vhat) + eps)
+        f, g = obj.value_and_grad(x)
+        progress.update(f)
+        if callback is not None:
+            callback(x.copy())
+    return OptimizeResult(x=x, fun=f, jac=g, nit=nit, success=success, message=message)
+
+
+def _scipy(name: str, obj: _Objective, x0: np.ndarray, tol: float, max_iter: int,
+           callback: Callable | None, progress: _Progress,
+           options: dict[str, Any]) -> OptimizeResult:
+    try:
+        from scipy import optimize as sopt
+    except ImportError as exc:
+        raise ImportError(f"minimize(method={name!r}) needs SciPy, which is not installed: "
+                          "pip install scipy (or use method 'gd', 'momentum' or 'adam')"
+                          ) from exc
+    shape = x0.shape
+
+    def fg(xf):
+        f, g = obj.value_and_grad(xf)
+        return f, g.ravel()
+
+    def cb(xk):
+        progress.update()
+        if callback is not None:
+            callback(np.asarray(xk).reshape(shape).copy())
+
+    opts = {"maxiter": max_iter}
+    if name == "lbfgs":
+        scipy_method = "L-BFGS-B"
+        opts.update(gtol=tol, ftol=tol * np.finfo(float).eps)
+    elif name == "bfgs":
+        scipy_method = "BFGS"
+        opts.update(gtol=tol)
+    else:
+        scipy_method = "trust-ncg"
+        opts.update(gtol=tol)
+    opts.update(options)
+    kwargs: dict[str, Any] = {}
+    if name == "newton":
+        kwargs["hessp"] = lambda xf, vf: obj.hessp(xf, vf.reshape(shape)).ravel()
+    r = sopt.minimize(fg, x0.ravel(), jac=True, method=scipy_method, callback=cb,
+                      options=opts, **kwargs)
+    grad = np.asarray(r.jac).reshape(shape) if getattr(r, "jac", None) is not None \
+        else obj.value_and_grad(r.x)[1]
+    message = r.message.decode() if isinstance(r.message, bytes) else str(r.message)
+    return OptimizeResult(x=np.asarray(r.x).reshape(shape), fun=float(r.fun), jac=grad,
+                          nit=int(r.nit), success=bool(r.success), message=message)
