@@ -37,6 +37,7 @@ from .core.backward import backward_pass
 from .core.primitive import Box, Primitive
 from .core.trace import EAGER_LEVEL, level_scope
 from .ops._broadcast import reshape as _reshape
+from .ops.shape import transpose_p as _permute  # permutes trailing axes, batch kept
 from .pytree import PyTreeDef, tree_flatten, tree_unflatten
 from .tensor import Tensor, is_differentiable_dtype
 
@@ -220,20 +221,6 @@ def _pad_impl(xp: Any, x: Any, before: int, after: int, axis: int) -> Any:
     return concat(parts, axis=axis) if len(parts) > 1 else x
 
 
-def _permute_impl(xp: Any, x: Any, perm: tuple) -> Any:
-    nb = x.ndim - len(perm)
-    full = tuple(range(nb)) + tuple(nb + p for p in perm)
-    fn = getattr(xp, "permute_dims", None) or xp.transpose
-    return fn(x, full)
-
-
-def _inverse(perm: tuple) -> tuple:
-    inv = [0] * len(perm)
-    for i, p in enumerate(perm):
-        inv[p] = i
-    return tuple(inv)
-
-
 _take = Primitive(
     "transforms.take_block", _take_impl,
     vjp=(lambda g, out, x, start, stop, axis:
@@ -246,12 +233,6 @@ _pad = Primitive(
     vjp=(lambda g, out, x, before, after, axis:
          _take(g, start=before, stop=before + x.shape[axis], axis=axis),),
     jvp=(lambda t, out, x, before, after, axis: _pad(t, before=before, after=after, axis=axis),),
-    register=False,
-)
-_permute = Primitive(
-    "transforms.permute_block", _permute_impl,
-    vjp=(lambda g, out, x, perm: _permute(g, perm=_inverse(perm)),),
-    jvp=(lambda t, out, x, perm: _permute(t, perm=perm),),
     register=False,
 )
 
@@ -484,7 +465,7 @@ def _fwd_block(t: Any, n_in: int, off: int, in_shape: tuple, out_shape: tuple) -
     t = _reshape(t, shape=in_shape + out_shape)
     if in_shape and out_shape:
         ni, no = len(in_shape), len(out_shape)
-        t = _permute(t, perm=tuple(range(ni, ni + no)) + tuple(range(ni)))
+        t = _permute(t, axes=tuple(range(ni, ni + no)) + tuple(range(ni)))
     return _finish(t)
 
 

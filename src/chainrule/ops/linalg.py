@@ -159,31 +159,13 @@ _mT = primitive(
 )
 
 
-def _shift_perm(perm: tuple, nb: int) -> tuple:
-    return tuple(range(nb)) + tuple(nb + p for p in perm)
-
-
-def _inverse_perm(perm: tuple) -> tuple:
-    inv = [0] * len(perm)
-    for i, p in enumerate(perm):
-        inv[p] = i
-    return tuple(inv)
-
-
-_permute = primitive(
-    "_linalg_permute", lambda xp, x, perm: xp.permute_dims(x, perm),
-    lambda x, perm: np.transpose(x, perm),
-    vjp=(lambda g, out, x, perm:
-         _permute(g, perm=_shift_perm(_inverse_perm(perm), _nd(g) - len(perm))),),
-    jvp=(lambda t, out, x, perm: _permute(t, perm=_shift_perm(perm, _nd(t) - len(perm))),),
-)
-
-
 def _permute_axes(x: Any, perm: list | tuple) -> Any:
     perm = tuple(perm)
     if perm == tuple(range(len(perm))):
         return x
-    return _permute(x, perm=perm)
+    from .shape import transpose_p  # permutes the trailing axes; batch axes stay in front
+
+    return transpose_p(x, axes=perm)
 
 
 # --- tuple outputs --------------------------------------------------------------------------
