@@ -75,6 +75,8 @@ class ArrayNamespace:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             return getattr(self._xp, name)
+        if name.startswith("_"):  # chainrule's own marks (e.g. _staged), or not set yet
+            raise AttributeError(name)
         try:
             value = getattr(self._xp, name)
         except AttributeError:

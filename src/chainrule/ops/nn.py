@@ -28,7 +28,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..core.primitive import Box, primitive, registry
 from ._broadcast import align, reshape, unbroadcast
-from .elementwise import exp, log, log1p, maximum, negative
+from .elementwise import exp, log, log1p, masked, maximum, negative
 from .reductions import reduce_sum
 
 __all__ = [
@@ -70,8 +70,8 @@ def _relu_impl(xp, x):
 
 relu = primitive(
     "relu", _relu_impl, lambda x: np.maximum(x, 0),
-    vjp=(lambda g, out, x: g * (x > 0),),
-    jvp=(lambda t, out, x: t * (x > 0),),
+    vjp=(lambda g, out, x: masked(g, x > 0),),
+    jvp=(lambda t, out, x: masked(t, x > 0),),
 )
 
 
