@@ -26,8 +26,9 @@ class SGD(Optimizer):
     array([0.95])
     """
 
+    # Positional order as in chainrule's API: (params, lr, momentum, nesterov, weight_decay).
     def __init__(self, params: Iterable[Any], lr: float = required, momentum: float = 0.0,
-                 dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
+                 nesterov: bool = False, weight_decay: float = 0.0, dampening: float = 0.0,
                  maximize: bool = False) -> None:
         if momentum < 0:
             raise ValueError(f"SGD: invalid momentum {momentum}")
