@@ -95,6 +95,7 @@ def backward_pass(
                         ct = f(g, out, *vals, **params) if params else f(g, out, *vals)
                         if ct is None:
                             continue
+                        # _send() inlined: this loop runs once per edge of the graph
                         if a._prim is None:
                             _send_leaf(a, ct, leaves)
                         elif a._ct is None:
