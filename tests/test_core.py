@@ -315,3 +315,12 @@ def test_numpy_array_operands_defer_to_tensor():
     assert isinstance(y, cr.Tensor)
     y.sum().backward()
     assert_allclose(x.grad, [3.0, 4.0])
+
+
+def test_shape_errors_name_the_operation_and_the_inputs():
+    a = cr.tensor(np.ones(2), requires_grad=True)
+    b = cr.tensor(np.ones(3))
+    with pytest.raises(ValueError, match=r"add: .*\(2,\).*\(3,\)"):
+        a + b
+    with pytest.raises(ValueError, match="matmul"):
+        a @ cr.tensor(np.ones((3, 3)))

@@ -158,7 +158,10 @@ class Primitive:
             if (type(xd) not in NUMPY_TYPES or type(yd) not in NUMPY_TYPES
                     or lvl in SPECIAL_LEVELS or not self.differentiable):
                 return self._bind(args, params)
-            out = self.box_impl(xd, yd, **params)
+            try:
+                out = self.box_impl(xd, yd, **params)
+            except (ValueError, TypeError) as exc:  # zero cost unless raised
+                raise _explained(self, (xd, yd), exc) from exc
             cls = _box_cls[0]
             if tracked and lvl > state.grad_floor:
                 # record() inlined: this is the hottest line of the library
@@ -182,7 +185,10 @@ class Primitive:
                 xd = x.data
                 lvl = x._level
                 if type(xd) in NUMPY_TYPES and lvl not in SPECIAL_LEVELS and self.differentiable:
-                    out = self.np_impl(xd, **params)
+                    try:
+                        out = self.np_impl(xd, **params)
+                    except (ValueError, TypeError) as exc:
+                        raise _explained(self, (xd,), exc) from exc
                     cls = _box_cls[0]
                     if x.requires_grad and lvl > state.grad_floor:
                         box = cls.__new__(cls)
@@ -230,7 +236,13 @@ class Primitive:
             if not nested and type(a) not in NUMPY_TYPES:
                 nested = True
             vals.append(a)
-        out = self(*vals, **params) if nested else self.np_impl(*vals, **params)
+        if nested:
+            out = self(*vals, **params)
+        else:
+            try:
+                out = self.np_impl(*vals, **params)
+            except (ValueError, TypeError) as exc:
+                raise _explained(self, vals, exc) from exc
         if not self.differentiable:
             return out
         if top in FORWARD_LEVELS:
@@ -248,6 +260,19 @@ class Primitive:
             return self.impl(xp, *args, **params)
         args = tuple(np.asarray(a) if isinstance(a, (list, tuple)) else a for a in args)
         return self.np_impl(*args, **params)
+
+
+def _explained(prim: Primitive, values: Any, exc: Exception) -> Exception:
+    """The same kind of error, naming the operation and its inputs' shapes and dtypes."""
+    if str(exc).startswith(prim.name + ":"):
+        return exc
+    described = ", ".join(
+        f"shape {tuple(v.shape)} {v.dtype}" if hasattr(v, "shape") else repr(v) for v in values
+    )
+    try:
+        return type(exc)(f"{prim.name}: {exc} (inputs: {described})")
+    except Exception:  # an exception type with a special constructor: keep it as it is
+        return exc
 
 
 def _bind_numpy(impl: Callable[..., Any]) -> Callable[..., Any]:
