@@ -641,8 +641,11 @@ def hessian(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
 def hvp(f: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> Any:
     """Hessian-vector product ``H(primals) @ tangents`` of scalar ``f``, without forming H.
 
-    Forward-over-reverse: ``jvp(grad(f), primals, tangents)``, costing a
-    small multiple of one evaluation of ``f``.  With one primal the result
+    Reverse-over-forward: the gradient of the directional derivative
+    ``x -> jvp(f, x, v)[1]``, costing a small multiple of one evaluation of
+    ``f``.  (Forward-over-reverse, ``jvp(grad(f))``, would also compute the
+    gradient itself, which is thrown away: for ``f = sum(g(A @ x))`` that is
+    one more product with ``A``.)  With one primal the result
     is an array (pytree) like it; with several, a tuple (one entry per
     primal: the gradient with respect to it, differentiated along all
     tangents).
@@ -657,5 +660,9 @@ def hvp(f: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> Any:
             "hvp: primals and tangents must be tuples (or lists), e.g. hvp(f, (x,), (v,))"
         )
     nums = tuple(range(len(primals)))
-    _, t = jvp(grad(f, argnums=nums), primals, tangents)
+
+    def directional(*xs: Any) -> Any:
+        return jvp(f, xs, tangents)[1]
+
+    t = grad(directional, argnums=nums)(*primals)
     return t[0] if len(primals) == 1 else t
