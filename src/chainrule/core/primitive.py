@@ -46,6 +46,8 @@ class Box:
 
     def __init__(self, data, level=0, node=None, requires_grad=False, tangent=None):
         # ``node`` is accepted for symmetry with ``record`` and must be None here.
+        if type(data) in _PY_DATA:  # Tensor([1.0, 2.0]) called directly, like torch.Tensor
+            data = np.asarray(data)
         self.data = data
         self.grad = None
         self.requires_grad = requires_grad
@@ -59,6 +61,8 @@ class Box:
         """The recorded operation that made this box (itself), or ``None`` for leaves."""
         return self if self._prim is not None else None
 
+
+_PY_DATA = frozenset({list, tuple, float, int, bool, complex})
 
 #: The class that boxes results (``Tensor``, set by ``chainrule.tensor``).
 box_class: list[type] = [Box]
