@@ -268,25 +268,8 @@ def _cumprod_jvp_scan(t, out, x, axis):
 def _cumprod_vjp(g, out, x, axis):
     if _no_zeros(x):
         return _rev_cumsum(g * out, axis) / x
-    if not _is_numpy(x):  # zeros, or not known without computing (Dask)
-        return _cumprod_vjp_scan(g, out, x, axis)
-    # With zeros, d out_i / d x_k = prod_{j<=i, j!=k} x_j: use products that skip x_k.
-    from .shape import moveaxis, stack
-
-    gm = moveaxis(g, axis, -1)
-    xm = moveaxis(x, axis, -1)
-    n = xm.shape[-1]
-    cols = []
-    for k in range(n):
-        left = prod_p(xm[..., :k], axes=(-1,), keepdims=False) if k else None
-        acc = 0.0
-        run = 1.0 if left is None else left
-        for i in range(k, n):
-            if i > k:
-                run = run * xm[..., i]
-            acc = acc + gm[..., i] * run
-        cols.append(acc)
-    return moveaxis(stack(cols, axis=-1), -1, axis)
+    # zeros (or not known without computing, as on Dask): the exact division-free scan
+    return _cumprod_vjp_scan(g, out, x, axis)
 
 
 cumprod_p = primitive(
@@ -297,27 +280,9 @@ cumprod_p = primitive(
 
 
 def _cumprod_jvp(t, out, x, axis):
-    # d out_i = sum_{k<=i} t_k * prod_{j<=i, j!=k} x_j: reuse the reverse rule's structure.
     if _no_zeros(x):
         return out * cumsum_p(t / x, axis=axis)
-    if not _is_numpy(x):  # zeros, or not known without computing (Dask)
-        return _cumprod_jvp_scan(t, out, x, axis)
-    from .shape import moveaxis, stack
-
-    tm = moveaxis(t, axis, -1)
-    xm = moveaxis(x, axis, -1)
-    n = xm.shape[-1]
-    cols = []
-    for i in range(n):
-        acc = 0.0
-        for k in range(i + 1):
-            others = [xm[..., j] for j in range(i + 1) if j != k]
-            term = tm[..., k]
-            for o in others:
-                term = term * o
-            acc = acc + term
-        cols.append(acc)
-    return moveaxis(stack(cols, axis=-1), -1, axis)
+    return _cumprod_jvp_scan(t, out, x, axis)
 
 
 cumprod_p.jvp = (_cumprod_jvp,)
