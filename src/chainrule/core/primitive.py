@@ -62,7 +62,8 @@ class Box:
         return self if self._prim is not None else None
 
 
-_PY_DATA = frozenset({list, tuple, float, int, bool, complex})
+# (not tuple: multi-output primitives box a tuple of arrays)
+_PY_DATA = frozenset({list, float, int, bool, complex})
 
 #: The class that boxes results (``Tensor``, set by ``chainrule.tensor``).
 box_class: list[type] = [Box]
