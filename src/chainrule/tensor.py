@@ -8,6 +8,7 @@ of leaf tensors, as in PyTorch.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,8 @@ class Tensor(Box):
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape)) if not isinstance(self.data, np.ndarray) else self.data.size
+        n = getattr(self.data, "size", None)  # ndarray and NumPy scalars know it
+        return n if type(n) is int else math.prod(self.shape)
 
     @property
     def dtype(self) -> Any:
@@ -183,8 +185,8 @@ class Tensor(Box):
                     f"one has shape {self.shape}; pass grad= (an array of that shape) or "
                     "reduce it first, e.g. y.sum().backward()"
                 )
-            data = self.data
-            grad = _np().ones_like(data if not isinstance(data, Box) else _raw(data))
+            data = _raw(self.data)
+            grad = np.ones_like(data) if _is_numpy(data) else _np().ones_like(data)
         else:
             if not create_graph:
                 grad = _raw(grad)
