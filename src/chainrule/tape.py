@@ -121,8 +121,7 @@ class GradientTape:
                 g = outs[i]
                 g = g if (create and isinstance(g, Box)) else _raw(g)
             else:
-                g = np.ones_like(_raw(t)) if isinstance(_raw(t), np.ndarray | np.generic) \
-                    else _ones_like(_raw(t))
+                g = _ones_like(_raw(t))
             roots.append((t, Tensor(g) if create and not isinstance(g, Box) else g))
         results: list[Any] = [None] * len(srcs)
         if roots:

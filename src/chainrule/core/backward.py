@@ -18,9 +18,6 @@ from .primitive import Box
 
 __all__ = ["backward_pass", "add_cotangents"]
 
-_EMPTY: dict = {}
-
-
 def add_cotangents(a: Any, b: Any) -> Any:
     """Sum two cotangents; ``None`` is a symbolic zero, tuples add entrywise."""
     if a is None:

@@ -67,7 +67,6 @@ _PY_DATA = frozenset({list, float, int, bool, complex})
 
 #: The class that boxes results (``Tensor``, set by ``chainrule.tensor``).
 box_class: list[type] = [Box]
-_box_cls = box_class
 
 
 def record(cls, out, level, prim, args, params, vals):
@@ -167,7 +166,7 @@ class Primitive:
                 out = self.box_impl(xd, yd, **params)
             except (ValueError, TypeError) as exc:  # zero cost unless raised
                 raise _explained(self, (xd, yd), exc) from exc
-            cls = _box_cls[0]
+            cls = box_class[0]
             if tracked and lvl > state.grad_floor:
                 # record() inlined: this is the hottest line of the library
                 box = cls.__new__(cls)
@@ -194,7 +193,7 @@ class Primitive:
                         out = self.np_impl(xd, **params)
                     except (ValueError, TypeError) as exc:
                         raise _explained(self, (xd,), exc) from exc
-                    cls = _box_cls[0]
+                    cls = box_class[0]
                     if x.requires_grad and lvl > state.grad_floor:
                         box = cls.__new__(cls)
                         box.data = out
