@@ -96,14 +96,12 @@ class ArrayNamespace:
 
 def _calling_primitive() -> str | None:
     """The name of the primitive whose implementation is running (error path only)."""
-    from .core.primitive import Primitive
-
     f = sys._getframe(2)
     for _ in range(12):
         if f is None:
             return None
         s = f.f_locals.get("self")
-        if isinstance(s, Primitive):
+        if getattr(type(s), "is_primitive", False):  # (backend sits below core: no import)
             return s.name
         f = f.f_back
     return None

@@ -10,13 +10,13 @@ nested tapes give higher derivatives.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
 
 from .core.backward import backward_pass
 from .core.primitive import Box, _seq
+from .core.trace import state
 from .tensor import Tensor, is_differentiable_dtype
 
 __all__ = ["GradientTape"]
@@ -24,16 +24,8 @@ __all__ = ["GradientTape"]
 _INF = float("inf")
 
 
-class _TapeStack(threading.local):
-    def __init__(self) -> None:
-        self.stack: list[GradientTape] = []
-
-
-_tapes = _TapeStack()
-
-
 def _active_tapes() -> list[GradientTape]:
-    return _tapes.stack
+    return state.tapes
 
 
 def _flatten(x: Any) -> tuple[list[Any], bool]:
@@ -62,12 +54,12 @@ class GradientTape:
 
     def __enter__(self) -> GradientTape:
         self._windows.append([next(_seq), _INF])
-        _tapes.stack.append(self)
+        state.tapes.append(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._windows[-1][1] = next(_seq)
-        _tapes.stack.remove(self)
+        state.tapes.remove(self)
 
     def _records(self, node: Any) -> bool:
         seq = node._seq
@@ -112,7 +104,7 @@ class GradientTape:
         srcs, many = _flatten(sources)
         targets, _ = _flatten(target)
         outs = _flatten(output_gradients)[0] if output_gradients is not None else None
-        create = bool(_tapes.stack)
+        create = bool(state.tapes)
         roots = []
         for i, t in enumerate(targets):
             if not (isinstance(t, Box) and t.requires_grad):
@@ -149,7 +141,7 @@ class GradientTape:
         raw = _raw(target)
         m = int(np.prod(tshape))
         eye = np.eye(m, dtype=raw.dtype).reshape((m,) + tshape)
-        create = bool(_tapes.stack)
+        create = bool(state.tapes)
         leaves, found = backward_pass([(target, Tensor(eye) if create else eye)], target._level,
                                       True, create, accept=self._records,
                                       target_nodes=[source] if source._prim is not None else [])

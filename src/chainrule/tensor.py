@@ -15,7 +15,7 @@ import numpy as np
 
 from .core.backward import add_cotangents, backward_pass
 from .core.primitive import Box, box_class
-from .core.trace import EAGER_LEVEL
+from .core.trace import EAGER_LEVEL, state
 
 __all__ = ["Tensor", "tensor", "is_differentiable_dtype"]
 
@@ -258,9 +258,7 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
 
 
 def _watch_if_taping(t: Tensor) -> None:
-    from .tape import _active_tapes
-
-    if _active_tapes() and is_differentiable_dtype(t.dtype):
+    if state.tapes and is_differentiable_dtype(t.dtype):
         t.requires_grad = True
 
 

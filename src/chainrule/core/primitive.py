@@ -101,6 +101,7 @@ class Primitive:
     """
 
     __slots__ = ("name", "impl", "np_impl", "box_impl", "vjp", "jvp", "differentiable")
+    is_primitive = True  # lets lower layers (backend) recognise a primitive without importing it
 
     def __init__(
         self,

@@ -36,6 +36,8 @@ class _State(threading.local):
         self.grad_floor = -1
         # The highest level handed out to a transform that is still running.
         self.top_level = EAGER_LEVEL
+        # Gradient tapes recording now, innermost last (tensors made inside are watched).
+        self.tapes: list[Any] = []
 
 
 state = _State()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as _np
+
 from ..core.primitive import primitive
 
 
@@ -88,4 +90,35 @@ reshape = primitive(
     _reshape_impl,
     vjp=(lambda g, out, x, shape: reshape(g, shape=batch_shape(g, out) + tuple(_shape_of(x))),),
     jvp=(lambda t, out, x, shape: reshape(t, shape=batch_shape(t, x) + tuple(out.shape)),),
+)
+
+
+# --- axis permutation (batch axes stay in front) ----------------------------------------------
+
+def _full_perm(ndim: int, axes: tuple) -> tuple:
+    nb = ndim - len(axes)
+    return tuple(range(nb)) + tuple(nb + a for a in axes)
+
+
+def _transpose_impl(xp, x, axes):
+    fn = getattr(xp, "permute_dims", None) or xp.transpose
+    return fn(x, _full_perm(x.ndim, axes))
+
+
+def _transpose_np(x, axes):
+    return _np.transpose(x, _full_perm(_np.ndim(x), axes))
+
+
+def _inverse(axes: tuple) -> tuple:
+    inv = [0] * len(axes)
+    for i, a in enumerate(axes):
+        inv[a] = i
+    return tuple(inv)
+
+
+# ``axes`` permutes the trailing len(axes) axes; leading (batch) axes stay in front.
+transpose_p = primitive(
+    "transpose", _transpose_impl, _transpose_np,
+    vjp=(lambda g, out, x, axes: transpose_p(g, axes=_inverse(axes)),),
+    jvp=(lambda t, out, x, axes: transpose_p(t, axes=axes),),
 )

@@ -33,7 +33,8 @@ import numpy as np
 
 from ..backend import NUMPY_TYPES, namespace_of
 from ..core.primitive import Box, primitive
-from ._broadcast import reshape
+from . import _broadcast as _bc
+from ._broadcast import reshape, transpose_p
 
 __all__ = ["getitem", "take", "take_along_axis"]
 
@@ -476,8 +477,6 @@ def _index(x: Any, key: Any, unique: bool = False) -> Any:
     xp = namespace_of(raw)
     perm, k, final = _normalize(shape, key, xp, unique)
     if perm is not None:
-        from .shape import transpose_p
-
         x = transpose_p(x, axes=perm)
     out = getitem_p(x, key=k)
     if final is not None:
@@ -600,3 +599,46 @@ def take_along_axis(arr: Any, indices: Any, axis: Any = -1) -> Any:
     array([[1., 2., 3.]])
     """
     return _take_along_axis(arr, indices, axis, False)
+
+
+# --- concatenation: the transpose of slicing ------------------------------------------------------
+
+def _concat_impl(xp, *arrays, axis):
+    fn = getattr(xp, "concat", None) or xp.concatenate
+    return fn(list(arrays), axis=axis)
+
+
+def _concat_np(*arrays, axis):
+    return np.concatenate(arrays, axis=axis)
+
+
+def _concat_vjp(g, out, *arrays, axis):
+    # Each input's cotangent is its slice of g along ``axis`` (negative, so batch axes pass).
+    tail = (slice(None),) * (-axis - 1)
+    cts = []
+    start = 0
+    for a in arrays:
+        n = a.shape[axis]
+        cts.append(getitem(g, (Ellipsis, slice(start, start + n)) + tail))
+        start += n
+    return tuple(cts)
+
+
+def _concat_jvp(tangents, out, *arrays, axis):
+    present = [(t, a) for t, a in zip(tangents, arrays) if t is not None]
+    batch = tuple(np.broadcast_shapes(*[tuple(t.shape[: t.ndim - a.ndim]) for t, a in present]))
+    like = _raw(present[0][0])
+    xp = namespace_of(like)
+    parts = []
+    for t, a in zip(tangents, arrays):
+        shape = batch + tuple(a.shape)
+        if t is None:
+            parts.append(_zeros(xp, shape, like))
+        elif tuple(t.shape) != shape:
+            parts.append(_bc.broadcast_to(t, shape=shape))
+        else:
+            parts.append(t)
+    return concat_p(*parts, axis=axis)
+
+
+concat_p = primitive("concatenate", _concat_impl, _concat_np, vjp=_concat_vjp, jvp=_concat_jvp)

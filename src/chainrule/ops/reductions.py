@@ -13,8 +13,9 @@ import numpy as np
 
 from ..backend import NUMPY_TYPES, library_name, namespace_of
 from ..core.primitive import Box, primitive
-from ._broadcast import batch_shape, broadcast_to, reshape
+from ._broadcast import _inverse, batch_shape, broadcast_to, reshape, transpose_p
 from .elementwise import equal, exp, log, sqrt, where
+from .indexing import concat_p
 
 __all__ = [
     "sum", "mean", "prod", "max", "min", "amax", "amin", "var", "std", "cumsum", "cumprod",
@@ -214,8 +215,6 @@ def _no_zeros(x: Any) -> bool | None:
 def _shift(y: Any, s: int, axis: int, reverse: bool) -> Any:
     """``y`` moved by ``s`` along (negative) ``axis``, zero-filled: entry k becomes
     ``y[k + s]`` (reverse) or ``y[k - s]`` (forward)."""
-    from .shape import concatenate
-
     raw = _raw(y)
     xp = namespace_of(raw)
     tail = (slice(None),) * (-axis - 1)
@@ -223,8 +222,8 @@ def _shift(y: Any, s: int, axis: int, reverse: bool) -> Any:
         return xp.zeros_like(raw)
     zeros = xp.zeros_like(raw[(Ellipsis, slice(0, s)) + tail])  # y's dtype and device
     if reverse:
-        return concatenate([y[(Ellipsis, slice(s, None)) + tail], zeros], axis=axis)
-    return concatenate([zeros, y[(Ellipsis, slice(None, -s)) + tail]], axis=axis)
+        return concat_p(y[(Ellipsis, slice(s, None)) + tail], zeros, axis=axis)
+    return concat_p(zeros, y[(Ellipsis, slice(None, -s)) + tail], axis=axis)
 
 
 def _linear_scan(a: Any, b: Any, axis: int, reverse: bool) -> Any:
@@ -243,14 +242,12 @@ def _linear_scan(a: Any, b: Any, axis: int, reverse: bool) -> Any:
 
 def _exclusive(out: Any, axis: int) -> Any:
     """``prod_{j<k} x_j`` from ``out = cumprod(x)``: 1, then out without its last entry."""
-    from .shape import concatenate
-
     raw = _raw(out)
     tail = (slice(None),) * (-axis - 1)
     ones = namespace_of(raw).ones_like(raw[(Ellipsis, slice(0, 1)) + tail])
     if raw.shape[axis] == 1:
         return ones
-    return concatenate([ones, out[(Ellipsis, slice(None, -1)) + tail]], axis=axis)
+    return concat_p(ones, out[(Ellipsis, slice(None, -1)) + tail], axis=axis)
 
 
 def _cumprod_vjp_scan(g, out, x, axis):
@@ -304,23 +301,20 @@ def _prod_others(x, axes):
     """For each element, the product of the *other* elements of its reduction group."""
     if _no_zeros(x):  # (unknown on Dask: the exact path, which needs no look at x)
         return prod_p(x, axes=axes, keepdims=True) / x
-    from .shape import moveaxis
-
     # Flatten the reduced axes to the last one, then multiply exclusive prefix and suffix products.
     xs = tuple(x.shape)
     nd = len(xs)
     pos = [a + nd for a in axes]
     kept = [i for i in range(nd) if i not in pos]
-    moved = moveaxis(x, pos, list(range(len(kept), nd)))
+    perm = tuple(kept + pos)  # the reduced axes moved to the end
+    moved = transpose_p(x, axes=perm)
     flat = reshape(moved, shape=tuple(xs[i] for i in kept) + (-1,))
     ones = flat[..., :1] * 0.0 + 1.0
-    from .shape import concatenate
-
-    left = cumprod_p(concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+    left = cumprod_p(concat_p(ones, flat[..., :-1], axis=-1), axis=-1)
     rev = flat[..., ::-1]
-    right = cumprod_p(concatenate([ones, rev[..., :-1]], axis=-1), axis=-1)[..., ::-1]
+    right = cumprod_p(concat_p(ones, rev[..., :-1], axis=-1), axis=-1)[..., ::-1]
     others = reshape(left * right, shape=tuple(moved.shape))
-    return moveaxis(others, list(range(len(kept), nd)), pos)
+    return transpose_p(others, axes=_inverse(perm))
 
 
 prod_p = primitive(

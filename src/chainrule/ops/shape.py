@@ -21,8 +21,9 @@ import numpy as np
 from ..backend import NUMPY_TYPES, namespace_of
 from ..core.primitive import Box, primitive
 from . import _broadcast as _bc
+from ._broadcast import _full_perm, _inverse, transpose_p  # noqa: F401  (re-exported)
 from .elementwise import where
-from .indexing import _axis, _full, _take_along_axis, _zeros, getitem, take
+from .indexing import _axis, _full, _take_along_axis, _zeros, concat_p, getitem, take
 from .reductions import normalize_axes
 from .reductions import sum as _sum
 
@@ -230,35 +231,6 @@ def atleast_3d(*arys: Any) -> Any:
 
 # --- transpose ----------------------------------------------------------------------------------
 
-def _full_perm(ndim: int, axes: tuple) -> tuple:
-    nb = ndim - len(axes)
-    return tuple(range(nb)) + tuple(nb + a for a in axes)
-
-
-def _transpose_impl(xp, x, axes):
-    fn = getattr(xp, "permute_dims", None) or xp.transpose
-    return fn(x, _full_perm(x.ndim, axes))
-
-
-def _transpose_np(x, axes):
-    return np.transpose(x, _full_perm(np.ndim(x), axes))
-
-
-def _inverse(axes: tuple) -> tuple:
-    inv = [0] * len(axes)
-    for i, a in enumerate(axes):
-        inv[a] = i
-    return tuple(inv)
-
-
-# ``axes`` permutes the trailing len(axes) axes; leading (batch) axes stay in front.
-transpose_p = primitive(
-    "transpose", _transpose_impl, _transpose_np,
-    vjp=(lambda g, out, x, axes: transpose_p(g, axes=_inverse(axes)),),
-    jvp=(lambda t, out, x, axes: transpose_p(t, axes=axes),),
-)
-
-
 def transpose(a: Any, axes: Any = None) -> Any:
     """Permute the axes (reverse them by default), like ``numpy.transpose``.
 
@@ -321,46 +293,7 @@ def moveaxis(a: Any, source: Any, destination: Any) -> Any:
 
 # --- concatenate ---------------------------------------------------------------------------------
 
-def _concat_impl(xp, *arrays, axis):
-    fn = getattr(xp, "concat", None) or xp.concatenate
-    return fn(list(arrays), axis=axis)
-
-
-def _concat_np(*arrays, axis):
-    return np.concatenate(arrays, axis=axis)
-
-
-def _concat_vjp(g, out, *arrays, axis):
-    # Each input's cotangent is its slice of g along ``axis`` (negative, so batch axes pass).
-    tail = (slice(None),) * (-axis - 1)
-    cts = []
-    start = 0
-    for a in arrays:
-        n = a.shape[axis]
-        cts.append(getitem(g, (Ellipsis, slice(start, start + n)) + tail))
-        start += n
-    return tuple(cts)
-
-
-def _concat_jvp(tangents, out, *arrays, axis):
-    present = [(t, a) for t, a in zip(tangents, arrays) if t is not None]
-    batch = tuple(np.broadcast_shapes(*[tuple(t.shape[: t.ndim - a.ndim]) for t, a in present]))
-    like = _raw(present[0][0])
-    xp = namespace_of(like)
-    parts = []
-    for t, a in zip(tangents, arrays):
-        shape = batch + tuple(a.shape)
-        if t is None:
-            parts.append(_zeros(xp, shape, like))
-        elif tuple(t.shape) != shape:
-            parts.append(_bc.broadcast_to(t, shape=shape))
-        else:
-            parts.append(t)
-    return concat_p(*parts, axis=axis)
-
-
-concat_p = primitive("concatenate", _concat_impl, _concat_np, vjp=_concat_vjp, jvp=_concat_jvp)
-
+# (concat_p lives in indexing.py: its reverse rule is slicing, and reductions need it)
 
 def concatenate(arrays: Any, axis: Any = 0, out: Any = None, dtype: Any = None,
                 casting: str = "same_kind") -> Any:
