@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: all venv demo test bench lint clean distclean
+.PHONY: all venv demo test bench lint wheel clean distclean
 
 all: test
 
@@ -37,6 +37,12 @@ bench: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks examples
+
+# Build the wheel and check that it ships py.typed and the bundled data.
+wheel: $(VENV)/.created
+	rm -rf dist
+	$(PIP) wheel --quiet --no-deps --wheel-dir dist .
+	$(BIN)/python .ci/check_wheel.py dist
 
 clean:
 	rm -rf build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis .mypy_cache

@@ -9,6 +9,7 @@
 """
 
 from . import numpy  # noqa: F401  (loads every op family)
+from ._version import __version__
 from .core.trace import enable_grad, is_grad_enabled, no_grad
 from .function import Function, FunctionCtx
 from .tape import GradientTape
@@ -32,7 +33,6 @@ from .transforms import (  # noqa: E402
     vjp,
 )
 
-__version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "Function",
