@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: all venv demo test bench lint wheel clean distclean
+.PHONY: all venv demo test bench lint docs wheel clean distclean
 
 all: test
 
@@ -19,6 +19,10 @@ venv: $(VENV)/.created
 # Reinstall only when pyproject.toml is newer than the stamp.
 $(VENV)/.installed-dev: $(VENV)/.created pyproject.toml
 	$(PIP) install --quiet -e '.[dev]'
+	touch $@
+
+$(VENV)/.installed-docs: $(VENV)/.created pyproject.toml
+	$(PIP) install --quiet -e '.[dev,docs]'
 	touch $@
 
 $(VENV)/.installed-demo: $(VENV)/.created pyproject.toml
@@ -36,7 +40,11 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run.py
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples docs
+
+# The documentation site (offline), warnings as errors; open docs/_build/html/index.html.
+docs: $(VENV)/.installed-docs
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 # Build the wheel and check that it ships py.typed and the bundled data.
 wheel: $(VENV)/.created
@@ -45,7 +53,7 @@ wheel: $(VENV)/.created
 	$(BIN)/python .ci/check_wheel.py dist
 
 clean:
-	rm -rf build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis .mypy_cache
+	rm -rf build dist docs/_build docs/auto_examples docs/api/generated src/*.egg-info .pytest_cache .ruff_cache .hypothesis .mypy_cache
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 distclean: clean

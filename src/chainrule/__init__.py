@@ -33,10 +33,9 @@ from .transforms import (  # noqa: E402
     vjp,
 )
 
-
 __all__ = [
     "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "Function",
     "FunctionCtx", "GradientTape", "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev",
     "jacobian", "hessian", "hvp", "check_grads", "compile", "pytree", "graph", "nn", "optim",
-    "optimize", "data", "datasets",
+    "optimize", "data", "datasets", "__version__",
 ]
