@@ -102,8 +102,8 @@ def _calling_primitive() -> str | None:
             return None
         s = f.f_locals.get("self")
         if getattr(type(s), "is_primitive", False):  # (backend sits below core: no import)
-            return s.name
-        f = f.f_back
+            return str(getattr(s, "name", ""))
+        f = f.f_back  # type: ignore[assignment]
     return None
 
 
@@ -180,7 +180,7 @@ def namespace_of(*values: Any) -> Any:
     >>> namespace_of(np.ones(3), 2.0) is np
     True
     """
-    found = np
+    found: Any = np
     for v in values:
         t = type(v)
         if t in NUMPY_TYPES or v is None or t is list or t is tuple:

@@ -91,8 +91,8 @@ class _Checker:
         return out
 
     def _numerical_jvp(self, f: Callable, args: tuple, direction: tuple, eps: float
-                       ) -> tuple[list, list, float]:
-        """Central differences of f at ``args`` along ``direction``: (fd leaves, noise, step)."""
+                       ) -> tuple[list, list]:
+        """Central differences of f at ``args`` along ``direction``: (fd leaves, noise)."""
         leaves, td = tree_flatten(args)
         dirs = tree_flatten(direction)[0]
         lo = [a for a in (_np(x) for x in leaves) if _is_float(a)]

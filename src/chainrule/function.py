@@ -105,7 +105,7 @@ class Function:
                     t if t is not None else _zeros_tangent(batch, v, tv)
                     for t, v, tv in zip(tangents, vals, tangents)
                 ]
-                return cls.jvp(ctx._resolved(vals, out), *filled)
+                return cls.jvp(ctx._resolved(vals, out), *filled)  # type: ignore[attr-defined]
 
         cls._primitive = Primitive(name, impl, vjp=vjp, jvp=jvp)
 

@@ -41,7 +41,7 @@ class PyTreeDef:
         self.kind = kind          # "leaf", "none", tuple, list, dict or a namedtuple class
         self.meta = meta          # dict keys (sorted) for dicts, else None
         self.children = children
-        self.num_leaves = 1 if kind == _LEAF else sum(c.num_leaves for c in children)
+        self.num_leaves: int = 1 if kind == _LEAF else sum(c.num_leaves for c in children)
 
     def __eq__(self, other: object) -> bool:
         return (

@@ -29,7 +29,7 @@ __all__ = ["load_digits", "load_mnist"]
 _HERE = Path(__file__).resolve().parent
 
 # IDX type codes (third byte of the magic number) -> big-endian dtype.
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),

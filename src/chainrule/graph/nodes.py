@@ -313,6 +313,12 @@ class Node(StagedOps, Tensor):
     """
 
     __slots__ = ("_shape", "_dtype", "_name", "_kind", "_value", "_cache")
+    _shape: tuple
+    _dtype: Any
+    _name: Any
+    _kind: str
+    _value: Any
+    _cache: Any
 
     # --- static facts --------------------------------------------------------------------------
     @property

@@ -363,6 +363,9 @@ class Tracer(StagedOps, Tensor):
     """
 
     __slots__ = ("_var", "_trace", "_value")
+    _var: Any
+    _trace: Any
+    _value: Any
 
     @property
     def shape(self) -> tuple:

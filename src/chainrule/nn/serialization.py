@@ -30,7 +30,7 @@ def save_state(state: Mapping[str, Any], path: Any) -> None:
         if v.dtype == object:
             raise TypeError(f"save: entry {k!r} is not a numeric array (dtype object)")
     with open(os.fspath(path), "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # (names are entry keys)
 
 
 def load_state(path: Any) -> dict[str, np.ndarray]:

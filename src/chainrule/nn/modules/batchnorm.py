@@ -15,6 +15,8 @@ __all__ = ["BatchNorm1d", "BatchNorm2d"]
 
 class _BatchNorm(Module):
     _ndims: tuple[int, ...] = ()
+    running_mean: Any
+    running_var: Any
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
                  affine: bool = True, track_running_stats: bool = True,

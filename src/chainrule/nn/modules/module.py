@@ -47,6 +47,9 @@ class Module:
     """
 
     training: bool
+    _parameters: dict[str, Any]
+    _buffers: dict[str, Any]
+    _modules: dict[str, Any]
 
     def __init__(self) -> None:
         d = self.__dict__

@@ -141,6 +141,8 @@ class RNN(_RNNBase):
         self.__dict__["nonlinearity"] = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, dtype)
 
+    nonlinearity: str
+
     def forward(self, x: Any, hx: Any = None) -> tuple[Any, Any]:
         x, unbatched = self._prepare(x)
         act = cnp.tanh if self.nonlinearity == "tanh" else N.relu
