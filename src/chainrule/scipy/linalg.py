@@ -21,6 +21,7 @@ import scipy.linalg as sla
 
 from .. import numpy as cnp
 from ..core.primitive import primitive
+from ..ops._broadcast import align, unbroadcast
 from ..ops.linalg import LinAlgError
 from ..ops.linalg import cholesky as _cholesky
 from ._common import numpy_only, raw
@@ -65,11 +66,11 @@ def _trsm_vjp(g, out, a, b, trans, lower, unit_diagonal):
     gb = trsm_p(a, g, trans=1 - trans, lower=lower, unit_diagonal=unit_diagonal)
     gm = cnp.negative(cnp.matmul(gb, _mT(out)))          # cotangent of op(a)
     ga = gm if trans == 0 else _mT(gm)
-    return ga * _tri_mask(a, lower, unit_diagonal), gb
+    return unbroadcast(ga * _tri_mask(a, lower, unit_diagonal), a, out), gb
 
 
 def _trsm_jvp_a(t, out, a, b, trans, lower, unit_diagonal):
-    ta = t * _tri_mask(a, lower, unit_diagonal)
+    ta = align(t, a, out) * _tri_mask(a, lower, unit_diagonal)
     ta = ta if trans == 0 else _mT(ta)
     return cnp.negative(trsm_p(a, cnp.matmul(ta, out), trans=trans, lower=lower,
                                unit_diagonal=unit_diagonal))
@@ -214,15 +215,16 @@ sylvester_p = primitive(
 
 def _sylvester_vjp(g, out, a, b, q):
     lam = sylvester_p(_mT(a), _mT(b), g)
-    return (cnp.negative(cnp.matmul(lam, _mT(out))), cnp.negative(cnp.matmul(_mT(out), lam)),
-            lam)
+    return (unbroadcast(cnp.negative(cnp.matmul(lam, _mT(out))), a, out),
+            unbroadcast(cnp.negative(cnp.matmul(_mT(out), lam)), b, out),
+            unbroadcast(lam, q, out))
 
 
 sylvester_p.vjp = _sylvester_vjp
 sylvester_p.jvp = (
-    lambda t, out, a, b, q: sylvester_p(a, b, cnp.negative(cnp.matmul(t, out))),
-    lambda t, out, a, b, q: sylvester_p(a, b, cnp.negative(cnp.matmul(out, t))),
-    lambda t, out, a, b, q: sylvester_p(a, b, t),
+    lambda t, out, a, b, q: sylvester_p(a, b, cnp.negative(cnp.matmul(align(t, a, out), out))),
+    lambda t, out, a, b, q: sylvester_p(a, b, cnp.negative(cnp.matmul(out, align(t, b, out)))),
+    lambda t, out, a, b, q: sylvester_p(a, b, align(t, q, out)),
 )
 
 
@@ -306,7 +308,7 @@ def _banded_vjp(g, out, ab, b, lo, up):
     gi = gb[..., i, :]                       # (..., lo+up+1, n, k): rows i of gb
     xj = out[..., cols, :]                    # (..., 1, n, k): rows j of x
     gab = cnp.negative(cnp.sum(gi * xj, axis=-1)) * valid
-    return gab, gb
+    return unbroadcast(gab, ab, out), gb
 
 
 def _banded_jvp_ab(t, out, ab, b, lo, up):
@@ -316,6 +318,7 @@ def _banded_jvp_ab(t, out, ab, b, lo, up):
     cols = np.arange(n)[None, :]
     i = rows - up + cols
     valid = (i >= 0) & (i < n)
+    t = align(t, ab, out)
     prod = t[..., :, :, None] * out[..., None, :, :]          # (..., rows, n, k): dA[i,j] x[j]
     # scatter into rows i: one-hot over i (a constant), summed over the band rows and j
     onehot = (np.arange(n)[:, None, None] == np.where(valid, i, -1)[None]).astype(

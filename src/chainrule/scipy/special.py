@@ -115,7 +115,8 @@ log_ndtr = unary("log_ndtr", sc.log_ndtr,
 
 # --- logistic, logs, entropy --------------------------------------------------------------------
 
-expit = unary("expit", sc.expit, lambda x, out: out * (1.0 - out))
+# expit(x) expit(-x) rather than out (1 - out): no cancellation in the upper tail
+expit = unary("expit", sc.expit, lambda x, out: out * expit(E.negative(x)))
 logit = unary("logit", sc.logit, lambda x, out: 1.0 / (x * (1.0 - x)))
 xlogy = partials("xlogy", sc.xlogy,
                  (lambda x, y, out: E.log(y), lambda x, y, out: x / y))
