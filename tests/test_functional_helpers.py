@@ -42,7 +42,7 @@ def test_ravel_pytree_is_differentiable_both_ways():
     cr.check_grads(f, (w, b), order=2)
 
 
-# --- elementwise_grad -------------------------------------------------------------------------------
+# --- elementwise_grad ---------------------------------------------------------------------------
 
 
 def test_elementwise_grad_is_the_derivative_at_every_entry():
