@@ -12,8 +12,8 @@ autograd: asking for those derivatives raises an error.
 >>> from chainrule.scipy.special import expit, gammaln
 >>> float(cr.grad(expit)(0.0))
 0.25
->>> float(cr.grad(cr.grad(gammaln))(1.0))  # polygamma(1, 1) = pi**2 / 6
-1.6449340668482264
+>>> round(float(cr.grad(cr.grad(gammaln))(1.0)), 12)  # polygamma(1, 1) = pi**2 / 6
+1.644934066848
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def multigammaln(a: Any, d: int) -> Any:
     """Log of the multivariate gamma function of dimension ``d`` (SciPy's ``multigammaln``).
 
     >>> round(float(multigammaln(3.0, 2)), 10)
-    1.2655121235
+    1.550194994
     """
     d = int(d)
     if np.any(np.asarray(raw(a)) <= 0.5 * (d - 1)):
@@ -135,6 +135,10 @@ def logsumexp(a: Any, axis: Any = None, b: Any = None, keepdims: bool = False,
     >>> float(logsumexp([1e4, 1e4]))
     10000.69314718056
     """
+    if not hasattr(a, "shape"):
+        a = np.asarray(a, dtype=float)
+    if b is not None and not hasattr(b, "shape"):
+        b = np.asarray(b, dtype=float)
     if b is None and not return_sign:
         return R.logsumexp(a, axis=axis, keepdims=keepdims)
     axes = R.normalize_axes(axis, np.ndim(raw(a)), "logsumexp")
