@@ -163,3 +163,24 @@ def test_fixed_point_of_a_vector_contraction_matches_a_linear_solve():
     assert_allclose(fp(a), want @ a, rtol=1e-10)
     assert_allclose(cr.jacrev(fp)(a), want, rtol=1e-10)
     assert_allclose(cr.jacfwd(fp)(a), want, rtol=1e-10)
+
+
+def test_fixed_point_of_a_pytree_parameter():
+    def f(p, x):
+        return 0.5 * (x + p["a"] / x) * p["scale"][0]
+
+    fp = lambda p: fixed_point(f, p, 1.0, _dist, 1e-13)
+    p = {"a": np.array(4.0), "scale": (np.array(1.0),)}
+    assert_allclose(fp(p), 2.0, rtol=1e-12)
+    g = cr.grad(fp)(p)
+    assert_allclose(g["a"], 0.25, rtol=1e-10)
+    # x = s (x + a/x) / 2 has the fixed point x = sqrt(s a / (2 - s)): d/ds = 2 at s = 1, a = 4
+    assert_allclose(g["scale"][0], 2.0, rtol=1e-9)
+
+
+def test_fixed_point_refuses_a_closure_over_a_traced_value():
+    def fp(a):
+        return fixed_point(lambda _, x: 0.5 * (x + a / x), 0.0, 1.0, _dist, 1e-12)
+
+    with pytest.raises(ValueError, match="closure"):
+        cr.grad(fp)(4.0)

@@ -581,3 +581,18 @@ def test_multivariate_normal_gradients_match_hips_autograd():
         if i == 2:  # autograd's is not symmetrised; compare the symmetric parts
             ours, theirs = (ours + ours.T) / 2, (theirs + theirs.T) / 2
         assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12)
+
+
+def test_odeint_refuses_a_closure_over_a_traced_value_and_passes_options():
+    t = np.array([0.0, 1.0])
+
+    def f(a):
+        return I.odeint(lambda y, tt: -a * y, np.array([1.0]), t)[1, 0]
+
+    with pytest.raises(ValueError, match="closure"):
+        cr.grad(f)(0.5)
+    with pytest.raises(TypeError, match="full_output"):
+        I.odeint(lambda y, tt: -y, np.array([1.0]), t, full_output=True)
+    g = cr.grad(lambda a: I.odeint(lambda y, tt, a: -a * y, np.array([1.0]), t, (a,),
+                                   mxstep=1000, hmax=0.1)[1, 0])(0.5)
+    assert_allclose(g, -np.exp(-0.5), rtol=1e-6)

@@ -420,7 +420,12 @@ def _iterate(step: Callable, x0: Any, distance: Callable, tol: float, what: str)
 
 
 def _fp_impl(a, x0, f, distance, tol):
-    return _raw(_iterate(lambda x: f(a, x), x0, distance, tol, "iteration"))
+    x = _iterate(lambda x: f(a, x), x0, distance, tol, "iteration")
+    if isinstance(x, Box) and (x.requires_grad or x._tangent is not None):
+        raise ValueError("fixed_point: f returned a value that depends on a variable being "
+                         "differentiated through a closure; pass it in a (f(a, x)) so its "
+                         "derivative is computed")
+    return _raw(x)
 
 
 def _batched(fn: Callable, v: Any, like: Any) -> Any:
@@ -459,6 +464,16 @@ def _fp_jvp(tangents, out, a, x0, f, distance, tol):
     return _batched(one, ta, a)
 
 
+class _Unraveled:
+    """``f(unravel(flat_a), x)``: ``f`` of a pytree ``a`` seen through its raveled leaves."""
+
+    def __init__(self, f: Callable, unravel: Callable) -> None:
+        self.f, self.unravel = f, unravel
+
+    def __call__(self, flat_a: Any, x: Any) -> Any:
+        return self.f(self.unravel(flat_a), x)
+
+
 _fixed_point_p = primitive("fixed_point", lambda xp, *args, **kw: _fp_impl(*args, **kw), _fp_impl,
                            vjp=_fp_vjp, jvp=_fp_jvp)
 
@@ -471,7 +486,8 @@ def fixed_point(f: Callable, a: Any, x0: Any, distance: Callable, tol: float) ->
     adjoint ``w = g + (df/dx)^T w``, forward mode the tangent
     ``t = (df/da) ta + (df/dx) t`` (each a contraction where the iteration
     itself converges) -- never by differentiating the iterations.  The result
-    does not depend on ``x0`` (its derivative there is zero).
+    does not depend on ``x0`` (its derivative there is zero).  ``a`` may be a
+    pytree (a dict of parameters, ...); ``x`` is an array.
 
     >>> import chainrule as cr
     >>> newton_sqrt = lambda a, x: 0.5 * (x + a / x)
@@ -483,6 +499,10 @@ def fixed_point(f: Callable, a: Any, x0: Any, distance: Callable, tol: float) ->
     """
     if not callable(f) or not callable(distance):
         raise TypeError("fixed_point: f and distance must be callables")
+    if isinstance(a, (dict, list, tuple)):   # a pytree: iterate on its raveled leaves
+        flat, unravel = ravel_pytree(a)
+        return _fixed_point_p(flat, x0 if hasattr(x0, "shape") else np.asarray(x0, float),
+                              f=_Unraveled(f, unravel), distance=distance, tol=float(tol))
     if not isinstance(a, Box) and not hasattr(a, "shape"):
         a = np.asarray(a, dtype=float)
     if not isinstance(x0, Box) and not hasattr(x0, "shape"):

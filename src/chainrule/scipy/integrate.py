@@ -33,21 +33,33 @@ __all__ = ["odeint"]
 
 
 def _solve(rhs: Callable, y0: np.ndarray, t: np.ndarray, rtol: float, atol: float,
-           extra: tuple = ()) -> np.ndarray:
-    return spi.odeint(rhs, y0, t, args=extra, rtol=rtol, atol=atol)
+           options: tuple = ()) -> np.ndarray:
+    return spi.odeint(rhs, y0, t, rtol=rtol, atol=atol, **dict(options))
+
+
+def _plain(value: Any) -> np.ndarray:
+    """``func``'s result on plain inputs; a tracked result means ``func`` captured a value
+    being differentiated through a closure, whose derivative would be lost silently."""
+    if isinstance(value, Box) and (value.requires_grad or value._tangent is not None):
+        raise ValueError(
+            "odeint: func returned a value that depends on a variable being differentiated "
+            "through a closure; pass every such variable in args (func(y, t, *args)) so its "
+            "derivative is computed")
+    return _as_float(value)
 
 
 def _as_float(v: Any) -> np.ndarray:
     return np.asarray(raw(v), dtype=float)
 
 
-def _odeint_np(y0, t, *args, func, rtol, atol):
+def _odeint_np(y0, t, *args, func, rtol, atol, options):
     shape = np.shape(y0)
 
     def rhs(y, tt):
-        return _as_float(func(y.reshape(shape), tt, *args)).ravel()
+        return _plain(func(y.reshape(shape), tt, *args)).ravel()
 
-    ys = _solve(rhs, np.ravel(y0).astype(float), np.asarray(t, dtype=float), rtol, atol)
+    ys = _solve(rhs, np.ravel(y0).astype(float), np.asarray(t, dtype=float), rtol, atol,
+                options)
     return ys.reshape((len(t),) + shape)
 
 
@@ -58,7 +70,7 @@ def _first_order_only(*values: Any) -> None:
             "sensitivity equations are solved numerically); take first derivatives only")
 
 
-def _odeint_vjp(g, out, y0, t, *args, func, rtol, atol):
+def _odeint_vjp(g, out, y0, t, *args, func, rtol, atol, options):
     _first_order_only(g, out, y0, t, *args)
     shape = np.shape(y0)
     D = int(np.prod(shape, dtype=int))
@@ -91,11 +103,11 @@ def _odeint_vjp(g, out, y0, t, *args, func, rtol, atol):
         t_bars = np.zeros(T)
         args_bar = np.zeros(int(sum(sizes)))
         for i in range(T - 1, 0, -1):
-            fi = _as_float(func(ys[i].reshape(shape), tt[i], *args)).ravel()
+            fi = _plain(func(ys[i].reshape(shape), tt[i], *args)).ravel()
             t_bars[i] = fi @ gk[i]  # moving an output time moves its value along f
             t0_bar -= t_bars[i]
             state = np.concatenate([ys[i], adj, [t0_bar], args_bar])
-            nxt = _solve(dynamics, state, np.array([tt[i], tt[i - 1]]), rtol, atol)[1]
+            nxt = _solve(dynamics, state, np.array([tt[i], tt[i - 1]]), rtol, atol, options)[1]
             adj, t0_bar, args_bar = nxt[D:2 * D], nxt[2 * D], nxt[2 * D + 1:]
             adj = adj + gk[i - 1]
         t_bars[0] = t0_bar
@@ -107,7 +119,7 @@ def _odeint_vjp(g, out, y0, t, *args, func, rtol, atol):
     return (y0_bar, t_bar, *a_bars)
 
 
-def _odeint_jvp(tangents, out, y0, t, *args, func, rtol, atol):
+def _odeint_jvp(tangents, out, y0, t, *args, func, rtol, atol, options):
     _first_order_only(out, y0, t, *args, *tangents)
     shape = np.shape(y0)
     D = int(np.prod(shape, dtype=int))
@@ -132,7 +144,8 @@ def _odeint_jvp(tangents, out, y0, t, *args, func, rtol, atol):
 
         f0 = _as_float(func(np.reshape(y0, shape), tt[0], *args)).ravel()
         s0 = tans[0][k].ravel() - f0 * tans[1][k][0]   # moving t0 shifts the whole solution
-        sol = _solve(dynamics, np.concatenate([np.ravel(y0).astype(float), s0]), tt, rtol, atol)
+        sol = _solve(dynamics, np.concatenate([np.ravel(y0).astype(float), s0]), tt, rtol, atol,
+                     options)
         sens = sol[:, D:]
         for i in range(T):  # an output time moved moves its value along f
             fi = _as_float(func(ys[i].reshape(shape), tt[i], *args)).ravel()
@@ -145,14 +158,20 @@ odeint_p = primitive("scipy.integrate.odeint", numpy_only("odeint", _odeint_np),
                      vjp=_odeint_vjp, jvp=_odeint_jvp)
 
 
+_REFUSED = ("full_output", "Dfun", "col_deriv", "tfirst", "printmessg")
+
+
 def odeint(func: Callable, y0: Any, t: Any, args: tuple = (), rtol: float = 1.4e-8,
-           atol: float = 1.4e-8) -> Any:
+           atol: float = 1.4e-8, **options: Any) -> Any:
     """Integrate ``dy/dt = func(y, t, *args)`` from ``y0`` over the times ``t`` (SciPy's
     ``odeint``), differentiable in ``y0``, ``t`` and ``args``.
 
     ``func`` is written with ``chainrule.numpy`` (it is differentiated by
     chainrule inside the adjoint system).  Returns an array of shape
-    ``(len(t),) + y0.shape``.
+    ``(len(t),) + y0.shape``.  Further keyword arguments (``mxstep``,
+    ``hmax``, ...) go to SciPy's ``odeint`` for every solve, the adjoint's
+    included; ``full_output``, ``Dfun``, ``col_deriv`` and ``tfirst`` are
+    not supported.
 
     >>> import numpy as np
     >>> ys = odeint(lambda y, t: -y, np.array([1.0]), np.array([0.0, 1.0]))
@@ -161,6 +180,10 @@ def odeint(func: Callable, y0: Any, t: Any, args: tuple = (), rtol: float = 1.4e
     """
     if not callable(func):
         raise TypeError(f"odeint: func must be callable, got {type(func).__name__}")
+    refused = [k for k in options if k in _REFUSED]
+    if refused:
+        raise TypeError(f"odeint: {', '.join(refused)} not supported (the result must be "
+                        "the solution array, with func(y, t, *args))")
     if not isinstance(args, tuple):
         args = (args,)
     tr = np.asarray(raw(t))
@@ -171,4 +194,5 @@ def odeint(func: Callable, y0: Any, t: Any, args: tuple = (), rtol: float = 1.4e
     if not hasattr(t, "shape"):
         t = np.asarray(t, dtype=float)
     args = tuple(a if hasattr(a, "shape") else np.asarray(a, dtype=float) for a in args)
-    return odeint_p(y0, t, *args, func=func, rtol=float(rtol), atol=float(atol))
+    return odeint_p(y0, t, *args, func=func, rtol=float(rtol), atol=float(atol),
+                    options=tuple(sorted(options.items())))
