@@ -51,7 +51,7 @@ sphinx_gallery_conf = {
     "gallery_dirs": "auto_examples",
     # every example runs except the Dask one, which starts a cluster of worker processes
     "filename_pattern": r"/(?!dask_)[^/]+\.py$",
-    "ignore_pattern": r"__init__\.py",
+    "ignore_pattern": r"__init__\.py|_backends\.py",
     "reset_argv": lambda gallery_conf, script_vars: ["--fast"],
     "download_all_examples": False,
     "remove_config_comments": True,

@@ -22,6 +22,7 @@ from . import data, datasets, graph, nn, optim, optimize, pytree  # noqa: E402
 from .checks import check_grads  # noqa: E402
 from .compile import compile  # noqa: E402
 from .transforms import (  # noqa: E402
+    elementwise_grad,
     grad,
     hessian,
     hvp,
@@ -37,5 +38,5 @@ __all__ = [
     "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "Function",
     "FunctionCtx", "GradientTape", "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev",
     "jacobian", "hessian", "hvp", "check_grads", "compile", "pytree", "graph", "nn", "optim",
-    "optimize", "data", "datasets", "__version__",
+    "optimize", "data", "datasets", "elementwise_grad", "__version__",
 ]

@@ -22,9 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from .core.primitive import Box
+from . import numpy as cnp
+from .core.primitive import Box, primitive
+from .pytree import ravel_pytree, tree_map
+from .transforms import jvp as _jvp
+from .transforms import vjp as _vjp
 
-__all__ = ["minimize", "OptimizeResult", "METHODS"]
+__all__ = ["minimize", "OptimizeResult", "METHODS", "sgd", "rmsprop", "adam", "fixed_point"]
 
 METHODS = ("gd", "momentum", "adam", "lbfgs", "bfgs", "newton")
 _ALIASES = {"sgd": "gd", "l-bfgs-b": "lbfgs", "l-bfgs": "lbfgs", "lbfgsb": "lbfgs",
@@ -296,3 +300,211 @@ def _scipy(name: str, obj: _Objective, x0: np.ndarray, tol: float, max_iter: int
     message = r.message.decode() if isinstance(r.message, bytes) else str(r.message)
     return OptimizeResult(x=np.asarray(r.x).reshape(shape), fun=float(r.fun), jac=grad,
                           nit=int(r.nit), success=bool(r.success), message=message)
+
+
+# --- functional optimisers on pytrees (HIPS autograd's signatures) ----------------------------
+
+def _on_flat(step: Callable) -> Callable:
+    """Run ``step(grad, x, callback, ...)`` on the raveled ``x0`` and give back ``x0``'s
+    structure: ``grad(x, i)`` and ``callback(x, i, g)`` see pytrees like ``x0``."""
+    def optimiser(grad: Callable, x0: Any, callback: Callable | None = None,
+                  *args: Any, **kwargs: Any) -> Any:
+        flat0, unravel = ravel_pytree(_strip(x0))
+        flat0 = np.asarray(flat0, dtype=np.result_type(flat0, np.float64))
+
+        def flat_grad(x: np.ndarray, i: int) -> np.ndarray:
+            g = np.asarray(_raw(ravel_pytree(_strip(grad(unravel(x), i)))[0]), dtype=x.dtype)
+            if g.shape != x.shape:
+                raise ValueError(f"{step.__name__}: grad(x, i) must have the structure and "
+                                 f"shapes of x0 ({x.size} entries), got {g.size} entries")
+            return g
+
+        flat_cb = None
+        if callback is not None:
+            def flat_cb(x: np.ndarray, i: int, g: np.ndarray) -> None:
+                callback(unravel(x), i, unravel(g))
+
+        return unravel(step(flat_grad, flat0, flat_cb, *args, **kwargs))
+
+    optimiser.__name__ = step.__name__
+    optimiser.__qualname__ = step.__name__
+    optimiser.__doc__ = step.__doc__
+    return optimiser
+
+
+def _strip(tree: Any) -> Any:
+    """The NumPy data of every leaf (the optimisers work on plain arrays)."""
+    return tree_map(_raw, tree)
+
+
+@_on_flat
+def sgd(grad: Callable, x: np.ndarray, callback: Callable | None = None, num_iters: int = 200,
+        step_size: float = 0.1, mass: float = 0.9) -> np.ndarray:
+    """Stochastic gradient descent with momentum (HIPS autograd's ``sgd``).
+
+    ``grad(x, i)`` is the gradient at ``x`` in iteration ``i`` and
+    ``callback(x, i, g)`` runs before each step; ``x0`` and the result are
+    pytrees of the same structure.
+
+    >>> import numpy as np
+    >>> from chainrule.optimize import sgd
+    >>> x = sgd(lambda x, i: 2 * (x - 3.0), np.array([0.0]), num_iters=300)
+    >>> np.round(x, 4)
+    array([3.])
+    """
+    velocity = np.zeros(len(x))
+    for i in range(num_iters):
+        g = grad(x, i)
+        if callback is not None:
+            callback(x, i, g)
+        velocity = mass * velocity - (1.0 - mass) * g
+        x = x + step_size * velocity
+    return x
+
+
+@_on_flat
+def rmsprop(grad: Callable, x: np.ndarray, callback: Callable | None = None,
+            num_iters: int = 100, step_size: float = 0.1, gamma: float = 0.9,
+            eps: float = 1e-8) -> np.ndarray:
+    """Root-mean-square propagation (HIPS autograd's ``rmsprop``; see :func:`sgd`)."""
+    avg_sq_grad = np.ones(len(x))
+    for i in range(num_iters):
+        g = grad(x, i)
+        if callback is not None:
+            callback(x, i, g)
+        avg_sq_grad = avg_sq_grad * gamma + g ** 2 * (1 - gamma)
+        x = x - step_size * g / (np.sqrt(avg_sq_grad) + eps)
+    return x
+
+
+@_on_flat
+def adam(grad: Callable, x: np.ndarray, callback: Callable | None = None, num_iters: int = 100,
+         step_size: float = 0.001, b1: float = 0.9, b2: float = 0.999,
+         eps: float = 1e-8) -> np.ndarray:
+    """Adam (HIPS autograd's ``adam``; see :func:`sgd`).
+
+    >>> import numpy as np
+    >>> from chainrule.optimize import adam
+    >>> out = adam(lambda p, i: {"w": 2 * p["w"]}, {"w": np.ones(2)}, step_size=0.1)
+    >>> sorted(out), out["w"].shape
+    (['w'], (2,))
+    """
+    m = np.zeros(len(x))
+    v = np.zeros(len(x))
+    for i in range(num_iters):
+        g = grad(x, i)
+        if callback is not None:
+            callback(x, i, g)
+        m = (1 - b1) * g + b1 * m            # first moment
+        v = (1 - b2) * (g ** 2) + b2 * v     # second moment
+        mhat = m / (1 - b1 ** (i + 1))       # bias corrections
+        vhat = v / (1 - b2 ** (i + 1))
+        x = x - step_size * mhat / (np.sqrt(vhat) + eps)
+    return x
+
+
+# --- fixed points, differentiated by the implicit function theorem ------------------------------
+
+_MAX_FIXED_POINT_ITERS = 100_000
+
+
+def _iterate(step: Callable, x0: Any, distance: Callable, tol: float, what: str) -> Any:
+    """``x = step(x)`` until ``distance(x, x_prev) < tol``."""
+    x, prev = step(x0), x0
+    for _ in range(_MAX_FIXED_POINT_ITERS):
+        if distance(_raw(x), _raw(prev)) < tol:
+            return x
+        x, prev = step(x), x
+    raise RuntimeError(f"fixed_point: the {what} did not converge to tol={tol} within "
+                       f"{_MAX_FIXED_POINT_ITERS} iterations")
+
+
+def _fp_impl(a, x0, f, distance, tol):
+    x = _iterate(lambda x: f(a, x), x0, distance, tol, "iteration")
+    if isinstance(x, Box) and (x.requires_grad or x._tangent is not None):
+        raise ValueError("fixed_point: f returned a value that depends on a variable being "
+                         "differentiated through a closure; pass it in a (f(a, x)) so its "
+                         "derivative is computed")
+    return _raw(x)
+
+
+def _batched(fn: Callable, v: Any, like: Any) -> Any:
+    """``fn`` applied to ``v``, one entry of its leading batch axes at a time."""
+    nb = np.ndim(_raw(v)) - np.ndim(_raw(like))
+    if nb == 0:
+        return fn(v)
+    batch = np.shape(_raw(v))[:nb]
+    flat = cnp.reshape(v, (-1,) + tuple(np.shape(_raw(v))[nb:]))
+    rows = [fn(flat[k]) for k in range(flat.shape[0])]
+    stacked = cnp.stack(rows)
+    return cnp.reshape(stacked, batch + tuple(np.shape(_raw(rows[0]))))
+
+
+def _fp_vjp(g, out, a, x0, f, distance, tol):
+    # x* = f(a, x*)  =>  a_bar = (df/da)^T w  with  w = g + (df/dx)^T w (iterated like f)
+    _, back = _vjp(lambda aa, xx: f(aa, xx), a, out)
+
+    def one(gk):
+        w = _iterate(lambda w: gk + back(w)[1], gk, distance, tol, "adjoint iteration")
+        return back(w)[0]
+
+    return _batched(one, g, out), g * 0.0
+
+
+def _fp_jvp(tangents, out, a, x0, f, distance, tol):
+    ta, tx0 = tangents
+    if ta is None:
+        return tx0 * 0.0
+
+    def one(tk):
+        _, u = _jvp(lambda aa: f(aa, out), (a,), (tk,))        # df/da . ta
+        return _iterate(lambda t: u + _jvp(lambda xx: f(a, xx), (out,), (t,))[1], u, distance,
+                        tol, "tangent iteration")
+
+    return _batched(one, ta, a)
+
+
+class _Unraveled:
+    """``f(unravel(flat_a), x)``: ``f`` of a pytree ``a`` seen through its raveled leaves."""
+
+    def __init__(self, f: Callable, unravel: Callable) -> None:
+        self.f, self.unravel = f, unravel
+
+    def __call__(self, flat_a: Any, x: Any) -> Any:
+        return self.f(self.unravel(flat_a), x)
+
+
+_fixed_point_p = primitive("fixed_point", lambda xp, *args, **kw: _fp_impl(*args, **kw), _fp_impl,
+                           vjp=_fp_vjp, jvp=_fp_jvp)
+
+
+def fixed_point(f: Callable, a: Any, x0: Any, distance: Callable, tol: float) -> Any:
+    """Iterate ``x = f(a, x)`` from ``x0`` until ``distance(x, x_prev) < tol``.
+
+    The derivative with respect to ``a`` comes from the implicit function
+    theorem at the fixed point ``x* = f(a, x*)`` -- reverse mode iterates the
+    adjoint ``w = g + (df/dx)^T w``, forward mode the tangent
+    ``t = (df/da) ta + (df/dx) t`` (each a contraction where the iteration
+    itself converges) -- never by differentiating the iterations.  The result
+    does not depend on ``x0`` (its derivative there is zero).  ``a`` may be a
+    pytree (a dict of parameters, ...); ``x`` is an array.
+
+    >>> import chainrule as cr
+    >>> newton_sqrt = lambda a, x: 0.5 * (x + a / x)
+    >>> dist = lambda x, y: abs(x - y)
+    >>> round(float(fixed_point(newton_sqrt, 2.0, 1.0, dist, 1e-12)), 12)
+    1.414213562373
+    >>> round(float(cr.grad(lambda a: fixed_point(newton_sqrt, a, 1.0, dist, 1e-12))(4.0)), 12)
+    0.25
+    """
+    if not callable(f) or not callable(distance):
+        raise TypeError("fixed_point: f and distance must be callables")
+    if isinstance(a, (dict, list, tuple)):   # a pytree: iterate on its raveled leaves
+        flat, unravel = ravel_pytree(a)
+        return _fixed_point_p(flat, x0 if hasattr(x0, "shape") else np.asarray(x0, float),
+                              f=_Unraveled(f, unravel), distance=distance, tol=float(tol))
+    if not isinstance(a, Box) and not hasattr(a, "shape"):
+        a = np.asarray(a, dtype=float)
+    if not isinstance(x0, Box) and not hasattr(x0, "shape"):
+        x0 = np.asarray(x0, dtype=float)
+    return _fixed_point_p(a, x0, f=f, distance=distance, tol=float(tol))

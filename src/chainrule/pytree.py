@@ -23,9 +23,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
+
+from .core.primitive import Box
+from .ops.shape import concatenate as _concatenate
+from .ops.shape import reshape as _reshape
+
 __all__ = [
     "PyTreeDef", "tree_flatten", "tree_unflatten", "tree_leaves", "tree_structure", "tree_map",
-    "flatten", "unflatten",
+    "flatten", "unflatten", "ravel_pytree",
 ]
 
 _LEAF = "leaf"
@@ -173,3 +179,49 @@ flatten = tree_flatten
 def unflatten(treedef: PyTreeDef, leaves: Iterable[Any]) -> Any:
     """Same as :func:`tree_unflatten`."""
     return tree_unflatten(treedef, leaves)
+
+
+def _data(x: Any) -> Any:
+    while isinstance(x, Box):
+        x = x.data
+    return x
+
+
+def ravel_pytree(tree: Any) -> tuple[Any, Callable[[Any], Any]]:
+    """Flatten every leaf of ``tree`` into one 1-d array, and a function that undoes it.
+
+    Returns ``(flat, unravel)``: ``flat`` concatenates the raveled leaves in
+    flattening order (a Tensor when a leaf is one, so derivatives flow
+    through it), and ``unravel(flat)`` rebuilds the structure, each leaf with
+    its shape (Python numbers come back as 0-d arrays).  The dtype of
+    ``flat`` is the common dtype of the leaves.
+
+    >>> import numpy as np
+    >>> flat, unravel = ravel_pytree({"w": np.array([[1.0, 2.0]]), "b": 3.0})
+    >>> flat
+    array([3., 1., 2.])
+    >>> unravel(flat * 10)
+    {'b': array(30.), 'w': array([[10., 20.]])}
+    """
+    leaves, treedef = tree_flatten(tree)
+    datas = [np.asarray(_data(leaf)) for leaf in leaves]
+    shapes = [d.shape for d in datas]
+    sizes = [int(d.size) for d in datas]
+    offsets = np.cumsum([0] + sizes)
+    dtype = np.result_type(*datas) if datas else np.dtype(np.float64)
+    if any(isinstance(leaf, Box) for leaf in leaves):
+        flat = _concatenate([_reshape(leaf, (-1,)) for leaf in leaves], axis=0)
+    else:
+        flat = np.concatenate([d.ravel() for d in datas]).astype(dtype, copy=False) \
+            if datas else np.zeros(0, dtype)
+
+    def unravel(flat_values: Any) -> Any:
+        n = int(np.shape(_data(flat_values))[0]) if np.ndim(_data(flat_values)) == 1 else -1
+        if n != offsets[-1]:
+            raise ValueError(f"unravel: expected a 1-d array of {offsets[-1]} entries, got shape "
+                             f"{np.shape(_data(flat_values))}")
+        parts = [_reshape(flat_values[offsets[i]:offsets[i + 1]], shapes[i])
+                 for i in range(len(shapes))]
+        return tree_unflatten(treedef, parts)
+
+    return flat, unravel
