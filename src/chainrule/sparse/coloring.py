@@ -1,0 +1,196 @@
+"""Colourings of sparsity patterns: which columns (rows) one JVP (VJP) can share.
+
+Column ``j`` and ``k`` may share a colour when no row has a nonzero in
+both (a distance-2 colouring of the bipartite graph, i.e. a colouring of the
+column-intersection graph ``P.T @ P``); rows likewise with ``P @ P.T``.
+For symmetric Hessians, :func:`symmetric_coloring` returns a colouring in
+which every nonzero ``H[i, j]`` can be read from the compressed product
+either directly (column ``j`` is alone in row ``i`` among its colour) or by
+symmetry (column ``i`` alone in row ``j``): the condition that star
+colourings satisfy.
+
+The greedy colouring is vectorised: a Jones-Plassmann sweep (every vertex
+whose priority beats all its uncoloured neighbours takes the smallest colour
+that none of its coloured neighbours has, all at once), which gives exactly
+the sequential greedy colouring in priority order.  Cyclic colourings
+``j mod k`` (optimal for banded patterns) are tried as well; the fewest
+colours win.  Python loops run over rounds and colours, never over vertices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._scipy import require_scipy
+
+__all__ = ["column_coloring", "row_coloring", "symmetric_coloring", "intersection_graph",
+           "is_symmetric_recoverable"]
+
+#: Intersection graphs with more entries than this are not formed (the side is left
+#: uncompressed: one colour per column).
+MAX_GRAPH_ENTRIES = 200_000_000
+#: How many cyclic colourings past the lower bound are tried.
+CYCLIC_TRIES = 6
+
+
+def intersection_graph(P: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """Edges ``(r, c)`` (both directions, no loops) between columns of ``P`` sharing a row;
+    ``None`` when the graph would be too large to form."""
+    P = P.tocsr()
+    counts = np.diff(P.indptr).astype(np.int64)
+    if int((counts * counts).sum()) > MAX_GRAPH_ENTRIES:
+        return None
+    G = (P.T.tocsr() @ P).tocoo()
+    keep = G.row != G.col
+    return G.row[keep].astype(np.int64), G.col[keep].astype(np.int64)
+
+
+def _smallest_missing(sel: np.ndarray, v: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """For each vertex in ``sel`` (sorted), the smallest colour not among the ``c`` paired
+    with it in ``(v, c)``."""
+    out = np.zeros(sel.size, dtype=np.int64)
+    if v.size == 0:
+        return out
+    width = int(c.max()) + 1
+    keys = np.unique(v * width + c)
+    vu, cu = keys // width, keys % width
+    starts = np.flatnonzero(np.r_[True, vu[1:] != vu[:-1]])
+    counts = np.diff(np.r_[starts, vu.size])
+    rank = np.arange(vu.size) - np.repeat(starts, counts)
+    group = np.repeat(np.arange(starts.size), counts)
+    answer = counts.copy()  # colours 0..count-1 all taken: the next one
+    gap = cu != rank
+    np.minimum.at(answer, group[gap], rank[gap])
+    pos = np.searchsorted(sel, vu[starts])
+    out[pos] = answer
+    return out
+
+
+def greedy_coloring(n: int, r: np.ndarray, c: np.ndarray, priority: np.ndarray) -> np.ndarray:
+    """Greedy colouring of the graph with edges ``(r, c)`` in decreasing ``priority``."""
+    colors = np.full(n, -1, dtype=np.int64)
+    uncolored = np.ones(n, dtype=bool)
+    while uncolored.any():
+        keep = uncolored[r]
+        r, c = r[keep], c[keep]
+        both = uncolored[c]
+        blocked = np.zeros(n, dtype=bool)
+        beaten = both & (priority[c] > priority[r])
+        blocked[r[beaten]] = True
+        sel_mask = uncolored & ~blocked
+        sel = np.flatnonzero(sel_mask)
+        nb = sel_mask[r] & ~both
+        colors[sel] = _smallest_missing(sel, r[nb], colors[c[nb]])
+        uncolored[sel] = False
+    return colors
+
+
+def _valid(colors: np.ndarray, r: np.ndarray, c: np.ndarray) -> bool:
+    return not np.any(colors[r] == colors[c])
+
+
+def _best_coloring(n: int, edges: tuple | None, lower: int, seed: int = 0) -> np.ndarray:
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if edges is None:
+        return np.arange(n, dtype=np.int64)
+    r, c = edges
+    degree = np.bincount(r, minlength=n)
+    rng = np.random.default_rng(seed)
+    # largest degree first, ties in random order
+    priority = degree.astype(np.float64) + rng.random(n)
+    best = greedy_coloring(n, r, c, priority)
+    ncol = int(best.max()) + 1
+    k = max(lower, 1)
+    for _ in range(CYCLIC_TRIES):
+        if k >= ncol:
+            break
+        cyc = np.arange(n, dtype=np.int64) % k
+        if _valid(cyc, r, c):
+            best, ncol = cyc, k
+            break
+        k += 1
+    return best
+
+
+def column_coloring(pattern: Any) -> np.ndarray:
+    """Colours of the columns of ``pattern`` (``(m, n)``) so that columns of one colour
+    share no row: one JVP per colour recovers the Jacobian.
+
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from chainrule.sparse import column_coloring
+    >>> P = sp.csr_array(np.eye(4, dtype=bool) | np.eye(4, k=1, dtype=bool))
+    >>> column_coloring(P)
+    array([0, 1, 0, 1])
+    """
+    require_scipy("cr.sparse.column_coloring")
+    P = pattern.tocsr()
+    lower = int(np.diff(P.indptr).max()) if P.shape[0] and P.nnz else 1
+    return _best_coloring(P.shape[1], intersection_graph(P), lower)
+
+
+def row_coloring(pattern: Any) -> np.ndarray:
+    """Colours of the rows of ``pattern`` so that rows of one colour share no column:
+    one VJP per colour recovers the Jacobian."""
+    require_scipy("cr.sparse.row_coloring")
+    return column_coloring(pattern.T.tocsr())
+
+
+def is_symmetric_recoverable(pattern: Any, colors: np.ndarray) -> bool:
+    """Whether every nonzero of symmetric ``pattern`` can be read from the products with
+    the colour classes, directly or by symmetry."""
+    return bool(np.all(_direct_mask(pattern, colors) | _direct_mask(pattern, colors, True)))
+
+
+def _direct_mask(pattern: Any, colors: np.ndarray, transposed: bool = False) -> np.ndarray:
+    """For each stored entry ``(i, j)`` (CSR order), whether column ``j`` is the only one of
+    its colour in row ``i`` (``transposed``: whether column ``i`` is alone in row ``j``)."""
+    sp = require_scipy("cr.sparse")
+    P = pattern.tocsr()
+    P.sort_indices()
+    n = P.shape[1]
+    rows = np.repeat(np.arange(P.shape[0]), np.diff(P.indptr))
+    cols = P.indices.astype(np.int64)
+    k = int(colors.max()) + 1 if colors.size else 1
+    onehot = sp.csr_matrix((np.ones(n), (np.arange(n), colors)), shape=(n, k))
+    counts = (sp.csr_matrix((np.ones(cols.size), cols, P.indptr), shape=P.shape) @ onehot)
+    counts = counts.tocsr()
+    if transposed:
+        return np.asarray(counts[cols, colors[rows]]).ravel() == 1
+    return np.asarray(counts[rows, colors[cols]]).ravel() == 1
+
+
+def symmetric_coloring(pattern: Any) -> np.ndarray:
+    """Colours of the columns of symmetric ``pattern`` for Hessians: one HVP per colour;
+    entries are read directly or, through symmetry, from their mirror image.
+
+    Starts from the distance-2 colouring and then merges colour classes while every
+    entry stays recoverable (the symmetric condition of star colourings allows it).
+    """
+    require_scipy("cr.sparse.symmetric_coloring")
+    P = pattern.tocsr()
+    colors = column_coloring(P)
+    return _merge_classes(P, colors)
+
+
+def _merge_classes(P: Any, colors: np.ndarray) -> np.ndarray:
+    """Greedily fold colour classes into earlier ones while the colouring stays valid for
+    symmetric recovery (one check per attempted pair of classes; few classes)."""
+    k = int(colors.max()) + 1 if colors.size else 0
+    if k <= 2 or k > 64:
+        return colors
+    for src in range(k - 1, 0, -1):
+        for dst in range(src):
+            trial = np.where(colors == src, dst, colors)
+            if is_symmetric_recoverable(P, trial):
+                colors = trial
+                break
+    _, colors = np.unique(colors, return_inverse=True)
+    return colors.astype(np.int64)
+
+
+def n_colors(colors: np.ndarray) -> int:
+    return int(colors.max()) + 1 if colors.size else 0
+
