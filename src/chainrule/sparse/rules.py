@@ -95,8 +95,17 @@ def _zero(args: list, out_shape: Any, params: dict, prim: Any) -> Any:
 
 
 def _where(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
-    # the condition selects, it carries no derivative
-    return pt.union(*[_broadcast_gather(a, out_shape) for a in args[1:]])
+    # the condition selects and carries no derivative; a constant one selects for good
+    cond = args[0]
+    x, y = (_broadcast_gather(a, out_shape) for a in args[1:])
+    if cond.pattern is None and cond.value is not None:
+        picked = np.broadcast_to(np.asarray(cond.value, dtype=bool), out_shape).ravel()
+        labels = np.arange(picked.size, dtype=np.int64)
+        if x is not None:
+            x = pt.gather(x, np.where(picked, labels, -1))
+        if y is not None:
+            y = pt.gather(y, np.where(picked, -1, labels))
+    return pt.union(x, y)
 
 
 _NONLINEAR_UNARY = (
