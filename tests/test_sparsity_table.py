@@ -20,7 +20,6 @@ import chainrule as cr  # noqa: E402
 import chainrule.numpy as cnp  # noqa: E402
 from chainrule.core.primitive import registry  # noqa: E402
 from chainrule.sparse import rules  # noqa: E402
-
 from test_primitive_table import CASES, Case  # noqa: E402
 
 _rng = np.random.default_rng(7)
