@@ -105,9 +105,12 @@ def _best_coloring(n: int, edges: tuple | None, lower: int, seed: int = 0) -> np
     rng = np.random.default_rng(seed)
     # largest degree first, ties in random order
     priority = degree.astype(np.float64) + rng.random(n)
+    # the lattice candidates are cheap and optimal when they reach the lower bound
+    cyclic = _cyclic_coloring(n, r, c, lower, lower + CYCLIC_TRIES, rng)
+    if cyclic is not None and n_colors(cyclic) <= lower:
+        return cyclic
     best = greedy_coloring(n, r, c, priority)
-    cyclic = _cyclic_coloring(n, r, c, lower, int(best.max()) + 1, rng)
-    if cyclic is not None:
+    if cyclic is not None and n_colors(cyclic) <= n_colors(best):
         return cyclic
     return _iterated_greedy(n, r, c, best, lower, rng)
 
@@ -200,8 +203,12 @@ def _direct_mask(pattern: Any, colors: np.ndarray, transposed: bool = False) -> 
     if rows.size == 0:
         return np.zeros(0, dtype=bool)
     k = int(colors.max()) + 1
-    keys, counts = np.unique(rows * k + colors[cols], return_counts=True)
-    wanted = cols * k + colors[rows] if transposed else rows * k + colors[cols]
+    keys = rows * k + colors[cols]
+    wanted = cols * k + colors[rows] if transposed else keys
+    if P.shape[0] * k <= 8 * keys.size + 1_000_000:  # a table of counts fits: no sorting
+        table = np.bincount(keys, minlength=P.shape[0] * k)
+        return table[wanted] == 1
+    keys, counts = np.unique(keys, return_counts=True)
     pos = np.minimum(np.searchsorted(keys, wanted), keys.size - 1)
     return (keys[pos] == wanted) & (counts[pos] == 1)
 
