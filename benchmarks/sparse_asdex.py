@@ -45,10 +45,9 @@ def _problems(xp):
 
 def run(repeats: int) -> dict:
     try:
+        import asdex
         import jax
         import jax.numpy as jnp
-
-        import asdex
     except ImportError:
         return skipped(NAME, TITLE, "asdex / JAX not installed")
     try:

@@ -208,3 +208,23 @@ def test_sparse_newton_converges_on_a_large_convex_energy():
     assert np.abs(res.jac).max() < 1e-7
     with pytest.raises(ValueError, match="newton"):
         cr.optimize.minimize(f, np.zeros(3), method="lbfgs", sparse=True)
+
+
+# --- the example -------------------------------------------------------------------------------
+
+def test_pde_example_runs_and_draws_the_pattern(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    pytest.importorskip("matplotlib")
+    path = Path(__file__).resolve().parent.parent / "examples" / "sparse_pde_jacobian.py"
+    spec = importlib.util.spec_from_file_location("sparse_pde_jacobian", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "pattern.png"
+    assert module.main(["--fast", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "5 colours" in text and "max |F(u)| = " in text
+    last = [line for line in text.splitlines() if "max |F(u)|" in line][-1]
+    assert float(last.split("=")[-1]) < 1e-9
+    assert out.stat().st_size > 1000
