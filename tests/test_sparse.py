@@ -124,6 +124,17 @@ def test_colouring_quality():
     assert cl.n_colors(colors) <= 3 and cl.is_symmetric_recoverable(arrow, colors)
 
 
+def test_hub_colouring_of_an_arrow_hessian():
+    # a dense row and column: distance-2 colouring needs n colours, symmetry needs 4
+    def f(x):
+        return cnp.sum(x[0] * x[1:]) + cnp.sum(cnp.exp(x)) + cnp.sum((x[1:] - x[:-1]) ** 2)
+
+    H = cr.sparse.hessian_fn(f, np.zeros(800))
+    assert H.colors <= 5
+    x = _rng.standard_normal(800)
+    np.testing.assert_allclose(H(x).toarray(), cr.hessian(f)(x), atol=1e-12)
+
+
 def test_colourings_are_valid_on_random_patterns():
     for seed in range(3):
         P = sp.random_array((60, 50), density=0.06, random_state=seed, format="csr") != 0

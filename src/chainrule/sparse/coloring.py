@@ -33,6 +33,12 @@ __all__ = ["column_coloring", "row_coloring", "symmetric_coloring", "intersectio
 MAX_GRAPH_ENTRIES = 200_000_000
 #: How many cyclic colourings past the lower bound are tried.
 CYCLIC_TRIES = 6
+#: Colour classes are merged (one verification per pair tried) only below this many.
+MERGE_MAX_COLORS = 12
+#: Most Jones-Plassmann rounds (dense graphs); later vertices get colours of their own.
+MAX_ROUNDS = 256
+#: Cyclic candidates and iterated passes only when this many colours might do.
+CYCLIC_MAX_COLORS = 32
 #: How many frequent index differences are tried as grid row lengths.
 CYCLIC_WIDTHS = 6
 #: Most passes of iterated greedy re-colouring (fewer on large graphs).
@@ -58,6 +64,10 @@ def _smallest_missing(sel: np.ndarray, v: np.ndarray, c: np.ndarray) -> np.ndarr
     if v.size == 0:
         return out
     width = int(c.max()) + 1
+    if sel.size * (width + 1) <= 50_000_000:  # a table of used colours: no sorting
+        used = np.zeros((sel.size, width + 1), dtype=bool)
+        used[np.searchsorted(sel, v), c] = True
+        return np.argmin(used, axis=1).astype(np.int64)
     keys = np.unique(v * width + c)
     vu, cu = keys // width, keys % width
     starts = np.flatnonzero(np.r_[True, vu[1:] != vu[:-1]])
@@ -76,7 +86,10 @@ def greedy_coloring(n: int, r: np.ndarray, c: np.ndarray, priority: np.ndarray) 
     """Greedy colouring of the graph with edges ``(r, c)`` in decreasing ``priority``."""
     colors = np.full(n, -1, dtype=np.int64)
     uncolored = np.ones(n, dtype=bool)
-    while uncolored.any():
+    rounds = int(max(16, min(MAX_ROUNDS, 2e8 // max(r.size, 1))))
+    for _ in range(rounds):
+        if not uncolored.any():
+            break
         keep = uncolored[r]
         r, c = r[keep], c[keep]
         both = uncolored[c]
@@ -88,6 +101,9 @@ def greedy_coloring(n: int, r: np.ndarray, c: np.ndarray, priority: np.ndarray) 
         nb = sel_mask[r] & ~both
         colors[sel] = _smallest_missing(sel, r[nb], colors[c[nb]])
         uncolored[sel] = False
+    # dense graphs make long chains of rounds: what is left gets colours of its own
+    rest = np.flatnonzero(uncolored)
+    colors[rest] = int(colors.max()) + 1 + np.arange(rest.size)
     return colors
 
 
@@ -98,7 +114,7 @@ def _valid(colors: np.ndarray, r: np.ndarray, c: np.ndarray) -> bool:
 def _best_coloring(n: int, edges: tuple | None, lower: int, seed: int = 0) -> np.ndarray:
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    if edges is None:
+    if edges is None or lower >= n:  # (every column needs its own colour anyway)
         return np.arange(n, dtype=np.int64)
     r, c = edges
     degree = np.bincount(r, minlength=n)
@@ -130,6 +146,8 @@ def _cyclic_coloring(n: int, r: np.ndarray, c: np.ndarray, lower: int, above: in
     # a random sample of edges rejects most candidates cheaply
     sample = rng.choice(r.size, size=min(r.size, 100_000), replace=False) if r.size else r
     rs, cs = r[sample], c[sample]
+    if lower > CYCLIC_MAX_COLORS:
+        return None
     for k in range(max(lower, 1), min(above, lower + CYCLIC_TRIES)):
         for w in widths:
             for shift in range(k if w > 1 else 1):
@@ -144,7 +162,9 @@ def _iterated_greedy(n: int, r: np.ndarray, c: np.ndarray, colors: np.ndarray, l
     """Re-colour greedily with each colour class kept together (never more colours;
     often fewer).  Each pass is cheap: the vertices of one class are independent, so the
     Jones-Plassmann sweep takes one round per class."""
-    passes = int(max(4, min(ITERATED_PASSES, 4e7 // max(r.size, 1))))
+    if int(colors.max()) + 1 > CYCLIC_MAX_COLORS:  # each pass costs a round per colour
+        return colors
+    passes = int(max(2, min(ITERATED_PASSES, 1e7 // max(r.size, 1))))
     for p in range(passes):
         k = int(colors.max()) + 1
         if k <= lower:
@@ -217,20 +237,68 @@ def symmetric_coloring(pattern: Any) -> np.ndarray:
     """Colours of the columns of symmetric ``pattern`` for Hessians: one HVP per colour;
     entries are read directly or, through symmetry, from their mirror image.
 
-    Starts from the distance-2 colouring and then merges colour classes while every
-    entry stays recoverable (the symmetric condition of star colourings allows it).
+    Two candidates, the one with fewer colours wins: the distance-2 colouring, and a
+    *hub* colouring that picks an independent set of high-degree vertices (hubs, as
+    the centres of the stars of a star colouring) and lets the neighbours of a hub share
+    colours: an entry ``(hub, j)`` is then read by symmetry from row ``j``, whose columns
+    all differ.  Colour classes are then merged while every entry stays recoverable.
+    Every result is verified (:func:`is_symmetric_recoverable`).
+
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from chainrule.sparse import symmetric_coloring
+    >>> arrow = np.eye(6, dtype=bool); arrow[0] = arrow[:, 0] = True
+    >>> symmetric_coloring(sp.csr_array(arrow))
+    array([0, 1, 1, 1, 1, 1])
     """
     require_scipy("cr.sparse.symmetric_coloring")
     P = pattern.tocsr()
-    colors = column_coloring(P)
-    return _merge_classes(P, colors)
+    P.sort_indices()
+    best = column_coloring(P)
+    hub = _hub_coloring(P)
+    if hub is not None and n_colors(hub) < n_colors(best) and is_symmetric_recoverable(P, hub):
+        best = hub
+    merged = _merge_classes(P, best)
+    if not is_symmetric_recoverable(P, merged):  # cannot happen; never return a bad one
+        raise AssertionError("symmetric colouring failed its verification")
+    return merged
+
+
+def _hub_coloring(P: Any) -> np.ndarray | None:
+    """The hub colouring of :func:`symmetric_coloring` (None when there are no hubs)."""
+    n = P.shape[0]
+    degree = np.diff(P.indptr)
+    if n == 0 or P.nnz == 0:
+        return None
+    threshold = max(8.0, 4.0 * float(np.median(degree)))
+    candidates = degree > threshold
+    if not candidates.any():
+        return None
+    # an independent set of hubs: a candidate joins unless a candidate neighbour has a
+    # higher degree (ties: the higher index)
+    rows = np.repeat(np.arange(n), degree)
+    cols = P.indices.astype(np.int64)
+    both = candidates[rows] & candidates[cols] & (rows != cols)
+    key = degree.astype(np.float64) + np.arange(n) / (n + 1.0)
+    beaten = np.zeros(n, dtype=bool)
+    beaten[rows[both & (key[cols] > key[rows])]] = True
+    hubs = candidates & ~beaten
+    keep = ~hubs
+    Pn = P[np.flatnonzero(keep)]
+    counts = np.diff(Pn.indptr).astype(np.int64)
+    if int((counts * counts).sum()) > MAX_GRAPH_ENTRIES:
+        return None
+    G = ((Pn.T.tocsr() @ Pn) + P).tocoo()
+    off = G.row != G.col
+    r, c = G.row[off].astype(np.int64), G.col[off].astype(np.int64)
+    lower = int(counts.max()) if counts.size else 1
+    return _best_coloring(n, (r, c), lower)
 
 
 def _merge_classes(P: Any, colors: np.ndarray) -> np.ndarray:
     """Greedily fold colour classes into earlier ones while the colouring stays valid for
     symmetric recovery (one check per attempted pair of classes; few classes)."""
     k = int(colors.max()) + 1 if colors.size else 0
-    if k <= 2 or k > 64:
+    if k <= 2 or k > MERGE_MAX_COLORS:
         return colors
     for src in range(k - 1, 0, -1):
         for dst in range(src):
