@@ -57,6 +57,16 @@ class _Compiled:
         self.indices = P.indices.copy()
         self.rows = np.repeat(np.arange(P.shape[0]), np.diff(P.indptr))
         self.cols = self.indices.astype(np.int64)
+        self._seeds: dict[tuple, np.ndarray] = {}
+
+    def _seed(self, colors: np.ndarray, k: int, shape: tuple, dtype: Any) -> np.ndarray:
+        """The seed matrix, made once (read-only: the rules never write into tangents)."""
+        key = (shape, np.dtype(dtype))
+        seed = self._seeds.get(key)
+        if seed is None:
+            seed = self._seeds[key] = _seed(colors, k, shape, dtype)
+            seed.flags.writeable = False
+        return seed
 
     def _point(self, x: Any) -> np.ndarray:
         x = check_input(self.fname, x)
@@ -76,7 +86,7 @@ class _Compiled:
     def _push(self, fun: Callable, x: np.ndarray, colors: np.ndarray, k: int) -> np.ndarray:
         """``(k, out.size)``: the JVPs of ``fun`` along the ``k`` colour seeds."""
         _, in_def = tree_flatten(x)
-        seed = _seed(colors, k, self.shape, x.dtype)
+        seed = self._seed(colors, k, self.shape, x.dtype)
         values, touts, _, _ = _forward(self.fname, fun, in_def, [x], [seed])
         m = int(np.asarray(_raw(values[0])).size)
         if touts[0] is None:
@@ -132,7 +142,7 @@ class SparseJacobian(_Compiled):
         else:
             tr = _ReverseTrace(self.fname, self.f, x)
             out_shape = tuple(np.shape(_raw(tr.out_values[0])))
-            ct = _seed(self.coloring, k, out_shape, x.dtype)
+            ct = self._seed(self.coloring, k, out_shape, x.dtype)
             g = tr.pull([ct], retain=False)[0] if tr.connected(0) else None
             B = (np.zeros((k, x.size), dtype=x.dtype) if g is None
                  else np.asarray(_raw(g)).reshape(k, x.size))
