@@ -94,6 +94,19 @@ def test_fn_reuses_pattern_and_colouring_at_new_points():
         J(np.zeros(41))
 
 
+@pytest.mark.parametrize("mode", ["fwd", "rev"])
+def test_compiled_passes_match(mode):
+    x = _rng.standard_normal(30)
+    J = cr.sparse.jacobian_fn(bratu, x, mode=mode, compile=True)
+    for _ in range(2):
+        y = _rng.standard_normal(30)
+        np.testing.assert_allclose(J(y).toarray(), cr.jacfwd(bratu)(y), atol=1e-12)
+    H = cr.sparse.hessian_fn(energy, x, compile=True)
+    for _ in range(2):
+        y = _rng.standard_normal(30)
+        np.testing.assert_allclose(H(y).toarray(), cr.hessian(energy)(y), atol=1e-12)
+
+
 def test_structural_zero_at_the_evaluation_point_is_kept():
     J = cr.sparse.jacobian(lambda x: x ** 2, np.zeros(3))
     assert J.nnz == 3 and (J.toarray() == 0).all()
