@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 from . import numpy as cnp
 from .core.primitive import Box, primitive
 from .pytree import ravel_pytree, tree_map
+from .sparse.evaluate import SparseHessian
 from .transforms import jvp as _jvp
 from .transforms import vjp as _vjp
 
@@ -177,6 +179,9 @@ def minimize(fun: Callable, x0: Any, method: str = "lbfgs", jac: Any = None,
     callback: ``callback(x)`` after every iteration.
     options: ``lr`` etc. for the own methods, ``progress=True`` for a progress
         bar (tqdm when installed), ``hessp`` for a user Hessian-vector product;
+        ``sparse=True`` (``newton`` only): Newton steps solved with the sparse
+        Hessian of ``cr.sparse.hessian_fn`` and SciPy's sparse direct solver, for
+        problems with many variables and a sparse Hessian;
         any others are passed to SciPy's ``options``.
 
     Returns an :class:`OptimizeResult` with ``x fun jac nit success message``.
@@ -199,8 +204,13 @@ def minimize(fun: Callable, x0: Any, method: str = "lbfgs", jac: Any = None,
     dtype = x0_arr.dtype if (own and x0_arr.dtype.kind == "f") else np.float64
     x0_arr = np.array(x0_arr, dtype=dtype)
     obj = _Objective(fun, jac, x0_arr.shape, dtype, options.pop("hessp", None))
+    sparse = bool(options.pop("sparse", False))
+    if sparse and name != "newton":
+        raise ValueError(f"minimize: sparse=True needs method='newton' (got {method!r})")
     try:
-        if own:
+        if sparse:
+            res = _sparse_newton(fun, obj, x0_arr, tol, max_iter, callback, progress, options)
+        elif own:
             res = _first_order(name, obj, x0_arr, tol, max_iter, callback, progress, options)
         else:
             res = _scipy(name, obj, x0_arr, tol, max_iter, callback, progress, options)
@@ -209,6 +219,82 @@ def minimize(fun: Callable, x0: Any, method: str = "lbfgs", jac: Any = None,
     res["method"] = name
     res["nfev"] = obj.nfev
     return res
+
+
+def _sparse_newton(fun: Callable, obj: _Objective, x: np.ndarray, tol: float, max_iter: int,
+                   callback: Callable | None, progress: _Progress,
+                   options: dict[str, Any]) -> OptimizeResult:
+    """Newton's method with sparse Hessians (pattern and colouring found once) and a
+    backtracking line search; the Hessian is shifted towards the identity where it is not
+    positive definite enough to give a descent direction."""
+    if options:
+        raise TypeError(f"minimize: unknown options for sparse Newton: {sorted(options)}")
+    sla = _sparse_linalg("minimize(method='newton', sparse=True)")
+    hess = SparseHessian(fun, x)
+    x = x.copy()
+    f, g = obj.value_and_grad(x)
+    nit = 0
+    message, success = "maximum number of iterations reached", False
+    while True:
+        if not (math.isfinite(f) and np.all(np.isfinite(g))):
+            message = "the function or its gradient became non-finite"
+            break
+        if g.size == 0 or float(np.max(np.abs(g))) <= tol:
+            message, success = "gradient below tol", True
+            break
+        if nit >= max_iter:
+            break
+        nit += 1
+        H = hess(x).tocsc()
+        gf = g.ravel()
+        step = _newton_direction(sla, H, gf)
+        slope = float(gf @ step)
+        t = 1.0
+        while True:  # backtracking (Armijo)
+            trial = x + t * step.reshape(x.shape)
+            ft, gt = obj.value_and_grad(trial)
+            if math.isfinite(ft) and ft <= f + 1e-4 * t * slope:
+                break
+            t *= 0.5
+            if t < 1e-12:
+                break
+        if t < 1e-12:
+            message = "the line search found no decrease"
+            break
+        x, f, g = trial, ft, gt
+        progress.update(f)
+        if callback is not None:
+            callback(x.copy())
+    return OptimizeResult(x=x, fun=f, jac=g, nit=nit, success=success, message=message)
+
+
+def _sparse_linalg(what: str) -> Any:
+    try:
+        from scipy.sparse import linalg as sla
+    except ImportError as exc:
+        raise ImportError(f"{what} needs SciPy: pip install 'chainrule[optimize]'") from exc
+    return sla
+
+
+def _newton_direction(sla: Any, H: Any, g: np.ndarray) -> np.ndarray:
+    """``-H^{-1} g``, with ``H + lam I`` for growing ``lam`` until it points downhill."""
+    n = g.size
+    scale = float(np.max(np.abs(H.diagonal()))) if n else 1.0
+    lam = 0.0
+    ident = None
+    for _ in range(60):
+        A = H
+        if lam:
+            if ident is None:
+                ident = type(H)((np.ones(n), np.arange(n), np.arange(n + 1)), shape=(n, n))
+            A = (H + lam * ident).tocsc()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a singular matrix: handled by shifting
+            d = -np.asarray(sla.spsolve(A, g)).ravel()
+        if np.all(np.isfinite(d)) and float(g @ d) < 0:
+            return d
+        lam = max(2.0 * lam, 1e-8 * max(scale, 1.0))
+    return -g
 
 
 def _first_order(name: str, obj: _Objective, x: np.ndarray, tol: float, max_iter: int,

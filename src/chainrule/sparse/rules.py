@@ -1,0 +1,522 @@
+"""Dependency rules: how each primitive's output elements depend on its input elements.
+
+``DEPENDENCY_RULES[name](args, out_shape, params, prim)`` returns the
+pattern of the primitive's output (see :mod:`._patterns`) from the patterns
+of its inputs; ``args`` are :class:`Arg` objects.  Rules come in families:
+
+* elementwise (with broadcasting): the union of the inputs' patterns,
+  gathered to the output shape;
+* index-moving operations (reshape, transpose, getitem, pad, concatenate,
+  roll, ...): the operation's own implementation applied to
+  ``np.arange(size).reshape(shape)`` says which input element each output
+  element is a copy of;
+* scatters and reductions: a label per input element (the output element it
+  flows into), turned into a sparse matrix;
+* matrix products as products of patterns, linear algebra as "every element
+  of a matrix depends on every element of the matching input matrices".
+
+``HESSIAN_RULES[name]`` names the second-order structure ("nonlinear
+interaction") of the primitive: ``"linear"`` couples nothing, ``"nonlinear"``
+couples every pair of the dependencies of each output element,
+``"multiply"``/``"divide"``/``"bilinear"`` couple across (and for division,
+within the denominator).  Primitives missing from ``HESSIAN_RULES`` are
+treated as ``"nonlinear"`` (a safe over-estimate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import _patterns as pt
+
+__all__ = ["Arg", "DEPENDENCY_RULES", "HESSIAN_RULES", "ZERO_DERIVATIVE", "conservative"]
+
+
+class Arg:
+    """One input of an equation as the rules see it."""
+
+    __slots__ = ("pattern", "shape", "value", "dep")
+
+    def __init__(self, pattern: Any, shape: tuple, value: Any, dep: bool) -> None:
+        self.pattern = pattern  # pattern (m x n), a PerBatch, or None (no dependency)
+        self.shape = shape  # () for Python scalars
+        self.value = value  # the concrete value when it does not depend on x, else None
+        self.dep = dep
+
+
+Rule = Callable[[list, Any, dict, Any], Any]
+DEPENDENCY_RULES: dict[str, Rule] = {}
+HESSIAN_RULES: dict[str, str] = {}
+
+
+def _labels(shape: tuple) -> np.ndarray:
+    return np.arange(pt.size_of(shape), dtype=np.int64).reshape(shape)
+
+
+def _broadcast_gather(a: Arg, out_shape: tuple) -> Any:
+    """The pattern of ``a`` broadcast to ``out_shape``."""
+    if a.pattern is None:
+        return None
+    if tuple(a.shape) == tuple(out_shape):
+        return a.pattern
+    return pt.gather(a.pattern, np.broadcast_to(_labels(a.shape), out_shape))
+
+
+def conservative(args: list, out_shape: Any, params: dict, prim: Any) -> Any:
+    """Every output element depends on every input element (always safe, often dense)."""
+    pats = [a.pattern for a in args if a.pattern is not None]
+    pats = [p.P if isinstance(p, pt.PerBatch) else p for p in pats]
+    if not pats:
+        return None
+    n = pats[0].shape[1]
+    row = pt.union(*[pt.labels_matrix(np.zeros(p.shape[0], np.int64), 1) @ p for p in pats])
+    if out_shape is None:
+        return pt.PerBatch(row, ())
+    m = pt.size_of(out_shape)
+    if m * row.nnz > 50_000_000:
+        raise NotImplementedError(
+            f"sparsity of {prim.name!r}: no dependency rule, and the conservative dense "
+            f"pattern ({m} x {n}) is too large to form"
+        )
+    return pt.gather(row, np.zeros(m, dtype=np.int64))
+
+
+# --- elementwise ---------------------------------------------------------------------------
+
+def _elementwise(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    return pt.union(*[_broadcast_gather(a, out_shape) for a in args])
+
+
+def _zero(args: list, out_shape: Any, params: dict, prim: Any) -> Any:
+    return None
+
+
+def _where(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    # the condition selects and carries no derivative; a constant one selects for good
+    cond = args[0]
+    x, y = (_broadcast_gather(a, out_shape) for a in args[1:])
+    if cond.pattern is None and cond.value is not None:
+        picked = np.broadcast_to(np.asarray(cond.value, dtype=bool), out_shape).ravel()
+        labels = np.arange(picked.size, dtype=np.int64)
+        if x is not None:
+            x = pt.gather(x, np.where(picked, labels, -1))
+        if y is not None:
+            y = pt.gather(y, np.where(picked, -1, labels))
+    return pt.union(x, y)
+
+
+_NONLINEAR_UNARY = (
+    "arccos arccosh arcsin arcsinh arctan arctanh cbrt cos cosh erf exp exp2 expm1 log log10 "
+    "log1p log2 log_sigmoid reciprocal sigmoid sin sinc sinh softplus sqrt square tan tanh"
+).split()
+_NONLINEAR_BINARY = "arctan2 hypot logaddexp logaddexp2 power binary_cross_entropy".split()
+# piecewise linear: first derivatives only (their second derivative is zero where defined)
+_PIECEWISE_LINEAR = "absolute relu maximum minimum fmax fmin clip mod".split()
+_LINEAR = "add subtract negative positive astype".split()
+#: Differentiable primitives whose derivative is zero wherever it is defined.
+ZERO_DERIVATIVE = ("ceil", "floor", "round", "sign")
+
+for _name in _NONLINEAR_UNARY + _NONLINEAR_BINARY:
+    DEPENDENCY_RULES[_name] = _elementwise
+    HESSIAN_RULES[_name] = "nonlinear"
+for _name in _PIECEWISE_LINEAR + _LINEAR:
+    DEPENDENCY_RULES[_name] = _elementwise
+    HESSIAN_RULES[_name] = "linear"
+DEPENDENCY_RULES["multiply"] = _elementwise
+HESSIAN_RULES["multiply"] = "multiply"
+DEPENDENCY_RULES["divide"] = _elementwise
+HESSIAN_RULES["divide"] = "divide"
+DEPENDENCY_RULES["where"] = _where
+HESSIAN_RULES["where"] = "linear"
+for _name in ZERO_DERIVATIVE + ("graph.stop_gradient",):
+    DEPENDENCY_RULES[_name] = _zero
+    HESSIAN_RULES[_name] = "linear"
+
+
+# --- index-moving operations ---------------------------------------------------------------
+
+def _index_moving(replace: dict | None = None) -> Rule:
+    """Run the primitive on the (1-based) labels of its inputs' elements: every output
+    element is a copy of the input element whose label it holds (0: of none, e.g. padding).
+    ``replace`` overrides parameters that would write other numbers (fill values)."""
+
+    def rule(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+        if replace:
+            params = {**params, **{k: f(params[k]) for k, f in replace.items() if k in params}}
+        offset = 1
+        labelled = []
+        pats = []
+        for a in args:
+            size = pt.size_of(a.shape)
+            labelled.append(np.arange(offset, offset + size, dtype=np.int64).reshape(a.shape))
+            offset += size
+            p = a.pattern
+            if p is None:
+                p = pt.empty(size, _width(args))
+            pats.append(p)
+        moved = np.asarray(prim.np_impl(*labelled, **params))
+        stacked = pats[0] if len(pats) == 1 else pt.sp.vstack(pats, format="csr")
+        return pt.gather(stacked, moved.ravel() - 1)
+
+    return rule
+
+
+def _width(args: list) -> int:
+    for a in args:
+        if a.pattern is not None:
+            return a.pattern.shape[1]
+    raise AssertionError("a rule ran on an equation with no dependent input")
+
+
+for _name in ("reshape", "transpose", "broadcast_to", "flip", "roll", "diagonal", "_linalg_mT",
+              "getitem", "concatenate", "diag_embed", "transforms.take_block",
+              "transforms.pad_block"):
+    DEPENDENCY_RULES[_name] = _index_moving()
+    HESSIAN_RULES[_name] = "linear"
+DEPENDENCY_RULES["pad"] = _index_moving({"values": lambda v: tuple((0, 0) for _ in v)})
+HESSIAN_RULES["pad"] = "linear"
+DEPENDENCY_RULES["im2col"] = _index_moving({"fill": lambda v: 0})
+HESSIAN_RULES["im2col"] = "linear"
+
+
+def _scatter_add(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    """``out = zeros.at[key].add(g)``: ``g``'s element j flows into the output element that
+    ``getitem(labels of out, key)`` names at position j."""
+    key = params["key"]
+    (g,) = args
+    targets = np.asarray(DEPENDENCY_RULES_IMPL["getitem"](_labels(tuple(key.in_shape)), key=key))
+    targets = np.broadcast_to(targets, g.shape)
+    L = pt.labels_matrix(targets, pt.size_of(out_shape))
+    return pt.apply(L, g.pattern)
+
+
+def _col2im(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    """The transpose of ``im2col``: im2col of the output's labels names each input
+    element's destination."""
+    (c,) = args
+    labels = _labels(tuple(out_shape)) + 1
+    lead = tuple(out_shape[:-2])
+    cols = np.asarray(DEPENDENCY_RULES_IMPL["im2col"](
+        labels.reshape(lead + tuple(out_shape[-2:])), kernel=params["kernel"],
+        stride=params["stride"], padding=params["padding"], fill=0)) - 1
+    L = pt.labels_matrix(np.broadcast_to(cols, c.shape), pt.size_of(out_shape))
+    return pt.apply(L, c.pattern)
+
+
+DEPENDENCY_RULES["scatter_add"] = _scatter_add
+HESSIAN_RULES["scatter_add"] = "linear"
+DEPENDENCY_RULES["col2im"] = _col2im
+HESSIAN_RULES["col2im"] = "linear"
+#: implementations used by rules of other primitives (filled in by ``install``)
+DEPENDENCY_RULES_IMPL: dict[str, Callable] = {}
+
+
+# --- reductions ----------------------------------------------------------------------------
+
+def _norm_axes(axes: Any, ndim: int) -> tuple:
+    if axes is None:
+        return tuple(range(ndim))
+    if isinstance(axes, int):
+        axes = (axes,)
+    return tuple(sorted(a % ndim for a in axes)) if ndim else ()
+
+
+def _reduce_labels(shape: tuple, axes: tuple) -> tuple[np.ndarray, int]:
+    """For each element of an array of ``shape``, its group when ``axes`` are reduced."""
+    kept = tuple(1 if i in axes else s for i, s in enumerate(shape))
+    groups = pt.size_of(kept)
+    return np.broadcast_to(_labels(kept), shape), groups
+
+
+def _reduce(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    x = args[0]
+    axes = _norm_axes(params.get("axes"), len(x.shape))
+    labels, groups = _reduce_labels(tuple(x.shape), axes)
+    return pt.apply(pt.labels_matrix(labels, groups), x.pattern)
+
+
+def _sum_to(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    x = args[0]
+    shape = tuple(params["shape"])
+    lead = len(x.shape) - len(shape)
+    padded = (1,) * lead + shape
+    labels = np.broadcast_to(_labels(shape).reshape(padded), x.shape)
+    return pt.apply(pt.labels_matrix(labels, pt.size_of(shape)), x.pattern)
+
+
+for _name, _kind in (("reduce_sum", "linear"), ("reduce_max", "linear"), ("reduce_min", "linear"),
+                     ("reduce_prod", "nonlinear"), ("norm2", "nonlinear")):
+    DEPENDENCY_RULES[_name] = _reduce
+    HESSIAN_RULES[_name] = _kind
+DEPENDENCY_RULES["sum_to"] = _sum_to
+HESSIAN_RULES["sum_to"] = "linear"
+
+
+def _along_axis(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    """softmax-like: each output element depends on its whole line along ``axis``."""
+    x = args[0]
+    axis = params.get("axis", -1)
+    axes = _norm_axes(axis, len(x.shape))
+    labels, groups = _reduce_labels(tuple(x.shape), axes)
+    lines = pt.apply(pt.labels_matrix(labels, groups), x.pattern)
+    return pt.gather(lines, labels)
+
+
+def _cumulative(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    """out[..., i, ...] depends on x[..., j, ...] for j <= i along ``axis``."""
+    x = args[0]
+    axis = params.get("axis")
+    shape = tuple(x.shape)
+    if axis is None:  # over the flattened array
+        shape, axis = (pt.size_of(shape),), 0
+    axis %= len(shape)
+    labels = _labels(shape)
+    length = shape[axis]
+    # pairs (i, j), j <= i, of positions along the axis, for every line
+    i, j = np.tril_indices(length)
+    moved = np.moveaxis(labels, axis, -1).reshape(-1, length)  # lines x length
+    rows = moved[:, i].ravel()
+    cols = moved[:, j].ravel()
+    n_el = pt.size_of(shape)
+    L = pt.sp.csr_matrix((np.ones(rows.size, dtype=bool), (rows, cols)), shape=(n_el, n_el))
+    return pt.apply(L, x.pattern)
+
+
+for _name in ("softmax", "log_softmax"):
+    DEPENDENCY_RULES[_name] = _along_axis
+    HESSIAN_RULES[_name] = "nonlinear"
+DEPENDENCY_RULES["cumsum"] = _cumulative
+HESSIAN_RULES["cumsum"] = "linear"
+DEPENDENCY_RULES["cumprod"] = _cumulative
+HESSIAN_RULES["cumprod"] = "nonlinear"
+
+
+def _softmax_cross_entropy(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    z = args[0]
+    axes = _norm_axes(params.get("axis", -1), len(z.shape))
+    pats = []
+    for a in args:
+        if a.pattern is None:
+            continue
+        if tuple(a.shape) != tuple(z.shape):
+            return conservative(args, out_shape, params, prim)
+        labels, groups = _reduce_labels(tuple(a.shape), axes)
+        pats.append(pt.apply(pt.labels_matrix(labels, groups), a.pattern))
+    lines = pt.union(*pats)
+    if lines is None:
+        return None
+    m = pt.size_of(out_shape)
+    if m == lines.shape[0]:  # reduction="none": one loss per line
+        return lines
+    return pt.gather(pt.apply(pt.labels_matrix(np.zeros(lines.shape[0]), 1), lines),
+                     np.zeros(m, dtype=np.int64))
+
+
+DEPENDENCY_RULES["softmax_cross_entropy"] = _softmax_cross_entropy
+HESSIAN_RULES["softmax_cross_entropy"] = "nonlinear"
+
+
+# --- products ------------------------------------------------------------------------------
+
+def _matmul(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    """out[..., i, j] depends on a[..., i, :] and b[..., :, j] (where the other factor, when
+    it is a constant, is nonzero)."""
+    a, b = args
+    a2 = a.shape if len(a.shape) > 1 else (1,) + tuple(a.shape)
+    b2 = b.shape if len(b.shape) > 1 else tuple(b.shape) + (1,)
+    full = np.broadcast_shapes(a2[:-2], b2[:-2]) + (a2[-2], b2[-1])
+    parts = []
+    for this, other, this2, rowwise in ((a, b, a2, True), (b, a, b2, False)):
+        if this.pattern is None:
+            continue
+        if other.value is not None and other.pattern is None and len(full) == 2:
+            parts.append(_matmul_const(this, np.asarray(other.value), rowwise, out_shape))
+            continue
+        # union over the contracted axis, then broadcast over the other factor's free axis
+        axis = len(this2) - 1 if rowwise else len(this2) - 2
+        labels, groups = _reduce_labels(tuple(this2), (axis,))
+        red = pt.apply(pt.labels_matrix(labels, groups), this.pattern)
+        kept = tuple(1 if k == axis else s for k, s in enumerate(this2))
+        idx = np.broadcast_to(_labels(kept), full)
+        parts.append(pt.gather(red, idx))
+    return pt.union(*parts)
+
+
+def _matmul_const(this: Arg, const: np.ndarray, rowwise: bool, out_shape: tuple) -> Any:
+    """``x @ C`` (``rowwise``) or ``C @ x`` with a constant matrix ``C``: its zeros stay."""
+    nz = pt.sp.csr_matrix(const.reshape(const.shape if const.ndim > 1 else (
+        (1, -1) if not rowwise else (-1, 1))) != 0)
+    if rowwise:  # out(i, j) <- x(i, k) where C[k, j] != 0
+        rows_x = 1 if len(this.shape) == 1 else this.shape[0]
+        L = pt.sp.kron(pt.identity(rows_x), nz.T, format="csr")
+    else:  # out(i, j) <- x(k, j) where C[i, k] != 0
+        cols_x = 1 if len(this.shape) == 1 else this.shape[1]
+        L = pt.sp.kron(nz, pt.identity(cols_x), format="csr")
+    return pt.apply(L.astype(bool), this.pattern)
+
+
+DEPENDENCY_RULES["matmul"] = _matmul
+HESSIAN_RULES["matmul"] = "bilinear"
+
+
+def _linear(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    """``x @ w.T + b``: out[..., o] depends on x[..., :], w[o, :] and b[o]."""
+    x, w = args[0], args[1]
+    parts = []
+    if x.pattern is not None:
+        labels, groups = _reduce_labels(tuple(x.shape), (len(x.shape) - 1,))
+        red = pt.apply(pt.labels_matrix(labels, groups), x.pattern)
+        kept = tuple(x.shape[:-1]) + (1,)
+        parts.append(pt.gather(red, np.broadcast_to(_labels(kept), out_shape)))
+    if w.pattern is not None:
+        labels, groups = _reduce_labels(tuple(w.shape), (1,))
+        red = pt.apply(pt.labels_matrix(labels, groups), w.pattern)
+        parts.append(pt.gather(red, np.broadcast_to(_labels((w.shape[0],)), out_shape)))
+    if len(args) > 2 and args[2].pattern is not None:
+        parts.append(_broadcast_gather(args[2], out_shape))
+    return pt.union(*parts)
+
+
+for _name in ("linear", "linear_nobias"):
+    DEPENDENCY_RULES[_name] = _linear
+    HESSIAN_RULES[_name] = "bilinear"
+
+
+def _einsum(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    """Each output element depends on the elements of each operand that agree with it on
+    the shared subscripts (a union over the summed ones)."""
+    spec = params["spec"]
+    if "..." in spec or "->" not in spec:
+        return conservative(args, out_shape, params, prim)
+    ins, out = spec.replace(" ", "").split("->")
+    subs = ins.split(",")
+    parts = []
+    for s, a in zip(subs, args):
+        if a.pattern is None:
+            continue
+        if len(set(s)) != len(s):  # a repeated subscript (a diagonal): stay safe
+            return conservative(args, out_shape, params, prim)
+        summed = tuple(k for k, c in enumerate(s) if c not in out)
+        labels, groups = _reduce_labels(tuple(a.shape), summed)
+        red = pt.apply(pt.labels_matrix(labels, groups), a.pattern)
+        kept_letters = [c for c in s if c in out]
+        kept_shape = tuple(a.shape[s.index(c)] for c in kept_letters)
+        lab = _labels(kept_shape)
+        # order the kept axes like the output, with size-1 axes for the missing letters
+        order = sorted(range(len(kept_letters)), key=lambda k: out.index(kept_letters[k]))
+        lab = lab.transpose(order)
+        shape = tuple(a.shape[s.index(c)] if c in s else 1 for c in out)
+        parts.append(pt.gather(red, np.broadcast_to(lab.reshape(shape), out_shape)))
+    return pt.union(*parts)
+
+
+DEPENDENCY_RULES["einsum"] = _einsum
+HESSIAN_RULES["einsum"] = "bilinear"
+
+
+def _per_leading(args: list, out_shape: tuple, lead_of: Callable[[Arg], int],
+                 out_lead: int) -> Any:
+    """Output elements of leading index ``l`` (the first ``out_lead`` axes, flattened)
+    depend on every element of the inputs' entries with the same leading index."""
+    parts = []
+    groups = pt.size_of(tuple(out_shape[:out_lead]))
+    for a in args:
+        if a.pattern is None:
+            continue
+        k = lead_of(a)
+        inner = pt.size_of(tuple(a.shape[k:]))
+        labels = np.arange(pt.size_of(a.shape), dtype=np.int64) // max(inner, 1)
+        if k == 0:
+            labels = np.zeros(pt.size_of(a.shape), dtype=np.int64)
+        if pt.size_of(tuple(a.shape[:k])) != groups:
+            labels = np.zeros(pt.size_of(a.shape), dtype=np.int64)
+            red = pt.apply(pt.labels_matrix(labels, 1), a.pattern)
+            parts.append(pt.gather(red, np.zeros(pt.size_of(out_shape), dtype=np.int64)))
+            continue
+        red = pt.apply(pt.labels_matrix(labels, groups), a.pattern)
+        out_inner = pt.size_of(tuple(out_shape[out_lead:]))
+        parts.append(pt.gather(red, np.arange(pt.size_of(out_shape)) // max(out_inner, 1)))
+    return pt.union(*parts)
+
+
+def _conv2d(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    """out[n, o, :, :] depends on x[n] (all channels: a safe over-estimate of the window),
+    w[o] and b[o]."""
+    x = args[0]
+    parts = []
+    if x.pattern is not None:
+        lead = len(x.shape) - 3
+        parts.append(_per_leading([x], out_shape, lambda a: lead, lead))
+    for p in args[1:]:
+        if p is None or p.pattern is None:
+            continue
+        k = 1
+        labels = np.arange(pt.size_of(p.shape)) // max(pt.size_of(tuple(p.shape[k:])), 1)
+        red = pt.apply(pt.labels_matrix(labels, p.shape[0]), p.pattern)
+        chan = np.broadcast_to(_labels((p.shape[0],)).reshape((-1, 1, 1)), out_shape[-3:])
+        parts.append(pt.gather(red, np.broadcast_to(chan, out_shape)))
+    return pt.union(*parts)
+
+
+def _pool(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    """out[..., c, :, :] depends on x[..., c, :, :] (a safe over-estimate of the window)."""
+    x = args[0]
+    lead = len(x.shape) - 2
+    return _per_leading([x], out_shape, lambda a: lead, lead)
+
+
+for _name in ("conv2d", "conv2d_bias"):
+    DEPENDENCY_RULES[_name] = _conv2d
+    HESSIAN_RULES[_name] = "bilinear"
+DEPENDENCY_RULES["max_pool2d"] = _pool
+HESSIAN_RULES["max_pool2d"] = "linear"
+DEPENDENCY_RULES["avg_pool2d"] = _pool
+HESSIAN_RULES["avg_pool2d"] = "linear"
+
+
+# --- linear algebra: every element of a matrix result depends on its whole input matrices --
+
+def _batched_matrix(args: list, out_shape: Any, params: dict, prim: Any) -> Any:
+    a = args[0]
+    batch = tuple(a.shape[:-2])
+    nb = len(batch)
+    if any(x.pattern is not None and tuple(x.shape[:nb]) != batch for x in args):
+        return conservative(args, out_shape, params, prim)
+    groups = pt.size_of(batch)
+    rows = []
+    for x in args:
+        if x.pattern is None:
+            continue
+        inner = pt.size_of(tuple(x.shape[nb:]))
+        labels = np.arange(pt.size_of(x.shape), dtype=np.int64) // max(inner, 1)
+        rows.append(pt.apply(pt.labels_matrix(labels, groups), x.pattern))
+    per_batch = pt.PerBatch(pt.union(*rows), batch)
+    if out_shape is None:  # a tuple of results (eigh, qr, svd, slogdet)
+        return per_batch
+    return per_batch.expand(tuple(out_shape))
+
+
+for _name in ("cholesky", "det", "eigh", "inv", "qr", "slogdet", "solve", "svd"):
+    DEPENDENCY_RULES[_name] = _batched_matrix
+    HESSIAN_RULES[_name] = "nonlinear"
+
+
+def _tuple_get(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    p = args[0].pattern
+    if isinstance(p, pt.PerBatch):
+        return p.expand(tuple(out_shape))
+    return conservative(args, out_shape, params, prim)
+
+
+DEPENDENCY_RULES["tuple_get"] = _tuple_get
+HESSIAN_RULES["tuple_get"] = "linear"
+
+
+def install(registry: dict) -> None:
+    """Look up the implementations that some rules run (through the primitive registry)."""
+    for name in ("getitem", "im2col"):
+        if name in registry:
+            DEPENDENCY_RULES_IMPL[name] = registry[name].np_impl

@@ -1,0 +1,254 @@
+"""cr.sparse: compressed Jacobians and Hessians against dense ones, colourings, bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+sp = pytest.importorskip("scipy.sparse")
+
+import chainrule as cr  # noqa: E402
+import chainrule.numpy as cnp  # noqa: E402
+from chainrule.sparse import coloring as cl  # noqa: E402
+
+_rng = np.random.default_rng(3)
+
+
+def bratu(x):
+    """A 1-D boundary-value residual: tridiagonal Jacobian."""
+    inner = x[2:] - 2.0 * x[1:-1] + x[:-2] + 0.1 * cnp.exp(x[1:-1])
+    return cnp.concatenate([x[:1], inner, x[-1:] ** 2])
+
+
+def stencil(n):
+    def residual(x):
+        u = x.reshape(n, n)
+        up = cnp.pad(u, 1)
+        lap = up[:-2, 1:-1] + up[2:, 1:-1] + up[1:-1, :-2] + up[1:-1, 2:] - 4.0 * u
+        return (lap + u ** 3).reshape(-1)
+    return residual
+
+
+def energy(x):
+    return cnp.sum((x[1:] - x[:-1]) ** 2) + cnp.sum(cnp.cosh(x)) + cnp.sum(x[0:-2:3] * x[1:-1:3])
+
+
+# --- values against dense derivatives -------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["auto", "fwd", "rev"])
+def test_jacobian_matches_dense(mode):
+    x = _rng.standard_normal(30)
+    J = cr.sparse.jacobian(bratu, x, mode=mode)
+    assert isinstance(J, sp.csr_array) and J.shape == (30, 30)
+    np.testing.assert_allclose(J.toarray(), cr.jacfwd(bratu)(x), rtol=1e-12, atol=1e-12)
+
+
+def test_jacobian_of_a_stencil_and_wide_and_tall_shapes():
+    x = _rng.standard_normal(36)
+    np.testing.assert_allclose(cr.sparse.jacobian(stencil(6), x).toarray(),
+                               cr.jacfwd(stencil(6))(x), atol=1e-12)
+
+    def wide(v):  # 3 outputs of 12 inputs: rows share no input, reverse mode wins
+        return cnp.sum(v.reshape(3, 4) ** 2, axis=1)
+
+    v = _rng.standard_normal(12)
+    J = cr.sparse.jacobian_fn(wide, v)
+    assert J.mode == "rev" and J.colors == 1
+    np.testing.assert_allclose(J(v).toarray(), cr.jacfwd(wide)(v), atol=1e-12)
+
+
+def test_jacobian_of_an_array_input_and_output_shape():
+    x = _rng.standard_normal((4, 5))
+    f = lambda a: cnp.sin(a[:, 1:] * a[:, :-1])  # noqa: E731
+    J = cr.sparse.jacobian(f, x)
+    assert J.shape == (16, 20)
+    np.testing.assert_allclose(J.toarray(), np.asarray(cr.jacfwd(f)(x)).reshape(16, 20))
+
+
+def test_hessian_matches_dense():
+    x = _rng.standard_normal(31)
+    H = cr.sparse.hessian(energy, x)
+    assert isinstance(H, sp.csr_array)
+    dense = cr.hessian(energy)(x)
+    np.testing.assert_allclose(H.toarray(), dense, rtol=1e-12, atol=1e-12)
+    assert abs(H - H.T).max() == 0
+
+
+def test_fn_reuses_pattern_and_colouring_at_new_points():
+    x = _rng.standard_normal(40)
+    J = cr.sparse.jacobian_fn(bratu, x)
+    assert J.mode in ("fwd", "rev") and J.colors == 3
+    assert J.sparsity.dtype == bool and J.sparsity.nnz == 3 * 38 + 2
+    for _ in range(2):
+        y = _rng.standard_normal(40)
+        np.testing.assert_allclose(J(y).toarray(), cr.jacfwd(bratu)(y), atol=1e-12)
+    H = cr.sparse.hessian_fn(energy, x)
+    assert H.mode == "fwd" and H.colors <= 4
+    y = _rng.standard_normal(40)
+    np.testing.assert_allclose(H(y).toarray(), cr.hessian(energy)(y), atol=1e-12)
+    with pytest.raises(ValueError, match="shape"):
+        J(np.zeros(41))
+
+
+@pytest.mark.parametrize("mode", ["fwd", "rev"])
+def test_compiled_passes_match(mode):
+    x = _rng.standard_normal(30)
+    J = cr.sparse.jacobian_fn(bratu, x, mode=mode, compile=True)
+    for _ in range(2):
+        y = _rng.standard_normal(30)
+        np.testing.assert_allclose(J(y).toarray(), cr.jacfwd(bratu)(y), atol=1e-12)
+    H = cr.sparse.hessian_fn(energy, x, compile=True)
+    for _ in range(2):
+        y = _rng.standard_normal(30)
+        np.testing.assert_allclose(H(y).toarray(), cr.hessian(energy)(y), atol=1e-12)
+
+
+def test_structural_zero_at_the_evaluation_point_is_kept():
+    J = cr.sparse.jacobian(lambda x: x ** 2, np.zeros(3))
+    assert J.nnz == 3 and (J.toarray() == 0).all()
+
+
+def test_constant_and_unconnected_outputs():
+    J = cr.sparse.jacobian(lambda x: cnp.zeros(3) + 1.0, np.ones(2))
+    assert J.shape == (3, 2) and J.nnz == 0
+    H = cr.sparse.hessian(lambda x: cnp.sum(2.0 * x), np.ones(3))
+    assert H.nnz == 0 and H.shape == (3, 3)
+
+
+# --- colourings ------------------------------------------------------------------------------
+
+def test_colouring_quality():
+    bidiag = cr.sparse.jacobian_sparsity(lambda x: x[1:] - x[:-1] ** 2, np.zeros(500))
+    assert cl.n_colors(cl.column_coloring(bidiag)) <= 3
+    assert cl.n_colors(cl.row_coloring(bidiag)) <= 3
+    for n in (7, 10, 13):
+        P = cr.sparse.jacobian_sparsity(stencil(n), np.zeros(n * n))
+        assert cl.n_colors(cl.column_coloring(P)) <= 8
+    H = cr.sparse.hessian_sparsity(lambda x: cnp.sum((x[1:] - x[:-1]) ** 2)
+                                   + cnp.sum(cnp.exp(x)), np.zeros(300))
+    assert cl.n_colors(cl.symmetric_coloring(H)) <= 3
+    arrow = cr.sparse.hessian_sparsity(lambda x: cnp.sum(x[0] * x[1:]) + cnp.sum(x ** 4),
+                                       np.zeros(40))
+    colors = cl.symmetric_coloring(arrow)
+    assert cl.n_colors(colors) <= 3 and cl.is_symmetric_recoverable(arrow, colors)
+
+
+def test_hub_colouring_of_an_arrow_hessian():
+    # a dense row and column: distance-2 colouring needs n colours, symmetry needs 4
+    def f(x):
+        return cnp.sum(x[0] * x[1:]) + cnp.sum(cnp.exp(x)) + cnp.sum((x[1:] - x[:-1]) ** 2)
+
+    H = cr.sparse.hessian_fn(f, np.zeros(800))
+    assert H.colors <= 5
+    x = _rng.standard_normal(800)
+    np.testing.assert_allclose(H(x).toarray(), cr.hessian(f)(x), atol=1e-12)
+
+
+def test_colourings_are_valid_on_random_patterns():
+    for seed in range(3):
+        P = sp.random_array((60, 50), density=0.06, random_state=seed, format="csr") != 0
+        cols = cl.column_coloring(P)
+        D = P.toarray()
+        for k in range(cl.n_colors(cols)):  # columns of one colour never share a row
+            assert D[:, cols == k].sum(axis=1).max() <= 1
+        rows = cl.row_coloring(P)
+        for k in range(cl.n_colors(rows)):
+            assert D[rows == k].sum(axis=0).max() <= 1
+        S = (P.T @ P).astype(bool)
+        assert cl.is_symmetric_recoverable(S, cl.symmetric_coloring(S))
+
+
+def test_mode_auto_picks_fewer_colours():
+    def tall(v):  # every output reads all 3 inputs: forward needs 3 passes, reverse 20
+        return cnp.concatenate([v * k for k in range(1, 8)]) + cnp.sum(v)
+
+    J = cr.sparse.jacobian_fn(tall, np.ones(3))
+    assert J.mode == "fwd" and J.colors == 3
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+def test_branching_on_values_is_refused():
+    def f(x):
+        if x[0] > 0:
+            return x * 2.0
+        return -x
+
+    for fn in (cr.sparse.jacobian_sparsity, cr.sparse.jacobian):
+        with pytest.raises(ValueError, match="cannot depend on values"):
+            fn(f, np.ones(3))
+    with pytest.raises(ValueError, match="cannot depend on values"):
+        cr.sparse.hessian_sparsity(lambda x: cnp.sum(x) * float(x[1]), np.ones(3))
+
+
+def test_several_arrays_are_refused_with_a_hint():
+    with pytest.raises(TypeError, match="pack"):
+        cr.sparse.jacobian(lambda xy: xy[0] * xy[1], (np.ones(2), np.ones(2)))
+    with pytest.raises(TypeError, match="pack"):
+        cr.sparse.jacobian_sparsity(lambda x, y: x * y, np.ones(2))
+    with pytest.raises(TypeError, match="one array"):
+        cr.sparse.jacobian_sparsity(lambda x: (x, x), np.ones(2))
+    with pytest.raises(ValueError, match="scalar"):
+        cr.sparse.hessian_sparsity(lambda x: x, np.ones(2))
+    with pytest.raises(ValueError, match="mode"):
+        cr.sparse.jacobian_fn(lambda x: x, np.ones(2), mode="sideways")
+
+
+def test_missing_scipy_names_the_extra(monkeypatch):
+    from chainrule.sparse import _scipy
+
+    monkeypatch.setattr(_scipy, "sp", None)
+    with pytest.raises(ImportError, match=r"chainrule\[optimize\]"):
+        cr.sparse.jacobian(lambda x: x, np.ones(2))
+
+
+def test_chainrule_imports_without_scipy():
+    code = ("import sys; sys.modules['scipy'] = None\n"
+            "import numpy as np, chainrule as cr\n"
+            "try:\n    cr.sparse.jacobian_sparsity(lambda x: x, np.ones(2))\n"
+            "except ImportError as e:\n    print('ok', 'optimize' in str(e))\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.stdout.strip() == "ok True", out.stderr
+
+
+# --- sparse Newton -------------------------------------------------------------------------
+
+def test_sparse_newton_converges_on_a_large_convex_energy():
+    n = 20_000
+    b = np.linspace(0.5, 1.5, n)
+
+    def f(x):
+        return cnp.sum((x[1:] - x[:-1]) ** 2) + cnp.sum(cnp.exp(x) - b * x)
+
+    res = cr.optimize.minimize(f, np.zeros(n), method="newton", sparse=True, tol=1e-9,
+                               max_iter=40)
+    assert res.success and res.nit <= 30
+    assert np.abs(res.jac).max() < 1e-7
+    with pytest.raises(ValueError, match="newton"):
+        cr.optimize.minimize(f, np.zeros(3), method="lbfgs", sparse=True)
+
+
+# --- the example -------------------------------------------------------------------------------
+
+def test_pde_example_runs_and_draws_the_pattern(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    pytest.importorskip("matplotlib")
+    path = Path(__file__).resolve().parent.parent / "examples" / "sparse_pde_jacobian.py"
+    spec = importlib.util.spec_from_file_location("sparse_pde_jacobian", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "pattern.png"
+    assert module.main(["--fast", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "5 colours" in text and "max |F(u)| = " in text
+    last = [line for line in text.splitlines() if "max |F(u)|" in line][-1]
+    assert float(last.split("=")[-1]) < 1e-9
+    assert out.stat().st_size > 1000
