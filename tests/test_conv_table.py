@@ -14,12 +14,12 @@ import itertools
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
-from test_primitive_table import Case, _check_batched
 
 import chainrule as cr
 import chainrule.nn.functional as F
 from chainrule.core.primitive import registry
 from chainrule.ops import conv as CV
+from test_primitive_table import Case, _check_batched
 
 rng = np.random.default_rng(19)
 
@@ -80,7 +80,8 @@ def loop_conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, g
     for n, c, i, j, a, bb in itertools.product(range(N), range(Cin), range(H), range(W),
                                                range(kh), range(kw)):
         g = c // Cg
-        full[n, g * Og:(g + 1) * Og, i * s + a * dl, j * s + bb * dl] += x[n, c, i, j] * w[c, :, a, bb]
+        full[n, g * Og:(g + 1) * Og, i * s + a * dl, j * s + bb * dl] += \
+            x[n, c, i, j] * w[c, :, a, bb]
     out = full[:, :, p:p + Ho, p:p + Wo]
     return out if b is None else out + b[:, None, None]
 
