@@ -1,8 +1,7 @@
 """N-dimensional convolution as three bilinear primitives whose rules are each other.
 
-* ``conv(x, w[, b])``: cross-correlation of ``x`` ``(..., C, *S)`` with ``w``
-  ``(O, C / groups, *K)`` (stride, per-side padding, dilation, groups), plus an
-  optional bias ``(O,)``;
+* ``conv(x, w)``: cross-correlation of ``x`` ``(..., C, *S)`` with ``w``
+  ``(O, C / groups, *K)`` (stride, per-side padding, dilation, groups);
 * ``conv_input_grad(g, w)``: its transpose in ``x`` (the transposed
   convolution), an image ``(..., C, *S)`` from ``g`` ``(..., O, *So)``;
 * ``conv_weight_grad(x, g)``: its transpose in ``w``, a kernel ``(O, C / groups, *K)``.
@@ -27,7 +26,9 @@ offset.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import weakref
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..core.primitive import primitive
 from ._broadcast import reshape, sum_to
-from .reductions import reduce_sum
 
 __all__ = ["conv", "conv_input_grad", "conv_weight_grad", "out_size"]
 
@@ -118,10 +118,38 @@ def _gmat(g, d, ns, groups):
     return np.moveaxis(gm, -2, -3)
 
 
-def _conv_np(x, w, b=None, *, stride, padding, dilation, groups, ns):
+# The im2col matrix of a recorded convolution, kept for its weight gradient (as a hand-written
+# layer keeps it): id(x) -> (weak reference to x, parameters, cols).  An entry is used once, and
+# goes away with x; a few at most are kept, so a forward pass without backward leaks nothing.
+_KEPT: dict[int, tuple] = {}
+_KEEP_AT_MOST = 16
+
+
+def _keep(x, key, cols):
+    if len(_KEPT) >= _KEEP_AT_MOST:
+        _KEPT.pop(next(iter(_KEPT)))
+    i = id(x)
+    try:
+        ref = weakref.ref(x, lambda _, i=i: _KEPT.pop(i, None))
+    except TypeError:  # not weak-referenceable: recompute later
+        return
+    _KEPT[i] = (ref, key, cols)
+
+
+def _kept(x, key):
+    entry = _KEPT.get(id(x))
+    if entry is None or entry[0]() is not x or entry[1] != key:
+        return None
+    del _KEPT[id(x)]
+    return entry[2]
+
+
+def _conv_np(x, w, *, stride, padding, dilation, groups, ns, keep=False):
     d = len(stride)
     K = w.shape[-d:]
     cols, xe, samp, So = _cols(x, K, stride, padding, dilation, groups, ns)
+    if keep and cols.ndim == 3 and w.ndim == d + 2:
+        _keep(x, (tuple(K), stride, padding, dilation, groups, ns), cols)
     wm = _wmat(w, d, groups)
     out = np.matmul(cols, np.swapaxes(wm, -1, -2))  # (E.., G, Nf*P, Og): one GEMM per group
     E = out.shape[:-3]
@@ -129,8 +157,6 @@ def _conv_np(x, w, b=None, *, stride, padding, dilation, groups, ns):
         out = out.reshape(E + out.shape[-2:])
     else:
         out = np.moveaxis(out, -3, -2).reshape(E + (out.shape[-2], -1))
-    if b is not None:
-        out += b.reshape(b.shape[:-1] + (1, b.shape[-1]))
     O = out.shape[-1]
     out = out.reshape(E + (_prod(samp),) + So + (O,))
     out = np.moveaxis(out, -1, len(E) + 1)  # channels first, memory still channels last
@@ -169,7 +195,9 @@ def _conv_input_grad_np(g, w, *, size, stride, padding, dilation, groups, ns):
 
 def _conv_weight_grad_np(x, g, *, kernel, stride, padding, dilation, groups, ns):
     d = len(stride)
-    cols, _, _, _ = _cols(x, kernel, stride, padding, dilation, groups, ns)  # (xe.., G, NP, KC)
+    cols = _kept(x, (tuple(kernel), stride, padding, dilation, groups, ns))
+    if cols is None:
+        cols, _, _, _ = _cols(x, kernel, stride, padding, dilation, groups, ns)  # (xe.., G, NP, KC)
     gm = _gmat(g, d, ns, groups)                                            # (ge.., G, NP, Og)
     gw = np.matmul(np.swapaxes(gm, -1, -2), cols)                           # (E.., G, Og, KC)
     E = gw.shape[:-3]
@@ -202,7 +230,7 @@ def _shifted(x, kk, dilation, stride, So):
                                  for k, dl, s, o in zip(kk, dilation, stride, So))]
 
 
-def _conv_generic(xp, x, w, b=None, *, stride, padding, dilation, groups, ns):
+def _conv_generic(xp, x, w, *, stride, padding, dilation, groups, ns):
     d = len(stride)
     K, S = tuple(w.shape[-d:]), tuple(x.shape[-d:])
     So = tuple(out_size(s, k, st, p, dl) for s, k, st, p, dl in zip(S, K, stride, padding,
@@ -218,10 +246,7 @@ def _conv_generic(xp, x, w, b=None, *, stride, padding, dilation, groups, ns):
         wk = xp.reshape(w[(Ellipsis,) + kk], we + (1,) * ns + (G, Og, Cg))
         term = xp.matmul(wk, xs)
         out = term if out is None else out + term
-    out = xp.reshape(out, tuple(out.shape[:-3]) + (O,) + So)
-    if b is not None:
-        out = out + xp.reshape(b, tuple(b.shape[:-1]) + (1,) * ns + (O,) + (1,) * d)
-    return out
+    return xp.reshape(out, tuple(out.shape[:-3]) + (O,) + So)
 
 
 def _conv_input_grad_generic(xp, g, w, *, size, stride, padding, dilation, groups, ns):
@@ -317,51 +342,36 @@ def _conv_extra(out, d, ns):
     return len(out.shape) - ns - 1 - d
 
 
-def _vjp_x(g, out, x, w, b=None, *, stride, padding, dilation, groups, ns):
+def _vjp_x(g, out, x, w, *, stride, padding, dilation, groups, ns):
     d = len(stride)
     r = conv_input_grad_p(g, w, size=tuple(x.shape[-d:]), stride=stride, padding=padding,
                           dilation=dilation, groups=groups, ns=ns)
     return _fit(r, x, _conv_extra(out, d, ns), _x_core(ns, d))
 
 
-def _vjp_w(g, out, x, w, b=None, *, stride, padding, dilation, groups, ns):
+def _vjp_w(g, out, x, w, *, stride, padding, dilation, groups, ns):
     d = len(stride)
     r = conv_weight_grad_p(x, g, kernel=tuple(w.shape[-d:]), stride=stride, padding=padding,
                            dilation=dilation, groups=groups, ns=ns)
     return _fit(r, w, _conv_extra(out, d, ns), d + 2)
 
 
-def _vjp_b(g, out, x, w, b, *, stride, padding, dilation, groups, ns):
-    d = len(stride)
-    r = reduce_sum(g, axes=tuple(range(-d - 1 - ns, -d - 1)) + tuple(range(-d, 0)),
-                   keepdims=False)
-    return _fit(r, b, _conv_extra(out, d, ns), 1)
-
-
-def _jvp_x(t, out, x, w, b=None, *, stride, padding, dilation, groups, ns):
+def _jvp_x(t, out, x, w, *, stride, padding, dilation, groups, ns):
     d = len(stride)
     t = _lift(t, x, _conv_extra(out, d, ns), _x_core(ns, d))
     return conv_p(t, w, stride=stride, padding=padding, dilation=dilation, groups=groups, ns=ns)
 
 
-def _jvp_w(t, out, x, w, b=None, *, stride, padding, dilation, groups, ns):
+def _jvp_w(t, out, x, w, *, stride, padding, dilation, groups, ns):
     d = len(stride)
     t = _lift(t, w, _conv_extra(out, d, ns), d + 2)
     return conv_p(x, t, stride=stride, padding=padding, dilation=dilation, groups=groups, ns=ns)
 
 
-def _jvp_b(t, out, x, w, b, *, stride, padding, dilation, groups, ns):
-    from ._broadcast import broadcast_to
-
-    d = len(stride)
-    t = _lift(t, b, _conv_extra(out, d, ns), 1)
-    ts = tuple(t.shape)
-    t = reshape(t, shape=ts[:-1] + (1,) * ns + ts[-1:] + (1,) * d)
-    return broadcast_to(t, shape=ts[:len(ts) - 1 - _conv_extra(out, d, ns)] + tuple(out.shape))
-
-
-conv_p = primitive("conv", _conv_generic, _conv_np, vjp=(_vjp_x, _vjp_w, _vjp_b),
-                   jvp=(_jvp_x, _jvp_w, _jvp_b))
+conv_p = primitive("conv", _conv_generic, _conv_np, vjp=(_vjp_x, _vjp_w),
+                   jvp=(_jvp_x, _jvp_w))
+# Recorded calls (boxes) keep their im2col matrix for the weight gradient; plain calls do not.
+conv_p.box_impl = functools.partial(_conv_np, keep=True)
 
 
 def _ig_extra(out, d, ns):
@@ -436,8 +446,8 @@ conv_weight_grad_p = primitive("conv_weight_grad", _conv_weight_grad_generic,
 
 # --- public entry points ------------------------------------------------------------------------
 
-def conv(x: Any, w: Any, b: Any = None, *, stride: tuple, padding: tuple, dilation: tuple,
-         groups: int, ns: int) -> Any:
+def conv(x: Any, w: Any, *, stride: tuple, padding: tuple, dilation: tuple, groups: int,
+         ns: int) -> Any:
     """``conv_p`` with already checked, normalised parameters (see ``nn.functional``).
 
     >>> import numpy as np
@@ -448,9 +458,7 @@ def conv(x: Any, w: Any, b: Any = None, *, stride: tuple, padding: tuple, dilati
     """
     params = dict(stride=tuple(stride), padding=tuple(tuple(p) for p in padding),
                   dilation=tuple(dilation), groups=int(groups), ns=int(ns))
-    if b is None:
-        return conv_p(x, w, **params)
-    return conv_p(x, w, b, **params)
+    return conv_p(x, w, **params)
 
 
 def conv_input_grad(g: Any, w: Any, *, size: tuple, stride: tuple, padding: tuple,

@@ -93,8 +93,9 @@ def _convnd(d: int, op: str, input: Any, weight: Any, bias: Any, stride: Any, pa
                          f"size {padded} (input of shape {xs}, padding {padding!r})")
     if bias is not None and shape_of(bias) != (O,):
         raise ValueError(f"{op}: bias must have shape ({O},), got {shape_of(bias)}")
-    return CV.conv(x, weight, bias, stride=stride, padding=pad, dilation=dilation,
-                   groups=groups, ns=ns)
+    out = CV.conv(x, weight, stride=stride, padding=pad, dilation=dilation, groups=groups, ns=ns)
+    # (a separate add keeps conv a two-input primitive; it preserves the memory layout)
+    return out if bias is None else out + reshape(bias, shape=(O,) + (1,) * d)
 
 
 def conv1d(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
