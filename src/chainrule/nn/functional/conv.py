@@ -1,7 +1,8 @@
 """Convolutions: ``conv1d conv2d conv3d conv_transpose2d`` with PyTorch's signatures.
 
 Inputs are channels first, batched ``(N, C, *S)`` or unbatched ``(C, *S)``
-(as PyTorch: the result is then unbatched too).  The arithmetic lives in
+(as PyTorch: the result is then unbatched too); further leading axes are
+sample axes as well.  The arithmetic lives in
 :mod:`chainrule.ops.conv`; this module checks and normalises arguments.
 """
 
@@ -29,7 +30,7 @@ def _channels_first(x: Any, d: int, op: str) -> tuple[Any, int]:
     """The input and its number of sample axes (1 batched, 0 unbatched)."""
     x = as_input(x)
     nd = len(shape_of(x))
-    if nd not in (d + 1, d + 2):
+    if nd < d + 1:  # (more leading axes than one are all sample axes)
         raise ValueError(f"{op}: expected an input of {d + 1} (unbatched) or {d + 2} (batched) "
                          f"dimensions, got an input of shape {shape_of(x)}")
     return x, nd - d - 1

@@ -24,7 +24,7 @@ __all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg
 
 def _image(x: Any, d: int, op: str) -> Any:
     x = as_input(x)
-    if len(shape_of(x)) not in (d + 1, d + 2):
+    if len(shape_of(x)) < d + 1:
         raise ValueError(f"{op}: expected an input of {d + 1} (unbatched) or {d + 2} (batched) "
                          f"dimensions, got an input of shape {shape_of(x)}")
     return x
