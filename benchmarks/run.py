@@ -45,6 +45,8 @@ WORKLOADS: list[tuple[str, str, str]] = [
     ("DASK", "dask_example", "Dask logistic regression step, 1 and 2 workers"),
     ("SP1", "sparse_scaling", "cr.sparse: sparse vs dense, scaling to 10^6, sparse Newton"),
     ("SP2", "sparse_asdex", "cr.sparse next to asdex (JAX): colours, time per Jacobian"),
+    ("W6", "w6_cnn", "CNN training step vs hand NumPy and PyTorch (issue 19)"),
+    ("W7", "w7_resnet", "two ResNet basic blocks, value and grad (issue 19)"),
     # --- compiled variants (issue 5) -------------------------------------------------
     # Add compiled workloads here as ("W1c", "w1_chain_compiled", "..."), each module
     # exposing run(repeats) -> dict like the eager ones; they join --only automatically.

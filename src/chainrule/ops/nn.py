@@ -682,7 +682,15 @@ def _max_pool_impl(xp, x, kernel, stride, padding):
     return out
 
 
+def _tiled(x, kernel):
+    """``(..., H, W) -> (..., Ho, kh, Wo, kw)``: a view (splitting axes never copies)."""
+    (kh, kw), (H, W) = kernel, x.shape[-2:]
+    return x.reshape(x.shape[:-2] + (H // kh, kh, W // kw, kw))
+
+
 def _max_pool_np(x, kernel, stride, padding):
+    if _tiles(x.shape, kernel, stride, padding):  # one reduction, the input's memory layout kept
+        return _tiled(x, kernel).max(axis=(-3, -1))
     out = None
     for _, s in _offsets(_pad_np(x, padding, _lowest(x.dtype)), kernel, stride):
         if out is None:
@@ -716,7 +724,45 @@ def _max_pool_mask(x, kernel, stride, padding):
     return xp.astype(idx[..., None, None, :, :] == ks, x.dtype)
 
 
+def _max_pool_vjp_np(g, out, x, kernel, stride, padding):
+    """First order on NumPy: each window's first maximum takes ``g`` (no argmax, no copy of x).
+
+    The result keeps ``x``'s memory layout, so a channels-last producer gets a
+    channels-last gradient back.
+    """
+    nb = g.ndim - out.ndim
+    xp_ = _pad_np(x, padding, _lowest(x.dtype))
+    shape = g.shape[:nb] + xp_.shape
+    if _tiles(x.shape, kernel, stride, padding):  # every entry is written exactly once
+        res = np.empty_like(xp_, dtype=g.dtype) if nb == 0 else np.empty(shape, dtype=g.dtype)
+    else:
+        res = np.zeros_like(xp_, dtype=g.dtype) if nb == 0 else np.zeros(shape, dtype=g.dtype)
+    kw, (sh, sw) = kernel[1], stride
+    ho, wo = out.shape[-2:]
+    overlap = not _tiles(x.shape, kernel, stride, padding)
+    taken = None
+    for k, s in _offsets(xp_, kernel, stride):
+        hit = s == out
+        if taken is None:
+            taken = hit
+        else:  # only the first maximum of a window counts (as PyTorch): hit and not taken
+            np.greater(hit, taken, out=hit)
+            taken |= hit
+        p, q = divmod(k, kw)
+        dst = res[..., p:p + sh * (ho - 1) + 1:sh, q:q + sw * (wo - 1) + 1:sw]
+        if overlap:
+            dst += g * hit
+        else:
+            np.multiply(g, hit, out=dst)
+    ph, pw = padding
+    if ph or pw:
+        res = res[..., ph:ph + x.shape[-2], pw:pw + x.shape[-1]]
+    return res
+
+
 def _max_pool_vjp(g, out, x, kernel, stride, padding):
+    if type(g) is np.ndarray and type(x) is np.ndarray and type(out) is np.ndarray:
+        return _max_pool_vjp_np(g, out, x, kernel, stride, padding)
     mask = _max_pool_mask(x, kernel, stride, padding)
     gs = tuple(g.shape)
     ge = reshape(g, shape=gs[:-2] + (1, 1) + gs[-2:])

@@ -28,7 +28,8 @@ from .activation import (
     softsign,
     tanh,
 )
-from .layer import avg_pool2d, batch_norm, conv2d, dropout, embedding, flatten, linear, max_pool2d
+from .conv import conv1d, conv2d, conv3d, conv_transpose2d
+from .layer import batch_norm, dropout, embedding, flatten, linear
 from .loss import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -37,6 +38,15 @@ from .loss import (
     mse_loss,
     nll_loss,
     one_hot,
+)
+from .normalization import group_norm, layer_norm
+from .pooling import (
+    adaptive_avg_pool2d,
+    avg_pool1d,
+    avg_pool2d,
+    interpolate,
+    max_pool1d,
+    max_pool2d,
 )
 
 logsigmoid = log_sigmoid
@@ -47,5 +57,6 @@ __all__ = [
     "mse_loss", "l1_loss", "cross_entropy", "nll_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "one_hot",
     "linear", "conv2d", "max_pool2d", "avg_pool2d", "dropout", "batch_norm", "embedding",
-    "flatten",
+    "flatten", "conv1d", "conv3d", "conv_transpose2d", "max_pool1d", "avg_pool1d",
+    "adaptive_avg_pool2d", "interpolate", "layer_norm", "group_norm",
 ]

@@ -1,4 +1,4 @@
-"""Layer functions: linear, conv2d, pooling, dropout, batch norm, embedding, flatten."""
+"""Layer functions: linear, dropout, batch norm, embedding, flatten."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from .._random import resolve_rng
 from ._util import as_input, raw, shape_of
 
 __all__ = [
-    "linear", "conv2d", "max_pool2d", "avg_pool2d", "dropout", "batch_norm", "embedding",
-    "flatten",
+    "linear", "dropout", "batch_norm", "embedding", "flatten",
 ]
 
 
@@ -27,46 +26,6 @@ def linear(input: Any, weight: Any, bias: Any = None) -> Any:
     (2, 4)
     """
     return N.linear(as_input(input), weight, bias)
-
-
-def conv2d(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0) -> Any:
-    """2-D convolution (cross-correlation), NCHW input, weight ``(out, in, kh, kw)``.
-
-    Vectorised with im2col; no Python loop over pixels.
-
-    >>> import numpy as np
-    >>> conv2d(np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3)), padding=1).shape
-    (1, 3, 5, 5)
-    """
-    return N.conv2d(as_input(input), weight, stride, padding, bias)
-
-
-def max_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Any:
-    """Maximum over ``kernel_size`` windows (stride defaults to the kernel size).
-
-    Padding counts as minus infinity; the gradient goes to the first
-    maximum of each window, as in PyTorch.
-
-    >>> import numpy as np
-    >>> max_pool2d(np.arange(16.0).reshape(1, 1, 4, 4), 2)[0, 0]
-    array([[ 5.,  7.],
-           [13., 15.]])
-    """
-    return N.max_pool2d(_image(x, "max_pool2d"), kernel_size, stride, padding)
-
-
-def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
-               count_include_pad: bool = True) -> Any:
-    """Mean over ``kernel_size`` windows (stride defaults to the kernel size)."""
-    return N.avg_pool2d(_image(x, "avg_pool2d"), kernel_size, stride, padding, count_include_pad)
-
-
-def _image(x: Any, op: str) -> Any:
-    x = as_input(x)
-    if len(shape_of(x)) < 3:
-        raise ValueError(f"{op}: expected an input (N, C, H, W) or (C, H, W), got shape "
-                         f"{shape_of(x)}")
-    return x
 
 
 def dropout(x: Any, p: float = 0.5, training: bool = True, rng: Any = None) -> Any:

@@ -19,12 +19,13 @@ from .activation import (
 )
 from .batchnorm import BatchNorm1d, BatchNorm2d
 from .container import ModuleDict, ModuleList, Sequential
-from .conv import Conv2d
+from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose2d
 from .dropout import Dropout
 from .linear import Flatten, Identity, Linear
 from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from .module import Module
-from .pooling import AvgPool2d, MaxPool2d
+from .normalization import GroupNorm, LayerNorm
+from .pooling import AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d, Upsample
 from .rnn import GRU, LSTM, RNN
 from .sparse import Embedding
 
@@ -34,4 +35,6 @@ __all__ = [
     "RNN", "LSTM", "GRU", "ReLU", "LeakyReLU", "ELU", "GELU", "Sigmoid", "Tanh", "Softmax",
     "LogSoftmax", "Softplus", "Softsign", "Arctan", "SiLU", "LogSigmoid", "Hardtanh", "ReLU6",
     "MSELoss", "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss",
+    "Conv1d", "Conv3d", "ConvTranspose2d", "MaxPool1d", "AvgPool1d", "AdaptiveAvgPool2d",
+    "LayerNorm", "GroupNorm", "Upsample",
 ]

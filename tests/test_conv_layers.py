@@ -1,0 +1,180 @@
+"""Convolution-family modules (constructors, initialisation, unbatched input) and bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+import chainrule as cr
+import chainrule.nn.functional as F
+
+nn = cr.nn
+rng = np.random.default_rng(7)
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+# --- modules -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make, x_shape, out_shape, fan_in", [
+    (lambda: nn.Conv1d(4, 6, 3, stride=2, padding=1, groups=2), (2, 4, 9), (2, 6, 5), 2 * 3),
+    (lambda: nn.Conv2d(3, 8, (3, 2), padding="same", dilation=2), (1, 3, 6, 5), (1, 8, 6, 5),
+     3 * 6),
+    (lambda: nn.Conv2d(3, 8, 3), (3, 6, 5), (8, 4, 3), 27),   # unbatched, as PyTorch
+    (lambda: nn.Conv3d(2, 4, 2, padding="valid"), (1, 2, 3, 3, 3), (1, 4, 2, 2, 2), 16),
+    (lambda: nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2),
+     (1, 4, 5, 5), (1, 6, 10, 10), 3 * 9),
+])
+def test_conv_modules_shapes_and_pytorch_initialisation(make, x_shape, out_shape, fan_in):
+    nn.manual_seed(0)
+    m = make()
+    out = m(cr.tensor(rng.standard_normal(x_shape), requires_grad=True))
+    assert out.shape == out_shape
+    bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform(a=sqrt(5)) and the bias both use it
+    w, b = m.weight.numpy(), m.bias.numpy()
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.7 * bound
+    assert np.abs(b).max() <= bound
+    out.sum().backward()
+    assert m.weight.grad.shape == w.shape and m.bias.grad.shape == b.shape
+
+
+def test_conv_modules_match_pytorch_modules():
+    torch = pytest.importorskip("torch")
+    nn.manual_seed(1)
+    pairs = [(nn.Conv1d(2, 4, 3, padding="same", dilation=2),
+              torch.nn.Conv1d(2, 4, 3, padding="same", dilation=2, dtype=torch.float64),
+              (2, 2, 7)),
+             (nn.Conv2d(4, 4, 3, stride=2, padding=1, groups=4, bias=False),
+              torch.nn.Conv2d(4, 4, 3, stride=2, padding=1, groups=4, bias=False,
+                              dtype=torch.float64), (4, 6, 6)),
+             (nn.ConvTranspose2d(2, 3, 2, stride=2),
+              torch.nn.ConvTranspose2d(2, 3, 2, stride=2, dtype=torch.float64), (1, 2, 3, 3))]
+    for mine, theirs, shape in pairs:
+        assert tuple(theirs.weight.shape) == mine.weight.shape
+        with torch.no_grad():
+            for p, q in zip(theirs.parameters(), mine.parameters()):
+                p.copy_(torch.from_numpy(q.numpy()))
+        x = rng.standard_normal(shape)
+        assert_allclose(mine(x).numpy(), theirs(torch.from_numpy(x)).detach().numpy(),
+                        rtol=1e-12, atol=1e-12)
+
+
+def test_pool_norm_and_resampling_modules():
+    x = rng.standard_normal((2, 4, 6, 6))
+    assert nn.MaxPool1d(2)(x[:, :, 0]).shape == (2, 4, 3)
+    assert nn.AvgPool1d(3, stride=1, padding=1)(x[:, :, 0]).shape == (2, 4, 6)
+    assert nn.AdaptiveAvgPool2d((4, None))(x).shape == (2, 4, 4, 6)
+    assert nn.Upsample(size=(3, 9), mode="bilinear", align_corners=True)(x).shape == (2, 4, 3, 9)
+    ln = nn.LayerNorm((6, 6))
+    assert ln.weight.shape == (6, 6) and np.all(ln.weight.numpy() == 1)
+    assert np.all(ln.bias.numpy() == 0)
+    y = ln(x).numpy()
+    assert_allclose(y.mean(axis=(-2, -1)), 0, atol=1e-12)
+    gn = nn.GroupNorm(2, 4)
+    y = gn(x).numpy().reshape(2, 2, -1)
+    assert_allclose(y.mean(-1), 0, atol=1e-12)
+    assert_allclose(y.var(-1), 1, rtol=1e-3)
+    assert len(list(nn.LayerNorm(5, elementwise_affine=False).parameters())) == 0
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+def test_channel_mismatch_names_expected_and_given_channels():
+    conv = nn.Conv2d(3, 8, 3)
+    with pytest.raises(ValueError, match=r"expected input with 3 channels.*got 5 channels"):
+        conv(np.zeros((1, 5, 8, 8)))
+    with pytest.raises(ValueError, match=r"expected input with 4 channels.*got 2 channels"):
+        F.conv1d(np.zeros((1, 2, 8)), np.zeros((6, 2, 3)), groups=2)
+    with pytest.raises(ValueError, match=r"expected input with 2 channels.*got 3 channels"):
+        F.conv_transpose2d(np.zeros((1, 3, 4, 4)), np.zeros((2, 1, 3, 3)))
+
+
+def test_groups_must_divide_the_channels():
+    with pytest.raises(ValueError, match="groups=3 must divide in_channels 4"):
+        nn.Conv2d(4, 6, 3, groups=3)
+    with pytest.raises(ValueError, match="groups=2 must divide out_channels 5"):
+        nn.Conv2d(4, 5, 3, groups=2)
+    with pytest.raises(ValueError, match="groups=3 must divide the input channels 4"):
+        F.conv2d(np.zeros((1, 4, 5, 5)), np.zeros((3, 1, 3, 3)), groups=3)
+    with pytest.raises(ValueError, match="num_groups=3 must divide"):
+        F.group_norm(np.zeros((2, 4, 3)), 3)
+
+
+def test_kernel_larger_than_the_padded_input():
+    with pytest.raises(ValueError, match=r"kernel size \(5, 5\).*larger than the padded input"):
+        nn.Conv2d(1, 2, 5)(np.zeros((1, 1, 4, 4)))
+    with pytest.raises(ValueError, match=r"kernel size \(5,\) \(dilated\) is larger"):
+        F.conv1d(np.zeros((1, 1, 4)), np.zeros((1, 1, 3)), dilation=2)
+    F.conv2d(np.zeros((1, 1, 3, 3)), np.zeros((1, 1, 5, 5)), padding=1)  # fits once padded
+
+
+def test_unbatched_input_and_other_argument_errors():
+    conv = nn.Conv2d(2, 3, 3, padding=1)
+    x = rng.standard_normal((2, 5, 5))
+    assert_allclose(conv(x).numpy(), conv(x[None]).numpy()[0], rtol=1e-13)
+    with pytest.raises(ValueError, match="expected an input of 3 .unbatched. or 4 .batched."):
+        conv(np.zeros((5, 5)))
+    with pytest.raises(ValueError, match="padding='same' is not supported for strided"):
+        F.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), stride=2, padding="same")
+    with pytest.raises(ValueError, match="padding='same' is not supported for strided"):
+        nn.Conv1d(1, 1, 3, stride=2, padding="same")
+    with pytest.raises(ValueError, match="padding must be"):
+        F.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), padding="full")
+    with pytest.raises(ValueError, match="bias must have shape"):
+        F.conv2d(np.zeros((1, 1, 5, 5)), np.zeros((2, 1, 3, 3)), np.zeros(3))
+    with pytest.raises(ValueError, match="output_padding"):
+        F.conv_transpose2d(np.zeros((1, 1, 3, 3)), np.zeros((1, 1, 3, 3)), stride=2,
+                           output_padding=2)
+    with pytest.raises(ValueError, match="normalized_shape"):
+        F.layer_norm(np.zeros((2, 3)), (4,))
+    with pytest.raises(ValueError, match="exactly one of size and scale_factor"):
+        F.interpolate(np.zeros((1, 1, 4, 4)))
+    with pytest.raises(ValueError, match="bilinear.*4-D input"):
+        F.interpolate(np.zeros((1, 1, 4)), size=8, mode="bilinear")
+
+
+def test_float32_stays_float32_through_the_family():
+    x = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    outs = [F.conv2d(x, w, groups=2, padding="same"), F.conv_transpose2d(x, w[:, :1]),
+            F.adaptive_avg_pool2d(x, 4), F.interpolate(x, scale_factor=1.5, mode="bilinear"),
+            F.layer_norm(x, 6), F.group_norm(x, 2), F.max_pool1d(x[:, :, 0], 2)]
+    assert all(np.asarray(o).dtype == np.float32 for o in outs)
+    _, vjp = cr.vjp(lambda x, w: F.conv2d(x, w, groups=2), x, w)
+    gx, gw = vjp(np.ones((2, 4, 4, 4), np.float32))
+    assert gx.dtype == gw.dtype == np.float32
+
+
+def test_array_api_backend_uses_the_shifted_gemm_path():
+    xp = pytest.importorskip("array_api_strict")
+    x = rng.standard_normal((2, 4, 5, 5))
+    w = rng.standard_normal((6, 2, 3, 3))
+    kw = dict(stride=2, padding=1, dilation=1, groups=2)
+    expected = np.asarray(F.conv2d(x, w, **kw))
+    got = F.conv2d(xp.asarray(x), xp.asarray(w), **kw)
+    assert_allclose(np.asarray(got), expected, rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(expected.shape)
+    _, vjp = cr.vjp(lambda x, w: F.conv2d(x, w, **kw), x, w)
+    _, vjp_xp = cr.vjp(lambda x, w: F.conv2d(x, w, **kw), xp.asarray(x), xp.asarray(w))
+    for a, b in zip(vjp_xp(xp.asarray(g)), vjp(g)):
+        assert_allclose(np.asarray(a), b, rtol=1e-12, atol=1e-12)
+
+
+# --- the example -------------------------------------------------------------------------------
+
+def test_cnn_digits_example_fast_mode(tmp_path, capsys):
+    path = os.path.join(HERE, os.pardir, "examples", "cnn_digits.py")
+    spec = importlib.util.spec_from_file_location("cnn_digits", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    png = tmp_path / "curve.png"
+    result = mod.main(["--fast", "--plot", str(png)])
+    assert len(result["history"]) == 2
+    assert result["final_accuracy"] > 0.5  # 400 images, 2 epochs: far above chance (0.1)
+    assert "test accuracy" in capsys.readouterr().out
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert png.stat().st_size > 1000
