@@ -153,7 +153,7 @@ reciprocal = unary("reciprocal", np.reciprocal, lambda g, o, x: -g * o * o)
 reciprocal.impl = lambda xp, x: 1.0 / x
 absolute = unary("absolute", np.absolute, lambda g, o, x: g * sign(x), xp_name="abs")
 sign = unary("sign", np.sign, None)
-# (complex inputs: see the complex section below, which gives both their own rules)
+# (complex inputs: the complex section below adds their rules for complex data)
 floor = unary("floor", np.floor, None)
 ceil = unary("ceil", np.ceil, None)
 round_ = unary("round", np.round, None)
@@ -473,33 +473,36 @@ def _abs2(z):
 angle = primitive("angle", _angle_impl, np.angle, vjp=(_angle_vjp,), jvp=(_angle_jvp,))
 
 
-def _abs_vjp(g, out, x):
-    if is_complex(x):  # d|z| = Re(conj(z) dz) / |z|; 0 at z = 0 (a subgradient, as for reals)
-        return real(g) * conj(x) / where(out == 0, 1.0, out)
-    return g * sign(x)
+def _abs_vjp(g, out, x):  # d|z| = Re(conj(z) dz) / |z|; 0 at z = 0 (a subgradient, as for reals)
+    return real(g) * conj(x) / where(out == 0, 1.0, out)
 
 
 def _abs_jvp(t, out, x):
-    if is_complex(x):
-        return real(conj(x) * t) / where(out == 0, 1.0, out)
-    return t * sign(x)
+    return real(conj(x) * t) / where(out == 0, 1.0, out)
 
 
-def _sign_vjp(g, out, x):
-    if is_complex(x):  # sign(z) = z / |z| is not constant off the real line
-        r = absolute(x)
-        r = where(r == 0, 1.0, r)
-        return g / r - real(g * x) * conj(x) / (r * r * r)
-    return g * 0.0
+def _sign_vjp(g, out, x):  # sign(z) = z / |z| is not constant off the real line
+    r = absolute(x)
+    r = where(r == 0, 1.0, r)
+    return g / r - real(g * x) * conj(x) / (r * r * r)
 
 
 def _sign_jvp(t, out, x):
-    if is_complex(x):
-        r = absolute(x)
-        r = where(r == 0, 1.0, r)
-        return t / r - x * real(conj(x) * t) / (r * r * r)
-    return t * 0.0
+    r = absolute(x)
+    r = where(r == 0, 1.0, r)
+    return t / r - x * real(conj(x) * t) / (r * r * r)
 
 
-absolute.vjp, absolute.jvp = (_abs_vjp,), (_abs_jvp,)
-sign.vjp, sign.jvp = (_sign_vjp,), (_sign_jvp,)
+def _or_complex(rules: Any, complex_rule: Callable[..., Any]) -> tuple:
+    """A one-input rule that runs ``complex_rule`` for complex inputs, the rule it had else."""
+    real_rule = rules[0] if type(rules) is tuple else rules
+
+    def rule(g, out, x):
+        return complex_rule(g, out, x) if is_complex(x) else real_rule(g, out, x)
+
+    return (rule,)
+
+
+absolute.vjp, absolute.jvp = _or_complex(absolute.vjp, _abs_vjp), _or_complex(absolute.jvp,
+                                                                              _abs_jvp)
+sign.vjp, sign.jvp = _or_complex(sign.vjp, _sign_vjp), _or_complex(sign.jvp, _sign_jvp)
