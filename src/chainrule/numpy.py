@@ -13,6 +13,7 @@ array([1.        , 0.54030231])
 
 from __future__ import annotations
 
+from .ops import fft  # noqa: F401  (cnp.fft: numpy.fft's functions, differentiable)
 from .ops.creation import *  # noqa: F403
 from .ops.elementwise import (  # noqa: F401
     absolute,

@@ -474,7 +474,7 @@ angle = primitive("angle", _angle_impl, np.angle, vjp=(_angle_vjp,), jvp=(_angle
 
 
 def _abs_vjp(g, out, x):  # d|z| = Re(conj(z) dz) / |z|; 0 at z = 0 (a subgradient, as for reals)
-    return real(g) * conj(x) / where(out == 0, 1.0, out)
+    return (real(g) / where(out == 0, 1.0, out)) * conj(x)  # the division on reals
 
 
 def _abs_jvp(t, out, x):
