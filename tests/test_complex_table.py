@@ -20,6 +20,7 @@ from numpy.testing import assert_allclose
 
 import chainrule as cr
 import chainrule.numpy as cnp
+from chainrule.ops import _broadcast as B
 from chainrule.ops import reductions as R
 
 _rng = np.random.default_rng(1357)
@@ -117,6 +118,9 @@ CASES += [
     Case(cnp.maximum, (crand(3) + np.array([2, -2, 2]), crand(3)), "maximum"),
     Case(cnp.minimum, (crand(3) + np.array([2, -2, 2]), crand(3)), "minimum"),
     Case(lambda x: cnp.round(x) * 0 + x, (crand(3),), "round"),
+    Case(cnp.fmax, (crand(3) + np.array([2, -2, 2]), crand(3)), "fmax"),
+    Case(cnp.fmin, (crand(3) + np.array([2, -2, 2]), crand(3)), "fmin"),
+    Case(lambda x: cnp.clip(x, -0.5, 0.8), (np.array([1 + 2j, -1 + 0.5j, 0.1 - 1j]),), "clip"),
 ]
 
 # --- reductions ---------------------------------------------------------------------------
@@ -153,6 +157,9 @@ CASES += [
     Case(lambda x: x[1:, ::-1], (crand(3, 3),), "getitem-slice"),
     Case(lambda x: x[np.array([0, 2, 0])], (crand(3),), "getitem-fancy"),
     Case(lambda x: cnp.take(x, np.array([1, 1, 0])), (crand(3),), "take"),
+    Case(lambda v: cr.vjp(lambda x: x[np.array([0, 2, 0])], crand(3))[1](v)[0], (crand(3),),
+         "scatter_add"),
+    Case(lambda x: B.sum_to(x, shape=(1, 3)), (crand(2, 3),), "sum_to"),
     Case(lambda x: cnp.sort(x), (crand(4) + np.array([3, 0, -3, 6]),), "sort"),
     Case(lambda x: cnp.astype(x, np.complex64) if hasattr(cnp, "astype") else x,
          (crand(3),), "astype-c128-c64", {"rtol": 1e-3, "atol": 1e-3}),
@@ -379,3 +386,47 @@ def test_sgd_step_moves_along_the_conjugate_gradient():
     assert_allclose(z.grad, [2 - 2j])
     cr.optim.SGD([z], lr=0.25).step()
     assert_allclose(z.data, [0.5 + 0.5j])         # z - lr * conj(grad)
+
+
+# --- coverage: every primitive of the four families has a complex case (or NumPy has none) ------
+
+#: NumPy defines these for real numbers only (they raise TypeError on complex input)
+REAL_ONLY = {"cbrt", "floor", "ceil", "logaddexp", "logaddexp2", "arctan2", "hypot", "mod"}
+FAMILIES = {"chainrule.ops.elementwise", "chainrule.ops.reductions", "chainrule.ops.shape",
+            "chainrule.ops.linalg", "chainrule.ops.indexing", "chainrule.ops._broadcast",
+            "chainrule.ops.creation"}
+
+
+def _primitives_used(case):
+    leaves = [cr.tensor(a, requires_grad=True) for a in case.args]
+    out = case.fn(*leaves)
+    seen, stack = set(), list(cr.pytree.tree_leaves(out))
+    while stack:
+        box = stack.pop()
+        if not isinstance(box, cr.Tensor) or box._prim is None or id(box) in seen:
+            continue
+        seen.add(id(box))
+        yield box._prim.name
+        stack.extend(a for a in box._args if isinstance(a, cr.Tensor))
+
+
+def test_every_primitive_of_the_families_has_a_complex_case():
+    from chainrule.core.primitive import registry
+
+    covered = set()
+    for case in CASES:
+        covered.update(_primitives_used(case))
+    missing = sorted(
+        name for name, prim in registry.items()
+        if prim.differentiable and getattr(prim.impl, "__module__", None) in FAMILIES
+        and name not in covered and name not in REAL_ONLY
+    )
+    assert not missing, f"primitives without a complex case: {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(REAL_ONLY))
+def test_real_only_functions_refuse_complex_input(name):
+    fn = getattr(cnp, {"mod": "mod"}.get(name, name))
+    args = (crand(2),) if name in ("cbrt", "floor", "ceil") else (crand(2), crand(2))
+    with pytest.raises(TypeError, match=name if name != "mod" else "remainder"):
+        fn(*args)
