@@ -204,6 +204,11 @@ CASES += [
     Case(lambda a: cnp.linalg.norm(a, 3), (away(3),), "norm-3"),
     Case(lambda a: cnp.linalg.norm(a, "nuc"), (crand(3, 2),), "norm-nuc"),
     Case(lambda a: cnp.linalg.norm(a, 2), (crand(3, 2),), "norm-2"),
+    Case(cnp.linalg.pinv, (crand(3, 2),), "pinv"),
+    Case(lambda a, b: cnp.linalg.lstsq(a, b)[0], (crand(4, 2), crand(4)), "lstsq-x"),
+    Case(lambda a, b: cnp.linalg.lstsq(a, b)[1], (crand(4, 2), crand(4)), "lstsq-residuals"),
+    Case(lambda a: cnp.linalg.matrix_power(a, -2), (crand(2, 2) + 2 * np.eye(2),),
+         "matrix_power"),
 ]
 
 
@@ -243,6 +248,11 @@ VALUES = [
      lambda a: np.linalg.cholesky(a).conj().T, (_H,)),
     (lambda a: cnp.linalg.eigh(a)[0], lambda a: np.linalg.eigh(a)[0], (_H,)),
     (lambda a: cnp.linalg.svd(a)[1], lambda a: np.linalg.svd(a)[1], (_Z,)),
+    (cnp.linalg.pinv, np.linalg.pinv, (_Z,)),
+    (lambda a, b: cnp.linalg.lstsq(a, b)[0], lambda a, b: np.linalg.lstsq(a, b)[0],
+     (_Z.T, _Z[0])),
+    (lambda a, b: cnp.linalg.lstsq(a, b)[1], lambda a, b: np.linalg.lstsq(a, b)[1],
+     (_Z.T, _Z[0])),
 ]
 
 

@@ -1313,7 +1313,7 @@ def pinv(a: Any, rcond: Any = None, hermitian: bool = False, *, rtol: Any = _NoV
     cutoff = smax * float(rc) if rc.ndim == 0 else smax * _const(rc[..., None], s_raw)
     keep = s_raw > cutoff
     s_inv = divide(_fmask(keep, s), where(keep, s, 1.0))
-    return matmul_p(_mT(vh), _expand_last(s_inv) * _mT(u))
+    return matmul_p(_mH(vh), _expand_last(s_inv) * _mH(u))
 
 
 def matrix_power(a: Any, n: int) -> Any:
@@ -1360,7 +1360,8 @@ def lstsq(a: Any, b: Any, rcond: Any = None) -> tuple:
     x = matmul(pinv(a, rcond=rcond), b)
     if rank == n and m > n:
         resid = matmul(a, x) - b
-        resid = reduce_sum(resid * resid, axes=(0,) if _nd(b) == 2 else (-1,), keepdims=False)
+        sq = real(resid * conj(resid)) if is_complex(resid) else resid * resid
+        resid = reduce_sum(sq, axes=(0,) if _nd(b) == 2 else (-1,), keepdims=False)
         if _nd(b) == 1:
             resid = reshape(resid, shape=(1,))
     else:
