@@ -440,3 +440,64 @@ def test_real_only_functions_refuse_complex_input(name):
     args = (crand(2),) if name in ("cbrt", "floor", "ceil") else (crand(2), crand(2))
     with pytest.raises(TypeError, match=name if name != "mod" else "remainder"):
         fn(*args)
+
+
+# --- an independent reference: HIPS autograd follows the same convention ----------------------
+
+_REF_Z = crand(3, 3)
+_REF_H = hermitian_pd(3)
+REFERENCE = [
+    ("abs-sin", lambda np_: lambda z: np_.sum(np_.abs(np_.sin(z)) ** 2), _REF_Z),
+    ("det", lambda np_: lambda z: np_.abs(np_.linalg.det(z)), _REF_Z),
+    ("inv", lambda np_: lambda z: np_.sum(np_.real(np_.linalg.inv(z)) * np_.imag(z)), _REF_Z),
+    ("angle", lambda np_: lambda z: np_.sum(np_.angle(z) * np_.real(z)), _REF_Z),
+    ("fft", lambda np_: lambda z: np_.sum(np_.abs(np_.fft.fft(z, axis=0)) ** 1.5), _REF_Z),
+    ("conj-exp", lambda np_: lambda z: np_.real(np_.sum(np_.conj(z) * np_.exp(z))), _REF_Z),
+    # eigh: autograd returns another representative of the same gradient on Hermitian
+    # matrices, so the Hermitian parts are compared
+    ("eigh", lambda np_: lambda a: np_.sum(np_.linalg.eigh(a)[0] ** 3), _REF_H),
+]
+
+
+@pytest.mark.parametrize("name,make,z", REFERENCE, ids=[r[0] for r in REFERENCE])
+def test_gradients_agree_with_hips_autograd(name, make, z):
+    autograd = pytest.importorskip("autograd")
+    anp = pytest.importorskip("autograd.numpy")
+    want = autograd.grad(make(anp))(z)
+    got = cr.grad(make(cnp))(z)
+    if name == "eigh":
+        want, got = (want + want.conj().T) / 2, (got + got.conj().T) / 2
+    assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def _torch_cases(torch):
+    def svd_loss(lib, u, s, vh):
+        return lib.sum(lib.real(u @ vh)) + lib.sum(s ** 3)
+
+    return [
+        ("cholesky", lambda a: torch.linalg.cholesky(a).abs().pow(2.5).sum(),
+         lambda a: cnp.sum(cnp.abs(cnp.linalg.cholesky(a)) ** 2.5), _REF_H, True),
+        ("qr", lambda a: (torch.linalg.qr(a)[0].real ** 3).sum() + torch.linalg.qr(a)[1].imag.sum(),
+         lambda a: cnp.sum(cnp.real(cnp.linalg.qr(a)[0]) ** 3)
+         + cnp.sum(cnp.imag(cnp.linalg.qr(a)[1])), crand(4, 3), False),
+        ("svd", lambda a: svd_loss(torch, *torch.linalg.svd(a, full_matrices=False)),
+         lambda a: svd_loss(cnp, *cnp.linalg.svd(a, full_matrices=False)), crand(4, 3), False),
+        ("eigh", lambda a: (lambda w, v: (v * torch.exp(w)) @ v.conj().T)(
+            *torch.linalg.eigh(a)).abs().sum(),
+         lambda a: cnp.sum(cnp.abs(_eigh_invariant(a))), _REF_H, True),
+        ("slogdet", lambda a: torch.linalg.slogdet(a)[1] + torch.linalg.slogdet(a)[0].imag,
+         lambda a: cnp.linalg.slogdet(a)[1] + cnp.imag(cnp.linalg.slogdet(a)[0]), _REF_Z, False),
+    ]
+
+
+def test_decomposition_gradients_agree_with_pytorch():
+    """PyTorch's complex gradient is the conjugate of this convention's (API section 11)."""
+    torch = pytest.importorskip("torch")
+    for name, f_torch, f_cr, a, hermitian_input in _torch_cases(torch):
+        at = torch.tensor(a, requires_grad=True)
+        f_torch(at).backward()
+        want = np.conj(at.grad.numpy())
+        got = cr.grad(f_cr)(a)
+        if hermitian_input:  # both are gradients on Hermitian matrices: compare those parts
+            want, got = (want + want.conj().T) / 2, (got + got.conj().T) / 2
+        assert_allclose(got, want, rtol=1e-7, atol=1e-9, err_msg=name)
