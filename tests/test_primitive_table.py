@@ -169,6 +169,10 @@ CASES += unary_cases("sign", E.sign, away_from_zero())
 CASES += unary_cases("floor", E.floor, off_integers())
 CASES += unary_cases("ceil", E.ceil, off_integers())
 CASES += unary_cases("round", E.round_, off_integers())
+CASES += unary_cases("real", E.real, ANY)  # complex inputs: tests/test_complex_table.py
+CASES += unary_cases("imag", E.imag, ANY)
+CASES += unary_cases("conj", E.conj, ANY)
+CASES += unary_cases("angle", E.angle, away_from_zero())
 # --- exponentials and logarithms
 CASES += unary_cases("exp", E.exp, ANY)
 CASES += unary_cases("exp2", E.exp2, ANY)

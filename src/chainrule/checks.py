@@ -19,6 +19,12 @@ where ``scale`` is ``|fd|`` elementwise (forward) or the sum of the absolute
 terms of the inner product (reverse), and ``noise`` is an estimate of the
 rounding error of the differences (a few ulps of ``f`` divided by the step).
 
+Complex arguments are perturbed along random complex directions (real and
+imaginary parts both random), so the differences probe both the real and the
+imaginary direction; the reverse check pairs cotangents with tangents as
+``Re(sum(c * v))`` (the VJP is the transpose of the real-linear JVP, with no
+conjugation: the convention of API section 11).
+
 For float32 (or float16) arguments, when ``f`` follows the dtype of its
 inputs the differences are taken in float64 at the same (exactly upcast)
 point, which gives a far more accurate reference than float32 differences.
@@ -63,6 +69,16 @@ def _is_float(a: np.ndarray) -> bool:
     return np.issubdtype(a.dtype, np.inexact)
 
 
+def _wide(a: np.ndarray) -> np.ndarray:
+    """``a`` in double precision (complex128 for complex data)."""
+    return a.astype(np.complex128 if np.iscomplexobj(a) else np.float64)
+
+
+def _real_pairing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The terms of ``Re(sum(a * b))``: how a cotangent acts on a tangent."""
+    return np.real(_wide(a) * _wide(b))
+
+
 class _Checker:
     def __init__(self, modes: Sequence[str], eps: float | None, rtol: float | None,
                  atol: float | None, seed: int) -> None:
@@ -86,8 +102,13 @@ class _Checker:
         out = []
         for x in leaves:
             a = _np(x)
-            out.append(self.rng.standard_normal(a.shape).astype(a.dtype) if _is_float(a)
-                       else np.zeros(a.shape, a.dtype))
+            if not _is_float(a):
+                out.append(np.zeros(a.shape, a.dtype))
+            elif np.iscomplexobj(a):  # real and imaginary directions at once
+                out.append((self.rng.standard_normal(a.shape)
+                            + 1j * self.rng.standard_normal(a.shape)).astype(a.dtype))
+            else:
+                out.append(self.rng.standard_normal(a.shape).astype(a.dtype))
         return out
 
     def _numerical_jvp(self, f: Callable, args: tuple, direction: tuple, eps: float
@@ -104,13 +125,14 @@ class _Checker:
         return self._differences(f, leaves, dirs, td, eps)
 
     def _try_float64(self, f, leaves, dirs, td):
-        up = [_np(x).astype(np.float64) if _is_float(_np(x)) else _np(x) for x in leaves]
-        dup = [_np(d).astype(np.float64) for d in dirs]
+        up = [_wide(_np(x)) if _is_float(_np(x)) else _np(x) for x in leaves]
+        dup = [_wide(_np(d)) for d in dirs]
         try:
             outs = tree_flatten(f(*tree_unflatten(td, up)))[0]
         except Exception:  # f insists on its dtypes: fall back to differences in that dtype
             return None
-        if not all(_np(o).dtype == np.float64 for o in outs if _is_float(_np(o))):
+        if not all(_np(o).dtype in (np.float64, np.complex128)
+                   for o in outs if _is_float(_np(o))):
             return None
         eps = self.eps if self.eps is not None else _DEFAULTS[np.dtype(np.float64)][0]
         return self._differences(f, up, dup, td, eps)
@@ -129,7 +151,7 @@ class _Checker:
                 fds.append(None)
                 noises.append(None)
                 continue
-            a64, b64 = a.astype(np.float64), b.astype(np.float64)
+            a64, b64 = _wide(a), _wide(b)
             fds.append((a64 - b64) / (2 * eps))
             # Rounding in f(x +- eps v) is amplified by 1 / (2 eps) in the difference.
             noises.append(8 * np.finfo(a.dtype).eps * (np.abs(a64) + np.abs(b64)) / (2 * eps))
@@ -190,7 +212,7 @@ class _Checker:
                     f"check_grads: {self._label(path)}: output tangent {i} has shape {a.shape} "
                     f"but the output has shape {fd.shape}"
                 )
-            a64 = a.astype(np.float64)
+            a64 = _wide(a)
             err = np.abs(a64 - fd)
             tol = atol + rtol * np.abs(fd) + noise
             bad = ~(err <= tol)  # NaN counts as a mismatch
@@ -225,16 +247,16 @@ class _Checker:
                         f"check_grads: {self._label(path)}: a cotangent has shape {c.shape} "
                         f"but its input has shape {v.shape}"
                     )
-                terms = c.astype(np.float64) * v.astype(np.float64)
+                terms = _real_pairing(c, v)
                 ip_ad += float(np.sum(terms))
                 scale += float(np.sum(np.abs(terms)))
         for u, fd, nz in zip(us, fds, noises):
             if fd is None:
                 continue
-            terms = u.astype(np.float64) * fd
+            terms = _real_pairing(u, fd)
             ip_fd += float(np.sum(terms))
             scale += float(np.sum(np.abs(terms)))
-            noise += float(np.sum(np.abs(u.astype(np.float64)) * nz))
+            noise += float(np.sum(np.abs(_wide(u)) * nz))
         scale *= 0.5  # the two sums each estimate the size of the inner product's terms
         tol = atol + rtol * scale + noise
         err = abs(ip_ad - ip_fd)
@@ -270,7 +292,10 @@ def check_grads(
     compared with ``(f(x + eps v) - f(x - eps v)) / (2 eps)``; order 2 checks
     the JVP and VJP functions themselves the same way (forward/reverse over
     forward/reverse).  ``args`` is a tuple of floating-point arrays (pytrees
-    allowed).  ``eps``, ``rtol`` and ``atol`` default by dtype (float64:
+    allowed), real or complex: complex arguments are perturbed along random
+    complex directions, so both the real and the imaginary direction are
+    checked (cotangents pair with tangents as ``Re(sum(c * v))``).  ``eps``,
+    ``rtol`` and ``atol`` default by dtype (float64:
     ``1e-6, 1e-5, 1e-5``; float32: ``1e-3, 2e-3, 2e-3``); the test is
     ``|ad - fd| <= atol + rtol * |fd|`` (plus the rounding noise of the
     differences), so a derivative that is too large fails too.  Raises

@@ -13,10 +13,12 @@ array([1.        , 0.54030231])
 
 from __future__ import annotations
 
+from .ops import fft  # noqa: F401  (cnp.fft: numpy.fft's functions, differentiable)
 from .ops.creation import *  # noqa: F403
 from .ops.elementwise import (  # noqa: F401
     absolute,
     add,
+    angle,
     arccos,
     arccosh,
     arcsin,
@@ -27,6 +29,7 @@ from .ops.elementwise import (  # noqa: F401
     cbrt,
     ceil,
     clip,
+    conj,
     cos,
     cosh,
     divide,
@@ -40,6 +43,7 @@ from .ops.elementwise import (  # noqa: F401
     greater,
     greater_equal,
     hypot,
+    imag,
     isfinite,
     isinf,
     isnan,
@@ -62,6 +66,7 @@ from .ops.elementwise import (  # noqa: F401
     not_equal,
     positive,
     power,
+    real,
     reciprocal,
     sign,
     sin,
@@ -74,6 +79,7 @@ from .ops.elementwise import (  # noqa: F401
     tanh,
     where,
 )
+from .ops.elementwise import conj as conjugate  # noqa: F401
 from .ops.elementwise import divide as true_divide  # noqa: F401
 from .ops.elementwise import mod as remainder  # noqa: F401
 from .ops.elementwise import round_ as round  # noqa: A001,F401

@@ -73,6 +73,25 @@ class Tensor(Box):
         return _np().transpose(self)
 
     @property
+    def real(self) -> Tensor:
+        """The real part (differentiable), like ``ndarray.real``."""
+        return _np().real(self)
+
+    @property
+    def imag(self) -> Tensor:
+        """The imaginary part (differentiable), like ``ndarray.imag``."""
+        return _np().imag(self)
+
+    def conj(self) -> Tensor:
+        """The complex conjugate (differentiable), like ``ndarray.conj()``.
+
+        >>> import chainrule as cr
+        >>> cr.tensor([1 + 2j]).conj()
+        tensor([1.-2.j])
+        """
+        return _np().conj(self)
+
+    @property
     def is_leaf(self) -> bool:
         """True for tensors made by the user rather than recorded operations."""
         return self._prim is None

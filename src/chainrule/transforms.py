@@ -95,6 +95,37 @@ def _diff_input(x: Any, fname: str, where: str) -> Any:
     return x
 
 
+def _is_complex(x: Any) -> bool:
+    return getattr(getattr(_raw(x), "dtype", None), "kind", "") == "c"
+
+
+def _need_real(fname: str, what: str, values: Sequence[Any], holomorphic: bool) -> None:
+    """Complex ``what`` (inputs or outputs) need ``holomorphic=True``, as in JAX."""
+    if holomorphic:
+        return
+    for v in values:
+        if _is_complex(v):
+            use = "vjp" if what == "outputs" else "jvp"
+            raise TypeError(
+                f"{fname} requires real-valued {what}, but got dtype {_raw(v).dtype}; for a "
+                f"holomorphic function pass holomorphic=True (the result is then f'(z)); for "
+                f"a non-holomorphic function with complex {what} use cr.{use} directly, or "
+                "take the real part (cnp.real / cnp.abs) first"
+            )
+
+
+def _need_complex(fname: str, what: str, values: Sequence[Any], holomorphic: bool) -> None:
+    """``holomorphic=True`` differentiates complex functions of complex inputs only."""
+    if not holomorphic:
+        return
+    for v in values:
+        if not _is_complex(v):
+            raise TypeError(
+                f"{fname} with holomorphic=True requires {what} with a complex dtype, but got "
+                f"{_raw(v).dtype}; convert them (e.g. x.astype(complex)) or drop holomorphic"
+            )
+
+
 def _unbox(x: Any, level: int) -> Any:
     """The value of ``x`` one level down (the level's own box is removed)."""
     if isinstance(x, Box) and x._level == level:
@@ -288,8 +319,8 @@ def _forward(fname: str, fun: Callable, in_def: PyTreeDef, inputs: list, tangent
 
 # --- grad, value_and_grad, vjp, jvp --------------------------------------------------------
 
-def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False
-                   ) -> Callable:
+def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
+                   holomorphic: bool = False) -> Callable:
     """Return a function computing both ``f(*args)`` and its gradient (reverse mode).
 
     ``f`` must return a scalar (shape ``()``, floating dtype).  The gradient is
@@ -298,6 +329,11 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool 
     structure (pytree), shape and dtype of its argument.  With
     ``has_aux=True``, ``f`` returns ``(value, aux)`` and the result is
     ``((value, aux), gradient)``.
+
+    Complex numbers (API section 11): for a real ``f`` of a complex ``z``
+    the gradient is ``df/dx - i df/dy``; a complex output raises
+    ``TypeError`` unless ``holomorphic=True``, which gives ``f'(z)`` (and
+    requires complex inputs).
 
     >>> import numpy as np, chainrule as cr, chainrule.numpy as cnp
     >>> value, g = cr.value_and_grad(lambda x: cnp.sum(x ** 3))(np.array([1.0, 2.0]))
@@ -310,6 +346,7 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool 
         nums, single = _argnums("value_and_grad", argnums, len(args))
         dyn, fun = _partial(f, args, kwargs, nums, single)
         tr = _ReverseTrace("grad", fun, dyn, has_aux)
+        _need_complex("grad", "inputs", tr.inputs, holomorphic)
         if not tr.out_def.is_leaf:
             raise TypeError(
                 f"grad requires f to return a scalar, but it returned {tr.out_def}; use "
@@ -327,6 +364,8 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool 
             raise TypeError(
                 f"grad requires f to return a floating-point scalar, got dtype {raw.dtype}"
             )
+        _need_real("grad", "outputs", [raw], holomorphic)
+        _need_complex("grad", "outputs", [raw], holomorphic)
         xp = namespace_of(raw)
         grads = tr.pull([xp.ones((), dtype=raw.dtype)], retain=False)
         grads = [_finish(g) if g is not None else _zeros(_shape(x), x)
@@ -338,7 +377,8 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool 
     return value_and_grad_f
 
 
-def grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+def grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
+         holomorphic: bool = False) -> Callable:
     """Return the function computing the gradient of scalar-valued ``f`` (reverse mode).
 
     ``argnums`` picks the argument(s) to differentiate (an int, or a tuple of
@@ -348,6 +388,11 @@ def grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -
     ``f`` returns ``(value, aux)`` and ``grad`` returns ``(gradient, aux)``.
     Transforms nest: ``grad(grad(f))`` is the second derivative.
 
+    Complex inputs (API section 11): for a real-valued ``f`` the gradient is
+    ``df/dx - i df/dy`` (HIPS autograd's and JAX's convention); a complex
+    output raises ``TypeError`` unless ``holomorphic=True``, which gives the
+    complex derivative ``f'(z)``.
+
     >>> import numpy as np, chainrule as cr, chainrule.numpy as cnp
     >>> cr.grad(lambda x: cnp.sum(x ** 2))(np.array([1.0, 2.0]))
     array([2., 4.])
@@ -355,8 +400,12 @@ def grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -
     -0.479425538604203
     >>> cr.grad(lambda p: p["w"] * p["b"])({"w": 2.0, "b": 3.0})
     {'b': array(2.), 'w': array(3.)}
+    >>> complex(cr.grad(lambda z: cnp.abs(z) ** 2)(1 + 2j))
+    (2-4j)
+    >>> complex(cr.grad(lambda z: z ** 3, holomorphic=True)(1j))     # 3 z^2
+    (-3+0j)
     """
-    vg = value_and_grad(f, argnums, has_aux)
+    vg = value_and_grad(f, argnums, has_aux, holomorphic)
 
     @functools.wraps(f)
     def grad_f(*args: Any, **kwargs: Any) -> Any:
@@ -477,11 +526,14 @@ def _rev_block(g: Any, n_out: int, off: int, out_shape: tuple, in_shape: tuple) 
     return _finish(_reshape(g, shape=out_shape + in_shape))
 
 
-def _jacfwd_call(f: Callable, argnums: Any, has_aux: bool, args: tuple, kwargs: dict) -> Any:
+def _jacfwd_call(f: Callable, argnums: Any, has_aux: bool, args: tuple, kwargs: dict,
+                 holomorphic: bool = False) -> Any:
     nums, single = _argnums("jacfwd", argnums, len(args))
     dyn, fun = _partial(f, args, kwargs, nums, single)
     leaves, in_def = tree_flatten(dyn)
     inputs = [_diff_input(x, "jacfwd", f"input leaf {i}") for i, x in enumerate(leaves)]
+    _need_real("jacfwd", "inputs", inputs, holomorphic)
+    _need_complex("jacfwd", "inputs", inputs, holomorphic)
     shapes = [_shape(x) for x in inputs]
     n = sum(_size(s) for s in shapes)
     offsets = np.cumsum([0] + [_size(s) for s in shapes]).tolist()
@@ -528,15 +580,24 @@ def _jacrev_from_trace(tr: _ReverseTrace) -> Any:
     return _jac_tree(tr.out_def, tr.in_def, blocks)
 
 
-def _jacrev_call(f: Callable, argnums: Any, has_aux: bool, args: tuple, kwargs: dict) -> Any:
+def _check_rev(fname: str, tr: _ReverseTrace, holomorphic: bool) -> None:
+    _need_real(fname, "outputs", tr.out_values, holomorphic)
+    _need_complex(fname, "inputs", tr.inputs, holomorphic)
+    _need_complex(fname, "outputs", tr.out_values, holomorphic)
+
+
+def _jacrev_call(f: Callable, argnums: Any, has_aux: bool, args: tuple, kwargs: dict,
+                 holomorphic: bool = False) -> Any:
     nums, single = _argnums("jacrev", argnums, len(args))
     dyn, fun = _partial(f, args, kwargs, nums, single)
     tr = _ReverseTrace("jacrev", fun, dyn, has_aux)
+    _check_rev("jacrev", tr, holomorphic)
     jac = _jacrev_from_trace(tr)
     return (jac, tr.aux) if has_aux else jac
 
 
-def jacfwd(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+def jacfwd(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
+           holomorphic: bool = False) -> Callable:
     """Return the function computing the Jacobian of ``f`` by forward mode.
 
     The basis vectors of all inputs (all leaves of the differentiated
@@ -544,6 +605,7 @@ def jacfwd(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False)
     tangents, so the cost is one batched evaluation -- cheap when inputs are
     few.  Each block has shape ``out_leaf.shape + in_leaf.shape``; the result
     has the output's structure outside and the input's structure inside.
+    Complex inputs need ``holomorphic=True`` (the blocks are then ``f'(z)``).
 
     >>> import numpy as np, chainrule as cr, chainrule.numpy as cnp
     >>> cr.jacfwd(lambda x: x ** 2)(np.array([1.0, 2.0]))
@@ -553,18 +615,20 @@ def jacfwd(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False)
 
     @functools.wraps(f)
     def jacfwd_f(*args: Any, **kwargs: Any) -> Any:
-        return _jacfwd_call(f, argnums, has_aux, args, kwargs)
+        return _jacfwd_call(f, argnums, has_aux, args, kwargs, holomorphic)
 
     return jacfwd_f
 
 
-def jacrev(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+def jacrev(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
+           holomorphic: bool = False) -> Callable:
     """Return the function computing the Jacobian of ``f`` by reverse mode.
 
     ``f`` runs once; the basis vectors of all outputs (concatenated) are
     then pulled back as ONE batch of cotangents, so the cost is one batched
     backward pass -- cheap when outputs are few.  Same result layout as
     :func:`jacfwd`: blocks of shape ``out_leaf.shape + in_leaf.shape``.
+    Complex outputs need ``holomorphic=True`` (and complex inputs).
 
     >>> import numpy as np, chainrule as cr, chainrule.numpy as cnp
     >>> cr.jacrev(lambda x, y: x * y, argnums=(0, 1))(np.array([1.0, 2.0]), np.array(3.0))
@@ -574,7 +638,7 @@ def jacrev(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False)
 
     @functools.wraps(f)
     def jacrev_f(*args: Any, **kwargs: Any) -> Any:
-        return _jacrev_call(f, argnums, has_aux, args, kwargs)
+        return _jacrev_call(f, argnums, has_aux, args, kwargs, holomorphic)
 
     return jacrev_f
 
@@ -583,7 +647,7 @@ _MODES = {"auto": "auto", "fwd": "fwd", "forward": "fwd", "rev": "rev", "reverse
 
 
 def jacobian(f: Callable, argnums: int | Sequence[int] = 0, mode: str = "auto",
-             has_aux: bool = False) -> Callable:
+             has_aux: bool = False, holomorphic: bool = False) -> Callable:
     """Return the function computing the Jacobian of ``f`` (shape ``out.shape + in.shape``).
 
     ``mode`` is ``"fwd"`` (:func:`jacfwd`), ``"rev"`` (:func:`jacrev`) or
@@ -603,27 +667,29 @@ def jacobian(f: Callable, argnums: int | Sequence[int] = 0, mode: str = "auto",
             f"jacobian: mode must be 'auto', 'fwd' or 'rev', got {mode!r}"
         ) from None
     if chosen == "fwd":
-        return jacfwd(f, argnums, has_aux)
+        return jacfwd(f, argnums, has_aux, holomorphic)
     if chosen == "rev":
-        return jacrev(f, argnums, has_aux)
+        return jacrev(f, argnums, has_aux, holomorphic)
 
     @functools.wraps(f)
     def jacobian_f(*args: Any, **kwargs: Any) -> Any:
         nums, single = _argnums("jacobian", argnums, len(args))
         dyn, fun = _partial(f, args, kwargs, nums, single)
         tr = _ReverseTrace("jacobian", fun, dyn, has_aux)
+        _check_rev("jacobian", tr, holomorphic)
         n = sum(_size(_shape(x)) for x in tr.inputs)
         m = sum(_size(_shape(v)) for v in tr.out_values)
         if n <= m:  # tall (or square) Jacobian: forward mode pushes fewer basis vectors
             del tr
-            return _jacfwd_call(f, argnums, has_aux, args, kwargs)
+            return _jacfwd_call(f, argnums, has_aux, args, kwargs, holomorphic)
         jac = _jacrev_from_trace(tr)
         return (jac, tr.aux) if has_aux else jac
 
     return jacobian_f
 
 
-def hessian(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+def hessian(f: Callable, argnums: int | Sequence[int] = 0, holomorphic: bool = False
+            ) -> Callable:
     """Return the function computing the Hessian of scalar ``f``: ``jacfwd(jacrev(f))``.
 
     Forward-over-reverse: one reverse pass gives the gradient as a function
@@ -636,7 +702,8 @@ def hessian(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     array([[4., 2.],
            [2., 0.]])
     """
-    return jacfwd(jacrev(f, argnums), argnums)
+    return jacfwd(jacrev(f, argnums, holomorphic=holomorphic), argnums,
+                  holomorphic=holomorphic)
 
 
 def hvp(f: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> Any:

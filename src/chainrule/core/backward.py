@@ -110,7 +110,23 @@ def backward_pass(
     finally:
         for _, box in heap:  # an error stopped the sweep: leave no pending cotangents behind
             box._ct = None
+    for key, (leaf, ct) in leaves.items():
+        if _is_complex(ct) and not _is_complex(leaf.data):
+            leaves[key] = (leaf, ct.real)
+    for box, ct in found.items():
+        if _is_complex(ct) and not _is_complex(box.data):
+            found[box] = ct.real
     return leaves, found
+
+
+def _is_complex(x: Any) -> bool:
+    """Complex data (a real input that meets a complex cotangent keeps its real part:
+    the cotangent is the transpose of a real-linear map, whose imaginary part would
+    point out of the real input's space)."""
+    while isinstance(x, Box):
+        x = x.data
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and getattr(dtype, "kind", "") == "c"
 
 
 def _send_leaf(box: Box, ct: Any, leaves: dict) -> None:

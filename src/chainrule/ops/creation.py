@@ -13,6 +13,7 @@ import numpy as np
 
 from ..backend import dtype_in, namespace_of
 from ..core.primitive import Box, primitive
+from .elementwise import is_complex, real
 
 __all__ = [
     "array", "asarray", "zeros", "ones", "full", "empty", "eye", "identity", "arange",
@@ -145,13 +146,15 @@ def _astype_impl(xp, x, dtype):
 
 
 def _cast_like(g: Any, x: Any) -> Any:
+    if is_complex(g) and not is_complex(x):  # complex -> real keeps the real part, as NumPy
+        g = real(g)
     return astype_p(g, dtype=x.dtype)
 
 
 astype_p = primitive(
     "astype", _astype_impl, lambda x, dtype: np.asarray(x).astype(dtype),
     vjp=(lambda g, out, x, dtype: _cast_like(g, x),),
-    jvp=(lambda t, out, x, dtype: astype_p(t, dtype=out.dtype),),
+    jvp=(lambda t, out, x, dtype: _cast_like(t, out),),
 )
 
 

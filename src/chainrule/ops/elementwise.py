@@ -153,6 +153,7 @@ reciprocal = unary("reciprocal", np.reciprocal, lambda g, o, x: -g * o * o)
 reciprocal.impl = lambda xp, x: 1.0 / x
 absolute = unary("absolute", np.absolute, lambda g, o, x: g * sign(x), xp_name="abs")
 sign = unary("sign", np.sign, None)
+# (complex inputs: the complex section below adds their rules for complex data)
 floor = unary("floor", np.floor, None)
 ceil = unary("ceil", np.ceil, None)
 round_ = unary("round", np.round, None)
@@ -388,3 +389,120 @@ isinf = _nondiff("isinf", np.isinf)
 logical_not = _nondiff("logical_not", np.logical_not)
 logical_and = _nondiff("logical_and", np.logical_and)
 logical_or = _nondiff("logical_or", np.logical_or)
+
+
+# --- complex numbers -------------------------------------------------------------------
+# Convention (API section 11): a cotangent ``c`` acts on a tangent ``t`` as ``Re(sum(c * t))``,
+# so the VJP is the transpose of the real-linear JVP with no conjugation.  Holomorphic rules
+# (``g * f'(x)``) therefore hold as written; the non-holomorphic ones below need their own.
+
+
+def is_complex(x: Any) -> bool:
+    """True for complex data (boxes are looked through; any array library)."""
+    while hasattr(x, "_level"):
+        x = x.data
+    dtype = getattr(x, "dtype", None)
+    if dtype is None:
+        return isinstance(x, complex)
+    kind = getattr(dtype, "kind", None)
+    return kind == "c" if isinstance(kind, str) else "complex" in str(dtype)
+
+
+def _complex_like(ct: Any, x: Any) -> Any:
+    """``ct`` with a complex dtype where the input ``x`` is complex (its cotangent's dtype)."""
+    return ct + 0j if is_complex(x) and not is_complex(ct) else ct
+
+
+# (the array API standard defines real/imag/conj for complex dtypes only)
+def _real_impl(xp, x):
+    return xp.real(x) if is_complex(x) else x
+
+
+def _imag_impl(xp, x):
+    return xp.imag(x) if is_complex(x) else xp.zeros_like(x)
+
+
+def _conj_impl(xp, x):
+    return xp.conj(x) if is_complex(x) else x
+
+
+def _angle_impl(xp, x):
+    if xp is np:
+        return np.angle(x)
+    if not is_complex(x):
+        return xp.where(x < 0, xp.full_like(x, math.pi), xp.zeros_like(x))
+    return xp.atan2(xp.imag(x), xp.real(x))
+
+
+real = primitive(
+    "real", _real_impl, np.real,
+    vjp=(lambda g, out, x: _complex_like(real(g), x),),
+    jvp=(lambda t, out, x: real(t),),
+)
+imag = primitive(
+    "imag", _imag_impl, np.imag,
+    # d imag(z) = Re(-i dz): the cotangent is -i Re(g); a real input has imag(x) = 0.
+    vjp=(lambda g, out, x: real(g) * -1j if is_complex(x) else g * 0.0,),
+    jvp=(lambda t, out, x: imag(t),),
+)
+conj = primitive(
+    "conj", _conj_impl, np.conj,
+    # Re(c * conj(dz)) = Re(conj(c) * dz)
+    vjp=(lambda g, out, x: conj(g),),
+    jvp=(lambda t, out, x: conj(t),),
+)
+
+
+def _angle_vjp(g, out, x):
+    if not is_complex(x):  # 0 or pi: piecewise constant
+        return g * 0.0
+    # d angle(z) = Im(conj(z) dz) / |z|^2 = Re(-i conj(z) dz) / |z|^2
+    return real(g) * -1j * conj(x) / _abs2(x)
+
+
+def _angle_jvp(t, out, x):
+    if not is_complex(x):
+        return real(t) * 0.0
+    return imag(conj(x) * t) / _abs2(x)
+
+
+def _abs2(z):
+    return real(z) * real(z) + imag(z) * imag(z)
+
+
+angle = primitive("angle", _angle_impl, np.angle, vjp=(_angle_vjp,), jvp=(_angle_jvp,))
+
+
+def _abs_vjp(g, out, x):  # d|z| = Re(conj(z) dz) / |z|; 0 at z = 0 (a subgradient, as for reals)
+    return (real(g) / where(out == 0, 1.0, out)) * conj(x)  # the division on reals
+
+
+def _abs_jvp(t, out, x):
+    return real(conj(x) * t) / where(out == 0, 1.0, out)
+
+
+def _sign_vjp(g, out, x):  # sign(z) = z / |z| is not constant off the real line
+    r = absolute(x)
+    r = where(r == 0, 1.0, r)
+    return g / r - real(g * x) * conj(x) / (r * r * r)
+
+
+def _sign_jvp(t, out, x):
+    r = absolute(x)
+    r = where(r == 0, 1.0, r)
+    return t / r - x * real(conj(x) * t) / (r * r * r)
+
+
+def _or_complex(rules: Any, complex_rule: Callable[..., Any]) -> tuple:
+    """A one-input rule that runs ``complex_rule`` for complex inputs, the rule it had else."""
+    real_rule = rules[0] if type(rules) is tuple else rules
+
+    def rule(g, out, x):
+        return complex_rule(g, out, x) if is_complex(x) else real_rule(g, out, x)
+
+    return (rule,)
+
+
+absolute.vjp, absolute.jvp = _or_complex(absolute.vjp, _abs_vjp), _or_complex(absolute.jvp,
+                                                                              _abs_jvp)
+sign.vjp, sign.jvp = _or_complex(sign.vjp, _sign_vjp), _or_complex(sign.jvp, _sign_jvp)

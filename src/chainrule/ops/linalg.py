@@ -15,6 +15,16 @@ may carry extra leading batch axes.  Stacks of matrices ``(..., n, n)`` are
 supported as in NumPy.  ``cholesky`` and ``eigh`` use the symmetric part
 of their input (for a symmetric input the values are NumPy's); ``eigh`` and
 ``svd`` assume distinct eigen/singular values.
+
+Complex matrices (API section 11): a cotangent ``G`` acts on a tangent ``T``
+as ``Re(sum(G * T))``.  The holomorphic rules (``matmul``, ``einsum``,
+``inv``, ``solve``, ``det``) hold as written, with plain transposes.  The
+decompositions are not holomorphic: their forward rules use conjugate
+transposes, and their reverse rules are written in the conjugate convention
+of the literature (``<X, Y> = Re tr(X^H Y)``, formulas with ``^H``) and
+wrapped by :func:`_conjugate_convention`, which conjugates the cotangents
+going in and coming out.  ``cholesky`` and ``eigh`` use the Hermitian part
+``(A + A^H)/2``.
 """
 
 from __future__ import annotations
@@ -29,7 +39,19 @@ import numpy as np
 from ..backend import namespace_of
 from ..core.primitive import Box, Primitive, primitive
 from ._broadcast import align, broadcast_to, reshape, sum_to
-from .elementwise import absolute, divide, multiply, negative, not_equal, power, where
+from .elementwise import (
+    absolute,
+    conj,
+    divide,
+    imag,
+    is_complex,
+    multiply,
+    negative,
+    not_equal,
+    power,
+    real,
+    where,
+)
 from .reductions import amax, amin, reduce_sum
 
 __all__ = ["dot", "vdot", "inner", "outer", "matmul", "tensordot", "einsum", "kron"]
@@ -157,6 +179,28 @@ _mT = primitive(
     vjp=(lambda g, out, x: _mT(g),),
     jvp=(lambda t, out, x: _mT(t),),
 )
+
+
+def _mH(x: Any) -> Any:
+    """The conjugate transpose of the last two axes (the transpose for real data)."""
+    return conj(_mT(x)) if is_complex(x) else _mT(x)
+
+
+def _conj(x: Any) -> Any:
+    return conj(x) if x is not None and is_complex(x) else x
+
+
+def _conjugate_convention(rule: Any) -> Any:
+    """A reverse rule written for ``<X, Y> = Re tr(X^H Y)`` (the formulas with ``^H`` of the
+    literature), turned into chainrule's ``Re(sum(G * T))``: conjugate in and out.  Real
+    inputs pass straight through."""
+    def wrapped(g, out, a, **params):
+        if not is_complex(a):
+            return rule(g, out, a, **params)
+        g = tuple(_conj(x) for x in g) if type(g) is tuple else _conj(g)
+        return _conj(rule(g, out, a, **params))
+
+    return wrapped
 
 
 def _permute_axes(x: Any, perm: list | tuple) -> Any:
@@ -637,7 +681,7 @@ def outer(a: Any, b: Any) -> Any:
 
 
 def vdot(a: Any, b: Any) -> Any:
-    """Dot product of the flattened inputs (``numpy.vdot``; real inputs)."""
+    """Dot product of the flattened inputs (``numpy.vdot``: a complex ``a`` is conjugated)."""
     a, b = _arr(a), _arr(b)
     na, nb = _prod(a.shape), _prod(b.shape)
     if na != nb:
@@ -645,7 +689,7 @@ def vdot(a: Any, b: Any) -> Any:
                          f"and {tuple(b.shape)}); they must have the same size")
     ra = a if _nd(a) == 1 else reshape(a, shape=(na,))
     rb = b if _nd(b) == 1 else reshape(b, shape=(nb,))
-    return matmul_p(ra, rb)
+    return matmul_p(_conj(ra), rb)
 
 
 def kron(a: Any, b: Any) -> Any:
@@ -725,28 +769,47 @@ def det(a: Any) -> Any:
 
 
 def _slogdet_vjp(g, out, a):
-    if g[1] is None:
+    gs, gl = g
+    if not is_complex(a):  # the sign is piecewise constant
+        return None if gl is None else _expand_last(gl, 2) * _mT(inv_p(a))
+    # With tau = tr(A^-1 dA): d logabsdet = Re(tau), d sign = sign * i Im(tau); the cotangent
+    # c of tau then multiplies A^-T (tau is holomorphic in A).
+    c = None if gl is None else real(gl) + 0j
+    if gs is not None:
+        sign = tuple_get(out, index=0)
+        term = imag(gs * sign) * 1j
+        c = term if c is None else c + term
+    if c is None:
         return None
-    return _expand_last(g[1], 2) * _mT(inv_p(a))
+    return _expand_last(c, 2) * _mT(inv_p(a))
+
+
+def _slogdet_jvp(t, out, a):
+    tau = reduce_sum(multiply(_mT(inv_p(a)), t), axes=(-2, -1), keepdims=False)
+    if not is_complex(a):
+        return None, tau
+    sign = tuple_get(out, index=0)
+    return sign * (imag(tau) * 1j), real(tau)
 
 
 slogdet_p = primitive(
     "slogdet", lambda xp, a: tuple(xp.linalg.slogdet(a)), lambda a: tuple(np.linalg.slogdet(a)),
     vjp=(_slogdet_vjp,),
-    jvp=(lambda t, out, a:
-         (None, reduce_sum(multiply(_mT(inv_p(a)), t), axes=(-2, -1), keepdims=False)),),
+    jvp=(_slogdet_jvp,),
 )
 
 
 def slogdet(a: Any) -> SlogdetResult:
     """``(sign, logabsdet)`` of the determinant; ``logabsdet`` is differentiable
-    (gradient ``A^-T``), ``sign`` is a plain array."""
+    (gradient ``A^-T``); ``sign`` is a plain array for real matrices (it is piecewise
+    constant) and differentiable for complex ones (``det / |det|``)."""
     a = _arr(a)
     _check_square(a, "slogdet")
     res = slogdet_p(a)
     if not isinstance(res, Box):
         return SlogdetResult(*res)
-    return SlogdetResult(_raw(res)[0], tuple_get(res, index=1))
+    sign = tuple_get(res, index=0) if is_complex(a) else _raw(res)[0]
+    return SlogdetResult(sign, tuple_get(res, index=1))
 
 
 # --- cholesky ---------------------------------------------------------------------------------
@@ -758,41 +821,42 @@ def _phi_mask(L: Any) -> Any:
 
 
 def _cholesky_vjp(g, out, a):
-    # Murray (2016): Abar = L^-T Phi(L^T Lbar) L^-1, symmetrised.
-    Lt = _mT(out)
-    P = matmul_p(Lt, g) * _phi_mask(out)
-    S = solve_p(Lt, _mT(solve_p(Lt, P)))  # (L^-T P L^-1)^T
-    return (S + _mT(S)) * 0.5
+    # Murray (2016): Abar = L^-H Phi(L^H Lbar) L^-1, made Hermitian (conjugate convention).
+    Lh = _mH(out)
+    P = matmul_p(Lh, g) * _phi_mask(out)
+    S = _mH(solve_p(Lh, _mH(solve_p(Lh, P))))  # L^-H P L^-1
+    return (S + _mH(S)) * 0.5
 
 
 def _cholesky_jvp(t, out, a):
     Y = solve_p(out, t)                 # L^-1 dA
-    X = _mT(solve_p(out, _mT(Y)))       # L^-1 dA L^-T
+    X = _mH(solve_p(out, _mH(Y)))       # L^-1 dA L^-H
     return matmul_p(out, X * _phi_mask(out))
 
 
 cholesky_p = primitive(
     "cholesky", lambda xp, a: xp.linalg.cholesky(a), np.linalg.cholesky,
-    vjp=(_cholesky_vjp,), jvp=(_cholesky_jvp,),
+    vjp=(_conjugate_convention(_cholesky_vjp),), jvp=(_cholesky_jvp,),
 )
 
 
 def _sym(a: Any) -> Any:
-    return (a + _mT(a)) * 0.5
+    """The symmetric (complex: Hermitian) part ``(A + A^H) / 2``."""
+    return (a + _mH(a)) * 0.5
 
 
 def cholesky(a: Any, /, *, upper: bool = False) -> Any:
-    """Cholesky factor ``L`` (lower; ``upper=True`` gives ``L^T``) of a symmetric positive
-    definite matrix (or a stack of them).
+    """Cholesky factor ``L`` (lower; ``upper=True`` gives ``L^H``) of a symmetric (complex:
+    Hermitian) positive definite matrix (or a stack of them).
 
-    The symmetric part ``(A + A^T)/2`` is factored (as JAX does), so values
+    The symmetric part ``(A + A^H)/2`` is factored (as JAX does), so values
     and derivatives agree for any perturbation and the gradient is
     symmetric; for a symmetric input the result is NumPy's.
     """
     a = _arr(a)
     _check_square(a, "cholesky")
     L = cholesky_p(_sym(a))
-    return _mT(L) if upper else L
+    return _mH(L) if upper else L
 
 
 # --- eigh -----------------------------------------------------------------------------------
@@ -806,34 +870,38 @@ def _eig_F(w: Any) -> Any:
 
 
 def _eigh_vjp(g, out, a):
+    # Conjugate convention: Abar = V (diag(wbar) + F o (V^H Vbar)) V^H, made Hermitian
+    # (the eigenvector phases are fixed as in the JVP: diag(V^H dV) = 0).
     gw, gv = g
     w, v = _entries(out, 2)
-    vt = _mT(v)
-    inner_ = None if gw is None else _diag_embed(gw, v)
+    vh = _mH(v)
+    inner_ = None if gw is None else _diag_embed(real(gw) if is_complex(gw) else gw, v)
     if gv is not None:
-        term = multiply(_eig_F(w), matmul_p(vt, gv))
+        term = multiply(_eig_F(w), matmul_p(vh, gv))
         inner_ = term if inner_ is None else inner_ + term
     if inner_ is None:
         return None
-    return _sym(matmul_p(v, matmul_p(inner_, vt)))
+    return _sym(matmul_p(v, matmul_p(inner_, vh)))
 
 
 def _eigh_jvp(t, out, a):
     w, v = _entries(out, 2)
-    dP = matmul_p(_mT(v), matmul_p(t, v))
-    return _diag_part(dP), matmul_p(v, multiply(_eig_F(w), dP))
+    dP = matmul_p(_mH(v), matmul_p(t, v))
+    dw = _diag_part(dP)
+    return (real(dw) if is_complex(dw) else dw), matmul_p(v, multiply(_eig_F(w), dP))
 
 
 eigh_p = primitive(
     "eigh", lambda xp, a: tuple(xp.linalg.eigh(a)), lambda a: tuple(np.linalg.eigh(a)),
-    vjp=(_eigh_vjp,), jvp=(_eigh_jvp,),
+    vjp=(_conjugate_convention(_eigh_vjp),), jvp=(_eigh_jvp,),
 )
 
 
 def eigh(a: Any, UPLO: str = "L") -> EighResult:
-    """Eigenvalues (ascending) and eigenvectors of a symmetric matrix: ``(w, v)``.
+    """Eigenvalues (ascending) and eigenvectors of a symmetric (complex: Hermitian) matrix:
+    ``(w, v)``.
 
-    The symmetric part ``(A + A^T)/2`` is decomposed (NumPy reads the
+    The symmetric part ``(A + A^H)/2`` is decomposed (NumPy reads the
     ``UPLO`` triangle instead; both agree for a symmetric input), so values
     and derivatives agree for any perturbation.  The derivative assumes
     distinct eigenvalues.
@@ -871,20 +939,24 @@ def _qr_vjp(g, out, a):
     m, n = a.shape[-2:]
     if m < n:
         raise _qr_wide_error()
+    # Conjugate convention: Abar = (Qbar + Q N) R^-H with N built from M = Rbar R^H - Q^H Qbar.
     q, r = _entries(out, 2)
-    M = None  # M = Rbar R^T - Q^T Qbar
+    M = None
     if gr is not None:
-        M = matmul_p(gr, _mT(r))
+        M = matmul_p(gr, _mH(r))
     if gq is not None:
-        qtgq = matmul_p(_mT(q), gq)
+        qtgq = matmul_p(_mH(q), gq)
         M = negative(qtgq) if M is None else M - qtgq
     if M is None:
         return None
-    N = M * _triu_mask(n, r) + _mT(M) * _tril_mask(n, r, -1)  # upper triangle copied down
+    # the upper triangle with the lower one's conjugate mirrored in (R's diagonal is real)
+    N = M * _triu_mask(n, r, 1) + _mH(M) * _tril_mask(n, r, -1)
+    d = _diag_part(M)
+    N = N + _diag_embed(real(d) if is_complex(d) else d, r)
     B = matmul_p(q, N)
     if gq is not None:
         B = B + gq
-    return _mT(solve_p(r, _mT(B)))  # B R^-T
+    return _mH(solve_p(r, _mH(B)))  # B R^-H
 
 
 def _qr_jvp(t, out, a):
@@ -893,15 +965,17 @@ def _qr_jvp(t, out, a):
         raise _qr_wide_error()
     q, r = _entries(out, 2)
     dx_rinv = _mT(solve_p(_mT(r), _mT(t)))  # dA R^-1
-    X = matmul_p(_mT(q), dx_rinv)
+    X = matmul_p(_mH(q), dx_rinv)
     low = X * _tril_mask(n, r, -1)
-    C = low - _mT(low)  # skew-symmetric
+    C = low - _mH(low)  # Q^H dQ: skew-Hermitian
+    if is_complex(X):  # R's diagonal stays real, so Q^H dQ takes the imaginary diagonal
+        C = C + _diag_embed(imag(_diag_part(X)) * 1j, X)
     return matmul_p(q, C - X) + dx_rinv, matmul_p(X - C, r)
 
 
 qr_p = primitive(
     "qr", lambda xp, a: tuple(xp.linalg.qr(a)), lambda a: tuple(np.linalg.qr(a)),
-    vjp=(_qr_vjp,), jvp=(_qr_jvp,),
+    vjp=(_conjugate_convention(_qr_vjp),), jvp=(_qr_jvp,),
 )
 
 
@@ -959,26 +1033,33 @@ def _svd_vjp(g, out, a, full_matrices):
             gu = matmul_p(gu, _eye(m, u, k))
         if gvh is not None and n > k:
             gvh = matmul_p(_eye(k, vh, n), gvh)
+    # (conjugate convention; for complex data the phase of each singular pair is taken by U,
+    # as in the JVP, which adds the imaginary diagonal of U^H Ubar divided by s)
     s_row = _as_row(s)  # s[j] along the last axis
     s_col = _expand_last(s)  # s[i] along the second-to-last axis
-    core = None if gs is None else _diag_embed(gs, s)
+    cplx = is_complex(u)
+    if gs is not None and is_complex(gs):
+        gs = real(gs)
+    core = None if gs is None else _diag_embed(gs, u)
     extra = None
     if gu is not None or gvh is not None:
         F = _svd_F(s)
     if gu is not None:
-        utgu = matmul_p(_mT(u), gu)
-        term = multiply(F, utgu - _mT(utgu)) * s_row
+        utgu = matmul_p(_mH(u), gu)
+        term = multiply(F, utgu - _mH(utgu)) * s_row
+        if cplx:
+            term = term + _diag_embed(imag(_diag_part(utgu)) * 1j / s, u)
         core = term if core is None else core + term
         if m > k:
             extra = matmul_p((gu - matmul_p(u, utgu)) / s_row, vh)
     if gvh is not None:
-        gv = _mT(gvh)
-        v = _mT(vh)
+        gv = _mH(gvh)
+        v = _mH(vh)
         vtgv = matmul_p(vh, gv)
-        term = multiply(s_col, multiply(F, vtgv - _mT(vtgv)))
+        term = multiply(s_col, multiply(F, vtgv - _mH(vtgv)))
         core = term if core is None else core + term
         if n > k:
-            e = matmul_p(u / s_row, _mT(gv - matmul_p(v, vtgv)))
+            e = matmul_p(u / s_row, _mH(gv - matmul_p(v, vtgv)))
             extra = e if extra is None else extra + e
     if core is None:
         return None
@@ -993,8 +1074,8 @@ def _svd_jvp(t, out, a, full_matrices):
             "svd: forward-mode derivative with full_matrices=True needs a square matrix; "
             "pass full_matrices=False"
         )
-    v = _mT(vh)
-    ut = _mT(u)
+    v = _mH(vh)
+    ut = _mH(u)
     dP = matmul_p(ut, matmul_p(t, v))
     ds = _diag_part(dP)
     F = _svd_F(s)
@@ -1002,21 +1083,25 @@ def _svd_jvp(t, out, a, full_matrices):
     s_col = _expand_last(s)
     dPS = dP * s_row
     SdP = multiply(s_col, dP)
-    du = matmul_p(u, multiply(F, dPS + _mT(dPS)))
-    dv = matmul_p(v, multiply(F, SdP + _mT(SdP)))
+    inner_ = multiply(F, dPS + _mH(dPS))
+    if is_complex(dP):  # U takes the phase: diag(U^H dU) = i Im(diag dP) / s
+        inner_ = inner_ + _diag_embed(imag(ds) * 1j / s, dP)
+        ds = real(ds)
+    du = matmul_p(u, inner_)
+    dv = matmul_p(v, multiply(F, SdP + _mH(SdP)))
     if m > k:
         dav = matmul_p(t, v)
         du = du + (dav - matmul_p(u, matmul_p(ut, dav))) / s_row
     if n > k:
-        dau = matmul_p(_mT(t), u)
+        dau = matmul_p(_mH(t), u)
         dv = dv + (dau - matmul_p(v, matmul_p(vh, dau))) / s_row
-    return du, ds, _mT(dv)
+    return du, ds, _mH(dv)
 
 
 svd_p = primitive(
     "svd", lambda xp, a, full_matrices: tuple(xp.linalg.svd(a, full_matrices=full_matrices)),
     lambda a, full_matrices: tuple(np.linalg.svd(a, full_matrices=full_matrices)),
-    vjp=(_svd_vjp,), jvp=(_svd_jvp,),
+    vjp=(_conjugate_convention(_svd_vjp),), jvp=(_svd_jvp,),
 )
 
 
@@ -1048,9 +1133,17 @@ def svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
 # --- norms ------------------------------------------------------------------------------------
 
 def _norm2_np(x, axes, keepdims):
+    if x.dtype.kind == "c":
+        x = np.abs(x)
     if x.ndim == 1 and not keepdims:
         return np.sqrt(np.dot(x, x))
     return np.sqrt(np.add.reduce(x * x, axis=axes, keepdims=keepdims))
+
+
+def _norm2_impl(xp, x, axes, keepdims):
+    if "complex" in str(x.dtype):
+        x = xp.abs(x)
+    return xp.sqrt(xp.sum(x * x, axis=axes, keepdims=keepdims))
 
 
 def _safe(out: Any) -> Any:
@@ -1061,15 +1154,19 @@ def _safe(out: Any) -> Any:
 def _norm2_vjp(g, out, x, axes, keepdims):
     from .reductions import expand_reduced
 
+    if is_complex(x):  # d||x|| = Re(sum(conj(x) dx)) / ||x||
+        return expand_reduced(real(g) / _safe(out), x, out, axes, keepdims) * conj(x)
     return expand_reduced(g / _safe(out), x, out, axes, keepdims) * x
 
 
+def _norm2_jvp(t, out, x, axes, keepdims):
+    if is_complex(x):
+        return real(reduce_sum(t * conj(x), axes=axes, keepdims=keepdims)) / _safe(out)
+    return reduce_sum(t * x, axes=axes, keepdims=keepdims) / _safe(out)
+
+
 norm2_p = primitive(
-    "norm2", lambda xp, x, axes, keepdims: xp.sqrt(xp.sum(x * x, axis=axes, keepdims=keepdims)),
-    _norm2_np,
-    vjp=(_norm2_vjp,),
-    jvp=(lambda t, out, x, axes, keepdims:
-         reduce_sum(t * x, axes=axes, keepdims=keepdims) / _safe(out),),
+    "norm2", _norm2_impl, _norm2_np, vjp=(_norm2_vjp,), jvp=(_norm2_jvp,),
 )
 
 
@@ -1216,7 +1313,7 @@ def pinv(a: Any, rcond: Any = None, hermitian: bool = False, *, rtol: Any = _NoV
     cutoff = smax * float(rc) if rc.ndim == 0 else smax * _const(rc[..., None], s_raw)
     keep = s_raw > cutoff
     s_inv = divide(_fmask(keep, s), where(keep, s, 1.0))
-    return matmul_p(_mT(vh), _expand_last(s_inv) * _mT(u))
+    return matmul_p(_mH(vh), _expand_last(s_inv) * _mH(u))
 
 
 def matrix_power(a: Any, n: int) -> Any:
@@ -1263,7 +1360,8 @@ def lstsq(a: Any, b: Any, rcond: Any = None) -> tuple:
     x = matmul(pinv(a, rcond=rcond), b)
     if rank == n and m > n:
         resid = matmul(a, x) - b
-        resid = reduce_sum(resid * resid, axes=(0,) if _nd(b) == 2 else (-1,), keepdims=False)
+        sq = real(resid * conj(resid)) if is_complex(resid) else resid * resid
+        resid = reduce_sum(sq, axes=(0,) if _nd(b) == 2 else (-1,), keepdims=False)
         if _nd(b) == 1:
             resid = reshape(resid, shape=(1,))
     else:

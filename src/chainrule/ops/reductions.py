@@ -14,7 +14,7 @@ import numpy as np
 from ..backend import NUMPY_TYPES, library_name, namespace_of
 from ..core.primitive import Box, primitive
 from ._broadcast import _inverse, batch_shape, broadcast_to, reshape, transpose_p
-from .elementwise import equal, exp, log, sqrt, where
+from .elementwise import conj, equal, exp, is_complex, log, real, sqrt, where
 from .indexing import concat_p
 
 __all__ = [
@@ -339,6 +339,8 @@ def var(x: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Any:
     axes = normalize_axes(axis, _ndim(x), "var")
     centred = x - mean(x, axis=axes, keepdims=True)
     n = _count(tuple(getattr(x, "shape", ())), axes) - ddof
+    if is_complex(centred):  # NumPy: the mean of |x - mean|^2, a real number
+        return reduce_sum(real(centred * conj(centred)), axes=axes, keepdims=bool(keepdims)) / n
     return reduce_sum(centred * centred, axes=axes, keepdims=bool(keepdims)) / n
 
 

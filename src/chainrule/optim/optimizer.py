@@ -4,6 +4,13 @@ Subclasses implement ``_update(p, g, state, group)``, which changes the
 parameter's array **in place** (so the parameter objects a model holds stay
 the same) with PyTorch's formula.  Parameters whose ``.grad`` is ``None``
 are skipped.
+
+Complex parameters (API section 11): ``.grad`` is ``df/dx - i df/dy``, so
+the steepest descent direction is ``-conj(grad)``; the update runs on the
+conjugated gradient with the parameter seen as pairs of reals (its real and
+imaginary parts side by side, as PyTorch's optimisers view complex
+parameters), so every optimiser descends, and the adaptive ones scale the
+real and imaginary parts separately.
 """
 
 from __future__ import annotations
@@ -32,6 +39,12 @@ def _raw(x: Any) -> Any:
     while isinstance(x, Box):
         x = x.data
     return x
+
+
+class _RealPairs:
+    """A complex parameter's array seen as pairs of reals (what ``_update`` works on)."""
+
+    __slots__ = ("data",)
 
 
 class Optimizer:
@@ -110,8 +123,26 @@ class Optimizer:
                 st = state.get(id(p))
                 if st is None:
                     st = state[id(p)] = {}
-                self._update(p, g, st, group)
+                if getattr(g, "dtype", None) is not None and g.dtype.kind == "c":
+                    self._update_complex(p, g, st, group)
+                else:
+                    self._update(p, g, st, group)
         return loss
+
+    def _update_complex(self, p: Any, g: Any, state: dict[str, Any], group: dict[str, Any]
+                        ) -> None:
+        """The update of a complex parameter, on pairs of reals along ``conj(grad)``."""
+        a = np.asarray(_raw(p.data))
+        shape, rdt = a.shape, a.real.dtype
+        pairs = _RealPairs()
+        # reshape(-1) of a contiguous array is a view: the in-place update reaches p.data
+        inplace = a.flags.c_contiguous and a.flags.writeable and a is _raw(p.data)
+        pairs.data = (a.reshape(-1) if inplace else a.reshape(-1).copy()).view(rdt)
+        view = pairs.data
+        g = np.ascontiguousarray(np.conj(g)).reshape(-1).view(rdt)
+        self._update(pairs, g, state, group)
+        if not inplace or pairs.data is not view:
+            p.data = np.ascontiguousarray(pairs.data).view(a.dtype).reshape(shape)
 
     def _update(self, p: Any, g: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         raise NotImplementedError
