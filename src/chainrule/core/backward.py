@@ -16,6 +16,7 @@ from typing import Any
 
 from .hooks import call_hook
 from .primitive import Box
+from .version import check_saved, modified
 
 __all__ = ["backward_pass", "add_cotangents", "tensor_hooks"]
 
@@ -73,6 +74,7 @@ def backward_pass(
     leaves: dict[int, tuple[Box, Any]] = {}
     wanted = set(target_nodes)
     hooks = tensor_hooks
+    changed = modified
     found: dict[Box, Any] = {}
     # While the sweep runs, a recorded box keeps its pending cotangent in ``_ct``
     # (cheaper than a dict); ``_ct is not None`` means "already on the heap".
@@ -92,6 +94,8 @@ def backward_pass(
             args = box._args
             if args is None:
                 raise _freed_error(box)
+            if changed:
+                check_saved(box)
             params = box._params
             if create_graph:
                 vals = args

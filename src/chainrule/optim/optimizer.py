@@ -16,6 +16,7 @@ import numpy as np
 
 from ..core.primitive import Box
 from ..core.trace import enable_grad
+from ..core.version import bump_version
 
 __all__ = ["Optimizer", "required"]
 
@@ -111,6 +112,7 @@ class Optimizer:
                 if st is None:
                     st = state[id(p)] = {}
                 self._update(p, g, st, group)
+                bump_version(p)
         return loss
 
     def _update(self, p: Any, g: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
