@@ -13,6 +13,7 @@ from numpy.testing import assert_allclose
 
 import chainrule as cr
 import chainrule.numpy as cnp
+from chainrule import graph as G
 
 ONES = np.ones(3)
 
@@ -155,6 +156,20 @@ def test_chainrule_code_paths_do_not_trip():
     cr.check_grads(lambda a: cnp.sum(cnp.tanh(a)), (rng.standard_normal(3),), order=2)
     res = cr.optimize.minimize(lambda p: cnp.sum((p - 1.0) ** 2), np.zeros(2))
     assert_allclose(res.x, 1.0, atol=1e-5)
+    xg = G.placeholder(shape=(None, 3), name="x")
+    wg = G.variable(np.ones((3, 1)), name="w")
+    loss_g = cnp.mean(np.tanh(xg @ wg) ** 2)  # np.tanh dispatches on graph nodes too
+    run = G.compile([loss_g], inputs=[xg])
+    assert_allclose(run(np.ones((4, 3)))[0], np.tanh(3.0) ** 2)
+    loss_g.forward({xg: np.ones((4, 3))})
+    loss_g.backward()
+    assert wg.grad.shape == (3, 1)
+    with pytest.raises(TypeError, match="no value until the graph runs"):
+        np.asarray(wg)
+    step = cr.compile(cr.value_and_grad(lambda v: cnp.sum(np.sin(v))))
+    assert_allclose(step(np.zeros(2))[1], 1.0)
+    with pytest.raises(TypeError, match=r"cr\.grad"):
+        cr.compile(cr.grad(lambda v: float(cnp.sum(v)) * cnp.sum(v)))(np.ones(2))
 
 
 # --- NumPy dispatch ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ _original_call = Primitive.__call__
 _original_rules: dict[Primitive, Any] = {}
 #: id of a recorded result (the box, and its data) -> (weak reference to the box, "file:line")
 _sites: dict[int, tuple[Any, str]] = {}
+_QUIET = {"divide": "ignore", "invalid": "ignore", "over": "ignore"}
 
 
 class _InRule(threading.local):
@@ -163,7 +164,8 @@ def _site_of(out: Any) -> str:
 
 
 def _checked_call(self: Primitive, *args: Any, **params: Any) -> Any:
-    out = _original_call(self, *args, **params)
+    with np.errstate(**_QUIET):  # the mode reports non-finite values itself
+        out = _original_call(self, *args, **params)
     if _in_rule.depth:  # operations inside a backward rule: the rule's result is checked
         return out
     if not _finite(out) and _finite(args):
@@ -180,7 +182,8 @@ def _checked_rule(prim: Primitive, rule: Callable) -> Callable:
     def checked(g: Any, out: Any, *vals: Any, **params: Any) -> Any:
         _in_rule.depth += 1
         try:
-            ct = rule(g, out, *vals, **params)
+            with np.errstate(**_QUIET):
+                ct = rule(g, out, *vals, **params)
         finally:
             _in_rule.depth -= 1
         if not _finite(ct) and _finite(g):

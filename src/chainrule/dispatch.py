@@ -112,6 +112,7 @@ def _data(box: Any) -> Any:
 def _refuse(what: str, found: tuple[Any, str], why: str) -> TypeError:
     box, owner = found
     carrier = ("a tensor that requires grad" if owner == "eager"
+               else "a value traced by a transform" if owner == "transform"
                else f"a value traced by cr.{owner}")
     return TypeError(
         f"{what} {why}, and it was given {carrier} (shape {box.shape}, dtype {box.dtype}): "

@@ -18,7 +18,7 @@ import numpy as np
 from .core.backward import add_cotangents, backward_pass, tensor_hooks
 from .core.hooks import RemovableHandle
 from .core.primitive import Box, box_class
-from .core.trace import EAGER_LEVEL, FORWARD_LEVELS, LEVEL_NAMES, state
+from .core.trace import EAGER_LEVEL, FORWARD_LEVELS, LEVEL_NAMES, STAGING, state
 
 __all__ = ["Tensor", "tensor", "from_numpy", "is_differentiable_dtype"]
 
@@ -305,14 +305,11 @@ def _derivative_owner(x: Any) -> str | None:
         if level == EAGER_LEVEL:
             if x.requires_grad and state.grad_floor < EAGER_LEVEL:
                 return _EAGER
-        else:
-            name = LEVEL_NAMES.get(level)
-            if name is not None:
-                if level in FORWARD_LEVELS:
-                    if x._tangent is not None:
-                        return name
-                elif x.requires_grad and level > state.grad_floor:
-                    return name
+        elif level in FORWARD_LEVELS:
+            if x._tangent is not None:
+                return LEVEL_NAMES.get(level, "transform")
+        elif x.requires_grad and level > state.grad_floor and level not in STAGING:
+            return LEVEL_NAMES.get(level, "transform")
         x = x.data
     return None
 
@@ -324,8 +321,9 @@ def _escape_message(x: Any, owner: str, what: str) -> str:
             "drop its gradient; use x.detach() first (e.g. np.asarray(x.detach())), or "
             "compute with chainrule.numpy functions, which stay differentiable"
         )
+    by = "a transform" if owner == "transform" else f"cr.{owner}"
     return (
-        f"{what} of a value traced by cr.{owner} (shape {x.shape}, dtype {x.dtype}): the "
+        f"{what} of a value traced by {by} (shape {x.shape}, dtype {x.dtype}): the "
         "plain numbers would carry no derivative and the result would be silently wrong. "
         "Compute with chainrule.numpy functions (import chainrule.numpy as cnp; NumPy's own "
         "functions dispatch to them too), and use cr.stop_gradient(x) / cnp.stop_gradient(x) "

@@ -77,7 +77,7 @@ class level_scope:
 
     __slots__ = ("level", "saved")
 
-    def __init__(self, forward: bool = False, name: str = "a transform") -> None:
+    def __init__(self, forward: bool = False, name: str = "transform") -> None:
         self.level = new_level(forward)
         LEVEL_NAMES[self.level] = name
 
