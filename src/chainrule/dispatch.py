@@ -36,10 +36,14 @@ _UFUNC_METHODS = {
     ("maximum", "reduce"): "max", ("minimum", "reduce"): "min",
     ("add", "accumulate"): "cumsum", ("multiply", "accumulate"): "cumprod",
 }
-#: Functions that only look at shapes and dtypes: they read no values.
-_METADATA = frozenset({
+#: Functions whose results carry no derivative: shapes and dtypes, and boolean or integer
+#: answers (like comparisons, they may read values; Python control flow needs them).
+_NO_DERIVATIVE = frozenset({
     "result_type", "shape", "ndim", "size", "iscomplexobj", "isrealobj", "min_scalar_type",
-    "can_cast", "broadcast_shapes", "isscalar",
+    "can_cast", "broadcast_shapes", "isscalar", "any", "all", "count_nonzero", "nonzero",
+    "flatnonzero", "argwhere", "argmax", "argmin", "argsort", "argpartition", "searchsorted",
+    "digitize", "isnan", "isinf", "isfinite", "isposinf", "isneginf", "isclose", "allclose",
+    "array_equal", "array_equiv", "isreal", "iscomplex", "signbit",
 })
 
 
@@ -146,7 +150,7 @@ def array_function(self: Any, func: Any, types: Any, args: tuple, kwargs: dict) 
     name = getattr(func, "__name__", repr(func))
     what = f"{getattr(func, '__module__', 'numpy')}.{name}"
     kwargs = dict(kwargs)
-    if name in _METADATA:  # no values are read
+    if name in _NO_DERIVATIVE:
         return func(*_plain(args, _data), **_plain(kwargs, _data))
     if _no_out(kwargs):
         return _without_derivative(func, what, "writes into out=", args, kwargs)
@@ -174,6 +178,8 @@ def array_ufunc(self: Any, ufunc: Any, method: str, *inputs: Any, **kwargs: Any)
         alias = _UFUNC_METHODS.get((name, method))
         fn = getattr(cnp, alias) if alias is not None else None
     if fn is None or fn is func:
+        if name in _NO_DERIVATIVE and method == "__call__":
+            return func(*_plain(inputs, _data), **_plain(kwargs, _data))
         return _without_derivative(func, what, "has no differentiable chainrule version",
                                    inputs, kwargs)
     if method != "__call__" and "axis" not in kwargs:
