@@ -36,6 +36,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 #: (name for --only, module in benchmarks/, what it measures)
 WORKLOADS: list[tuple[str, str, str]] = [
     ("W1", "w1_chain", "eager overhead, scalar chain"),
+    ("W1-anomaly", "w1_anomaly", "W1 with detect_anomaly() off / on"),
     ("W2", "w2_mlp", "MLP training step, float64 / float32"),
     ("W3", "w3_elementwise", "large elementwise expression"),
     ("MEM", "memory", "graph memory per op"),

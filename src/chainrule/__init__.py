@@ -10,12 +10,16 @@
 
 from . import numpy  # noqa: F401  (loads every op family)
 from ._version import __version__
+from .anomaly import detect_anomaly, is_anomaly_enabled
 from .core.trace import enable_grad, is_grad_enabled, no_grad
+from .dispatch import install as _install_dispatch
 from .function import Function, FunctionCtx
+from .ops.creation import stop_gradient
 from .tape import GradientTape
-from .tensor import Tensor, _install_methods, tensor
+from .tensor import Tensor, _install_methods, from_numpy, tensor
 
 _install_methods()
+_install_dispatch()
 
 # Everything below builds on the tensor methods installed above.
 from . import data, datasets, graph, nn, optim, optimize, pytree, sparse  # noqa: E402
@@ -35,8 +39,9 @@ from .transforms import (  # noqa: E402
 )
 
 __all__ = [
-    "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "Function",
-    "FunctionCtx", "GradientTape", "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev",
+    "Tensor", "tensor", "from_numpy", "stop_gradient", "no_grad", "enable_grad",
+    "is_grad_enabled", "detect_anomaly", "is_anomaly_enabled", "Function", "FunctionCtx",
+    "GradientTape", "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev",
     "jacobian", "hessian", "hvp", "check_grads", "compile", "pytree", "graph", "nn", "optim",
     "optimize", "data", "datasets", "elementwise_grad", "sparse", "__version__",
 ]

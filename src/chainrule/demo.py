@@ -163,7 +163,7 @@ def _train(name: str, epochs: int, batch_size: int, lr: float, seed: int, progre
             loss.backward()
             opt.step()
             # Report the plain cross-entropy (the objective adds label smoothing).
-            raw_logits = np.asarray(logits)
+            raw_logits = np.asarray(logits.detach())
             value = float(F.cross_entropy(raw_logits, yb))
             total += value * len(yb)
             count += len(yb)

@@ -13,7 +13,10 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import numpy as np
+
 from .core.primitive import Box, Primitive
+from .ops._broadcast import reshape, sum_to
 
 __all__ = ["Function", "FunctionCtx"]
 
@@ -63,6 +66,64 @@ def _normalise(cts: Any, n: int, name: str) -> tuple:
     return cts
 
 
+def _shape(x: Any) -> tuple:
+    return tuple(getattr(x, "shape", ()))
+
+
+def _kind(x: Any) -> str:
+    while isinstance(x, Box):
+        x = x.data
+    dtype = getattr(x, "dtype", None)
+    if dtype is None:
+        return {bool: "b", int: "i", float: "f", complex: "c"}.get(type(x), "O")
+    try:
+        return np.dtype(dtype).kind
+    except TypeError:
+        name = str(dtype)
+        return "c" if "complex" in name else "f" if "float" in name else "O"
+
+
+def _checked(cts: tuple, g: Any, out: Any, vals: tuple, name: str) -> tuple:
+    """Each gradient of ``backward`` has its input's shape (plus the cotangent's leading batch
+    axes); one broadcastable to it is summed down (as PyTorch does), anything else is an error."""
+    if isinstance(g, (tuple, list)):  # several outputs: any cotangent tells the batch axes
+        g, out = next(((gi, oi) for gi, oi in zip(g, out) if gi is not None), (None, None))
+    nb = len(_shape(g)) - len(_shape(out))
+    batch = _shape(g)[:nb] if nb > 0 else ()
+    checked = []
+    for i, (ct, x) in enumerate(zip(cts, vals)):
+        if ct is None:
+            checked.append(ct)
+            continue
+        want = batch + _shape(x)
+        got = _shape(ct)
+        kind, xkind = _kind(ct), _kind(x)
+        if kind not in "biufc" or (kind == "c" and xkind != "c"):
+            raise ValueError(
+                f"{name}.backward returned a gradient of dtype kind {kind!r} for input {i} of "
+                f"dtype kind {xkind!r} (shape {got} for an input of shape {_shape(x)}); "
+                "return a real floating-point array for a real input"
+            )
+        if got != want and all(type(d) is int for d in got + want):  # (graph sizes: unknown)
+            try:
+                fits = len(got) >= len(want) and np.broadcast_shapes(want, got) == got
+            except ValueError:
+                fits = False
+            if not fits:
+                raise ValueError(
+                    f"{name}.backward returned a gradient of shape {got} for input {i}, which "
+                    f"has shape {_shape(x)}"
+                    + (f" (with {nb} leading batch axes: expected {want})" if batch else "")
+                    + "; each gradient must have its input's shape (or one that broadcasting "
+                    "the input to would give, which is then summed down)"
+                )
+            ct = sum_to(ct, shape=(1,) * (len(got) - len(want)) + want)
+            if len(got) != len(want):
+                ct = reshape(ct, shape=want)
+        checked.append(ct)
+    return tuple(checked)
+
+
 class Function:
     """Base class of custom differentiable operations.
 
@@ -95,7 +156,8 @@ class Function:
             return out
 
         def vjp(g: Any, out: Any, *vals: Any, ctx: FunctionCtx) -> tuple:
-            return _normalise(cls.backward(ctx._resolved(vals, out), g), len(vals), cls.__name__)
+            cts = _normalise(cls.backward(ctx._resolved(vals, out), g), len(vals), cls.__name__)
+            return _checked(cts, g, out, vals, cls.__name__)
 
         jvp = None
         if "jvp" in cls.__dict__ or any("jvp" in b.__dict__ for b in cls.__mro__[1:-2]):

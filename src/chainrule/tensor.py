@@ -9,15 +9,18 @@ of leaf tensors, as in PyTorch.
 from __future__ import annotations
 
 import math
+import operator
+import weakref
 from typing import Any
 
 import numpy as np
 
-from .core.backward import add_cotangents, backward_pass
+from .core.backward import add_cotangents, backward_pass, tensor_hooks
+from .core.hooks import RemovableHandle
 from .core.primitive import Box, box_class
-from .core.trace import EAGER_LEVEL, state
+from .core.trace import EAGER_LEVEL, FORWARD_LEVELS, LEVEL_NAMES, STAGING, state
 
-__all__ = ["Tensor", "tensor", "is_differentiable_dtype"]
+__all__ = ["Tensor", "tensor", "from_numpy", "is_differentiable_dtype"]
 
 
 def is_differentiable_dtype(dtype: Any) -> bool:
@@ -116,38 +119,70 @@ class Tensor(Box):
         return body
 
     def __array__(self, dtype=None, copy=None):
+        owner = _derivative_owner(self)
+        if owner is not None:
+            raise TypeError(_escape_message(self, owner, "np.asarray() / np.array()"))
         a = np.asarray(_raw(self))
         return a if dtype is None else a.astype(dtype)
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        """The data, shared through DLPack (refused while it carries a derivative)."""
+        owner = _derivative_owner(self)
+        if owner is not None:
+            raise TypeError(_escape_message(self, owner, "__dlpack__()"))
+        return _raw(self).__dlpack__(**kwargs)
+
+    def __dlpack_device__(self) -> Any:
+        return _raw(self).__dlpack_device__()
+
+    def __reduce__(self):
+        """Pickle (and deepcopy) a leaf with its flag and gradient, a recorded result as its
+        data (the graph is not saved)."""
+        owner = _derivative_owner(self)
+        if owner is not None and owner != _EAGER:
+            raise TypeError(_escape_message(self, owner, "pickling"))
+        leaf = self._prim is None
+        return (_rebuild, (_raw(self), self.requires_grad and leaf,
+                           _raw(self.grad) if leaf else None))
 
     def __bool__(self) -> bool:
         return bool(_raw(self))
 
     def __float__(self) -> float:
+        _refuse_traced(self, "float()")
         return float(_raw(self))
 
     def __int__(self) -> int:
+        _refuse_traced(self, "int()")
         return int(_raw(self))
 
+    def __complex__(self) -> complex:
+        _refuse_traced(self, "complex()")
+        return complex(_raw(self))
+
     def __index__(self) -> int:
-        return int(_raw(self))
+        _refuse_traced(self, "operator.index()")
+        return operator.index(_raw(self))
 
     # --- conversion --------------------------------------------------------------------
     def numpy(self) -> np.ndarray:
-        """The value as a NumPy array (copied from the device for GPU arrays)."""
-        raw = _raw(self)
-        if hasattr(raw, "get") and not isinstance(raw, np.ndarray):
-            return raw.get()  # CuPy
-        if hasattr(raw, "compute"):
-            return np.asarray(raw.compute())  # Dask
-        return np.asarray(raw)
+        """The value as a NumPy array (copied from the device for GPU arrays).
+
+        An explicit read, like ``.item()``: allowed on eager tensors, refused
+        (``TypeError``) on a value traced by a transform.
+        """
+        _refuse_traced(self, ".numpy()")
+        return _to_numpy(_raw(self))
 
     def item(self) -> Any:
         """The value of a one-element tensor as a Python number."""
+        _refuse_traced(self, ".item()")
         raw = _raw(self)
         return raw.item() if hasattr(raw, "item") else raw
 
     def tolist(self) -> Any:
-        return self.numpy().tolist()
+        _refuse_traced(self, ".tolist()")
+        return _to_numpy(_raw(self)).tolist()
 
     def detach(self) -> Tensor:
         """A tensor with the same value that is cut off from the graph."""
@@ -169,6 +204,38 @@ class Tensor(Box):
                 "requires_grad can only be switched off on leaf tensors; use detach()")
         self.requires_grad = requires_grad
         return self
+
+    def register_hook(self, hook: Any) -> RemovableHandle:
+        """Call ``hook(grad)`` whenever this tensor's gradient is computed.
+
+        For a leaf the hook sees the total gradient of a backward pass before
+        it is accumulated into ``.grad``; a hook that returns a value
+        replaces the gradient (e.g. to clip it).  Returns a handle whose
+        ``remove()`` unregisters the hook.
+
+        >>> import chainrule as cr
+        >>> x = cr.tensor([1.0, -3.0], requires_grad=True)
+        >>> y = x * 2
+        >>> handle = y.register_hook(lambda g: g.clip(-0.5, 0.5))
+        >>> (y * y).sum().backward()
+        >>> x.grad                      # 2 * clip(2 y)
+        array([ 1., -1.])
+        >>> handle.remove()
+        """
+        if not callable(hook):
+            raise TypeError(f"register_hook() needs a callable, got {type(hook).__name__}")
+        if not self.requires_grad:
+            raise RuntimeError(
+                "cannot register a hook on a tensor that does not require grad "
+                "(its gradient is never computed)"
+            )
+        key = id(self)
+        hooks = tensor_hooks.get(key)
+        if hooks is None:
+            hooks = tensor_hooks[key] = []
+            weakref.finalize(self, _forget_hooks, key, hooks)
+        hooks.append(hook)
+        return RemovableHandle(hooks, hook, lambda: _forget_hooks(key, hooks))
 
     def zero_grad(self) -> None:
         """Forget the accumulated gradient (``.grad`` becomes ``None``)."""
@@ -238,20 +305,95 @@ def accumulate_grad(leaf: Box, g: Any) -> None:
 box_class[0] = Tensor
 
 
+def _forget_hooks(key: int, hooks: list) -> None:
+    if tensor_hooks.get(key) is hooks:  # not a newer tensor that reuses the id
+        del tensor_hooks[key]
+
+_EAGER = "eager"
+
+
+def _derivative_owner(x: Any) -> str | None:
+    """Who would lose a derivative if ``x`` were read as plain numbers.
+
+    ``"eager"`` for a tensor that requires grad while operations are recorded, the
+    transform's name (``"grad"``, ``"jvp"``...) for a value traced by an active transform
+    that depends on its inputs, ``None`` when reading the value loses nothing.
+    """
+    while isinstance(x, Box):
+        level = x._level
+        if level == EAGER_LEVEL:
+            if x.requires_grad and state.grad_floor < EAGER_LEVEL:
+                return _EAGER
+        elif level in FORWARD_LEVELS:
+            if x._tangent is not None:
+                return LEVEL_NAMES.get(level, "transform")
+        elif x.requires_grad and level > state.grad_floor and level not in STAGING:
+            return LEVEL_NAMES.get(level, "transform")
+        x = x.data
+    return None
+
+
+def _escape_message(x: Any, owner: str, what: str) -> str:
+    if owner == _EAGER:
+        return (
+            f"{what} of a tensor that requires grad (shape {x.shape}, dtype {x.dtype}) would "
+            "drop its gradient; use x.detach() first (e.g. np.asarray(x.detach())), or "
+            "compute with chainrule.numpy functions, which stay differentiable"
+        )
+    by = "a transform" if owner == "transform" else f"cr.{owner}"
+    return (
+        f"{what} of a value traced by {by} (shape {x.shape}, dtype {x.dtype}): the "
+        "plain numbers would carry no derivative and the result would be silently wrong. "
+        "Compute with chainrule.numpy functions (import chainrule.numpy as cnp; NumPy's own "
+        "functions dispatch to them too), and use cr.stop_gradient(x) / cnp.stop_gradient(x) "
+        "where no derivative is wanted"
+    )
+
+
+def _refuse_traced(x: Any, what: str) -> None:
+    """Python numbers of an eager tensor are an explicit detach (``loss.item()``); of a
+    value traced by a transform they would escape the trace."""
+    owner = _derivative_owner(x)
+    if owner is not None and owner != _EAGER:
+        raise TypeError(_escape_message(x, owner, what))
+
+
+def _to_numpy(raw: Any) -> np.ndarray:
+    if isinstance(raw, np.ndarray):
+        return raw
+    if hasattr(raw, "get") and not isinstance(raw, np.generic):
+        return raw.get()  # CuPy
+    if hasattr(raw, "compute"):
+        return np.asarray(raw.compute())  # Dask
+    return np.asarray(raw)
+
+
+def _rebuild(data: Any, requires_grad: bool, grad: Any) -> Tensor:
+    t = Tensor(data)
+    t.requires_grad = requires_grad
+    t.grad = grad
+    return t
+
+
 def _is_numpy(x: Any) -> bool:
     return isinstance(x, (np.ndarray, np.generic, float, int, bool))
 
 
 def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
-    """Make a leaf tensor from an array, a nested list or a number.
+    """Make a leaf tensor from an array, a nested list or a number; the data is copied.
 
-    Python floats (and lists of them) become float64; a NumPy array is used
-    as it is, without a copy; arrays of other array libraries (CuPy, Dask,
+    Like ``torch.tensor``, the tensor owns a copy of ``data``, so changing
+    the caller's array later cannot change it (use :func:`from_numpy` to
+    share a NumPy array's memory instead).  Python floats (and lists of
+    them) become float64; arrays of other array libraries (CuPy, Dask,
     array-api-strict) are kept in their library.
 
-    >>> import chainrule as cr
-    >>> cr.tensor([1.0, 2.0]).dtype
-    dtype('float64')
+    >>> import numpy as np, chainrule as cr
+    >>> a = np.array([1.0, 2.0])
+    >>> t = cr.tensor(a)
+    >>> a[0] = 5.0
+    >>> t
+    tensor([1., 2.])
     >>> cr.tensor([1, 2], requires_grad=True)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -259,16 +401,52 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
     """
     if isinstance(data, Box):
         data = _raw(data)
-    if isinstance(data, np.ndarray):
-        # Shares memory with the array it is given (like torch.from_numpy): no copy.
-        data = data if dtype is None or data.dtype == dtype else data.astype(dtype)
-    elif _is_numpy(data) or isinstance(data, (list, tuple)):
-        data = np.array(data, dtype=dtype)
-    elif dtype is not None:
+    if _is_numpy(data) or isinstance(data, (list, tuple)):
+        data = np.array(data, dtype=dtype)  # always a fresh array
+    else:
         from .backend import namespace_of
 
         xp = namespace_of(data)
-        data = xp.astype(data, dtype) if hasattr(xp, "astype") else data.astype(dtype)
+        if dtype is not None:
+            data = xp.astype(data, dtype) if hasattr(xp, "astype") else data.astype(dtype)
+        else:
+            data = _copied(xp, data)
+    return _leaf(data, requires_grad)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A tensor that shares memory with the NumPy ``array`` (no copy), like ``torch.from_numpy``.
+
+    Changes to the array show in the tensor and back.  Changing it in place
+    while a graph that saved it waits for ``backward()`` is an error that
+    chainrule cannot see: call ``backward()`` first, or use :func:`tensor`.
+
+    >>> import numpy as np, chainrule as cr
+    >>> a = np.array([1.0, 2.0])
+    >>> t = cr.from_numpy(a)
+    >>> a[0] = 5.0
+    >>> t
+    tensor([5., 2.])
+    """
+    if not isinstance(array, np.ndarray):
+        raise TypeError(
+            f"from_numpy() expects a numpy.ndarray, got {type(array).__name__}; use "
+            "cr.tensor(data) for lists, numbers and other array libraries"
+        )
+    return _leaf(array, False)
+
+
+def _copied(xp: Any, data: Any) -> Any:
+    """A copy of an array of another library (immutable ones are kept as they are)."""
+    if hasattr(data, "copy"):
+        return data.copy()
+    try:
+        return xp.asarray(data, copy=True)
+    except (TypeError, ValueError, NotImplementedError):
+        return data
+
+
+def _leaf(data: Any, requires_grad: bool) -> Tensor:
     t = Tensor(data, EAGER_LEVEL)
     if requires_grad:
         t.requires_grad_(True)

@@ -280,7 +280,7 @@ class _ReverseTrace:
             _diff_input(x, fname, f"input leaf {i} (shape {_shape(_as_value(x))})")
             for i, x in enumerate(leaves)
         ]
-        with level_scope() as level:
+        with level_scope(name=fname) as level:
             self.level = level
             self.boxes = [Tensor(x, level, None, True) for x in self.inputs]
             out = fun(tree_unflatten(self.in_def, self.boxes))
@@ -307,7 +307,7 @@ class _ReverseTrace:
 def _forward(fname: str, fun: Callable, in_def: PyTreeDef, inputs: list, tangents: list
              ) -> tuple[list, list, PyTreeDef, int]:
     """Run ``fun`` at a fresh forward level: output values, tangents (None = 0), tree, level."""
-    with level_scope(forward=True) as level:
+    with level_scope(forward=True, name=fname) as level:
         boxes = [Tensor(x, level, None, False, t) for x, t in zip(inputs, tangents)]
         out = fun(tree_unflatten(in_def, boxes))
     out_leaves, out_def = tree_flatten(out)

@@ -14,9 +14,24 @@ from collections.abc import Callable, Iterable
 from heapq import heappop, heappush
 from typing import Any
 
+from .hooks import call_hook
 from .primitive import Box
+from .version import check_saved, modified
 
-__all__ = ["backward_pass", "add_cotangents"]
+__all__ = ["backward_pass", "add_cotangents", "tensor_hooks"]
+
+#: ``Tensor.register_hook`` functions by ``id(box)`` (empty, and never looked at, when unused).
+tensor_hooks: dict[int, list] = {}
+
+
+def _hooked(box: Box, g: Any) -> Any:
+    """``g`` after the box's hooks (a hook returning non-None replaces it)."""
+    for fn in tuple(tensor_hooks.get(id(box), ())):
+        r = call_hook(fn, "tensor hook", g)
+        if r is not None:
+            g = r
+    return g
+
 
 def add_cotangents(a: Any, b: Any) -> Any:
     """Sum two cotangents; ``None`` is a symbolic zero, tuples add entrywise."""
@@ -58,6 +73,8 @@ def backward_pass(
     heap: list = []
     leaves: dict[int, tuple[Box, Any]] = {}
     wanted = set(target_nodes)
+    hooks = tensor_hooks
+    changed = modified
     found: dict[Box, Any] = {}
     # While the sweep runs, a recorded box keeps its pending cotangent in ``_ct``
     # (cheaper than a dict); ``_ct is not None`` means "already on the heap".
@@ -68,6 +85,8 @@ def backward_pass(
             box = heappop(heap)[1]
             g = box._ct
             box._ct = None
+            if hooks and id(box) in hooks:
+                g = _hooked(box, g)
             if wanted and box in wanted:
                 found[box] = g
             if accept is not None and not accept(box):
@@ -75,6 +94,8 @@ def backward_pass(
             args = box._args
             if args is None:
                 raise _freed_error(box)
+            if changed:
+                check_saved(box)
             params = box._params
             if create_graph:
                 vals = args
@@ -116,6 +137,10 @@ def backward_pass(
     for box, ct in found.items():
         if _is_complex(ct) and not _is_complex(box.data):
             found[box] = ct.real
+    if tensor_hooks:  # a leaf's hooks see its total gradient before it is accumulated
+        for key, (leaf, g) in leaves.items():
+            if key in tensor_hooks:
+                leaves[key] = (leaf, _hooked(leaf, g))
     return leaves, found
 
 

@@ -28,6 +28,8 @@ FORWARD_LEVELS: set[int] = set()
 STAGING: dict[int, Any] = {}
 #: Every level that the fast paths must leave to the general bind.
 SPECIAL_LEVELS: set[int] = set()
+#: The transform (``"grad"``, ``"jvp"``...) running at each active level, for error messages.
+LEVEL_NAMES: dict[int, str] = {}
 
 
 class _State(threading.local):
@@ -77,8 +79,9 @@ class level_scope:
 
     __slots__ = ("level", "saved")
 
-    def __init__(self, forward: bool = False) -> None:
+    def __init__(self, forward: bool = False, name: str = "transform") -> None:
         self.level = new_level(forward)
+        LEVEL_NAMES[self.level] = name
 
     def __enter__(self) -> int:
         self.saved = state.top_level
@@ -89,6 +92,7 @@ class level_scope:
         state.top_level = self.saved
         FORWARD_LEVELS.discard(self.level)
         SPECIAL_LEVELS.discard(self.level)
+        LEVEL_NAMES.pop(self.level, None)
 
 
 def is_recording(level: int) -> bool:

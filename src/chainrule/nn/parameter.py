@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..core.primitive import Box
+from ..core.version import bump_version
 from ..tensor import Tensor
 
 __all__ = ["Parameter"]
@@ -16,6 +17,9 @@ def _raw(x: Any) -> Any:
     while isinstance(x, Box):
         x = x.data
     return x
+
+
+_data_slot = Box.data  # the slot under Parameter.data
 
 
 class Parameter(Tensor):
@@ -43,6 +47,21 @@ class Parameter(Tensor):
             raw = raw.copy() if hasattr(raw, "copy") else raw
         Box.__init__(self, raw)
         self.requires_grad_(bool(requires_grad))
+
+    @property
+    def data(self) -> Any:
+        return _data_slot.__get__(self, Parameter)
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        # assigning .data is an in-place change for the graphs that saved the old value
+        try:
+            _data_slot.__get__(self, Parameter)
+        except AttributeError:  # the first assignment, from __init__
+            _data_slot.__set__(self, value)
+            return
+        _data_slot.__set__(self, value)
+        bump_version(self)
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..core.primitive import Box
 from ..core.trace import enable_grad
+from ..core.version import bump_version
 
 __all__ = ["Optimizer", "required"]
 
@@ -127,6 +128,7 @@ class Optimizer:
                     self._update_complex(p, g, st, group)
                 else:
                     self._update(p, g, st, group)
+                bump_version(p)
         return loss
 
     def _update_complex(self, p: Any, g: Any, state: dict[str, Any], group: dict[str, Any]

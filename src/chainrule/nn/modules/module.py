@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ...core.hooks import RemovableHandle, call_hook
 from ...core.primitive import Box
 from ..parameter import Parameter
 from ..serialization import load_state, save_state
@@ -312,8 +313,65 @@ class Module:
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
+    #: True once a forward (pre-)hook was registered: plain calls skip the hook machinery.
+    _hooked = False
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        if not self._hooked:
+            return self.forward(*args, **kwargs)
+        return self._call_with_hooks(args, kwargs)
+
+    def _call_with_hooks(self, args: tuple, kwargs: dict) -> Any:
+        for hook in tuple(self.__dict__.get("_forward_pre_hooks", ())):
+            r = call_hook(hook, "forward pre-hook", self, args)
+            if r is not None:
+                args = r if isinstance(r, tuple) else (r,)
+        output = self.forward(*args, **kwargs)
+        for hook in tuple(self.__dict__.get("_forward_hooks", ())):
+            r = call_hook(hook, "forward hook", self, args, output)
+            if r is not None:
+                output = r
+        return output
+
+    def _add_hook(self, kind: str, hook: Callable) -> RemovableHandle:
+        if not callable(hook):
+            raise TypeError(f"a hook must be callable, got {type(hook).__name__}")
+        hooks = self.__dict__.get(kind)
+        if hooks is None:
+            hooks = []
+            object.__setattr__(self, kind, hooks)
+        hooks.append(hook)
+        object.__setattr__(self, "_hooked", True)
+        return RemovableHandle(hooks, hook)
+
+    def register_forward_pre_hook(self, hook: Callable) -> RemovableHandle:
+        """Call ``hook(module, inputs)`` before each ``forward``; a returned tuple (or a
+        single value) replaces the positional inputs.  Returns a handle with ``remove()``.
+
+        >>> import chainrule as cr
+        >>> lin = cr.nn.Linear(2, 1)
+        >>> handle = lin.register_forward_pre_hook(lambda m, inputs: (inputs[0] * 0,))
+        >>> float(lin(cr.numpy.ones((1, 2)))[0, 0]) == float(lin.bias.data[0])
+        True
+        >>> handle.remove()
+        """
+        return self._add_hook("_forward_pre_hooks", hook)
+
+    def register_forward_hook(self, hook: Callable) -> RemovableHandle:
+        """Call ``hook(module, inputs, output)`` after each ``forward``; a returned value
+        replaces the output (feature extraction, inspection).  Returns a handle with
+        ``remove()``.
+
+        >>> import chainrule as cr
+        >>> features = []
+        >>> lin = cr.nn.Linear(2, 3)
+        >>> handle = lin.register_forward_hook(lambda m, inputs, out: features.append(out.shape))
+        >>> _ = lin(cr.numpy.ones((4, 2)))
+        >>> features
+        [(4, 3)]
+        >>> handle.remove()
+        """
+        return self._add_hook("_forward_hooks", hook)
 
     def extra_repr(self) -> str:
         """The text inside ``Name(...)`` when the module is printed."""

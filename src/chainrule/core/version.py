@@ -1,0 +1,55 @@
+"""In-place changes of values saved for backward, noticed by a clock (PyTorch's version
+counters, made cheaper).
+
+Recorded operations are numbered from one counter (``Box._seq``).  An in-place
+change that chainrule makes or offers (an optimiser step, assigning a
+parameter's ``.data``) stamps the tensor with the next number of that same
+counter, so "changed after the operation that saved it was recorded" is one
+comparison at backward time -- and recording pays nothing.  Only changed
+tensors are kept in :data:`modified`; while it is empty, backward pays one
+truth test per operation.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from .primitive import Box, _seq
+
+__all__ = ["modified", "bump_version", "check_saved"]
+
+#: ``id(box)`` -> the clock when the box was last changed in place.
+modified: dict[int, int] = {}
+
+
+def bump_version(box: Box) -> None:
+    """Note that ``box``'s data was changed in place (now, on the recording clock)."""
+    if not isinstance(box, Box):
+        return
+    key = id(box)
+    if key not in modified:
+        weakref.finalize(box, modified.pop, key, None)
+    modified[key] = next(_seq)
+
+
+def check_saved(box: Any) -> None:
+    """Raise if an input (or the result) that ``box``'s operation saved changed since."""
+    seq = box._seq
+    for i, a in enumerate(box._args):
+        if isinstance(a, Box):
+            stamp = modified.get(id(a))
+            if stamp is not None and stamp > seq:
+                raise _changed_error(box, f"its input {i} (shape {a.shape})")
+    stamp = modified.get(id(box))
+    if stamp is not None and stamp > seq:
+        raise _changed_error(box, "its result")
+
+
+def _changed_error(box: Any, what: str) -> RuntimeError:
+    return RuntimeError(
+        f"one of the values saved for the backward of {box._prim.name!r} -- {what} -- was "
+        "modified in place (an optimiser step or an assignment to .data) after the operation "
+        "was recorded, so its gradient would be wrong; call backward() before changing it, "
+        "or compute the result again after the change"
+    )
