@@ -34,6 +34,7 @@ from chainrule.ops import creation as C
 from chainrule.ops import elementwise as E
 from chainrule.ops import nn as N
 from chainrule.ops import reductions as R
+from chainrule.ops import updates as U
 
 TABLE_MODULES = {
     "chainrule.ops.elementwise", "chainrule.ops.nn", "chainrule.ops.reductions",
@@ -367,7 +368,8 @@ CASES += [
          "column_stack"),
     Case(("concatenate",), lambda a, b: cnp.dstack([a, b]), (ANY((2,)), ANY((1, 2, 2))),
          "dstack"),
-    Case(("getitem",), lambda a: cnp.concatenate(cnp.dsplit(a, [1])[::-1], axis=2), (ANY((2, 1, 3)),), "dsplit"),
+    Case(("getitem",), lambda a: cnp.concatenate(cnp.dsplit(a, [1])[::-1], axis=2),
+         (ANY((2, 1, 3)),), "dsplit"),
     Case(("getitem",), lambda a: cnp.stack(cnp.hsplit(a, 2)), (ANY((2, 4)),), "hsplit"),
     Case(("getitem",), lambda a: cnp.concatenate(cnp.vsplit(a, [1]), axis=1), (ANY((2, 3)),),
          "vsplit"),
@@ -378,7 +380,7 @@ CASES += [
                                                                     ANY(())), "select"),
     Case(("where",), cnp.nan_to_num, (ANY((3,)),), "nan_to_num-finite"),
     Case(("where",), lambda x: cnp.nan_to_num(cnp.concatenate([x, [np.inf, -np.inf, np.nan]]),
-                                              posinf=9.0),
+                                              posinf=9.0, neginf=-9.0),
          (ANY((2,)),), "nan_to_num-inf-nan"),
     Case(("multiply",), lambda x: cnp.radians(cnp.degrees(x)) * cnp.degrees(x), (ANY((2, 3)),),
          "radians-degrees"),
@@ -409,6 +411,13 @@ CASES += [
          "linspace-retstep"),
     Case(("reduce_sum",), lambda a, b: cnp.mean([a, b], axis=0) + cnp.std([a, b]),
          (ANY((3,)), ANY((3,))), "mean-std-of-list"),
+    # x.at[idx].<op>(v) on arrays too (IndexUpdates is what Tensor.at returns)
+    *[Case(("scatter_add",), lambda x, v, op=op, key=key: getattr(U.IndexUpdates(x)[key], op)(v),
+           (_distinct(xs), _distinct(vs) + 0.01), f"at-{op}-{kid}")
+      for op in ("set", "add", "multiply", "min", "max")
+      for kid, key, xs, vs in [("int", 1, (3,), ()), ("repeat", [0, 2, 0], (4,), (3,)),
+                               ("bcast", (slice(1, None), [0, 0]), (3, 2), (2,)),
+                               ("mask", np.array([True, False, True]), (3, 2), (1, 2))]],
 ]
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
