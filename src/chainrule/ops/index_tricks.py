@@ -83,9 +83,9 @@ class AxisConcatenator:
             pieces.append(_with_ndmin(piece, ndmin, trans1d))
         if not pieces:
             return np.array([])
-        if not any(isinstance(p, Box) for p in pieces):
-            return np.concatenate([np.asarray(p) for p in pieces], axis=axis)
         try:
+            if not any(isinstance(p, Box) for p in pieces):
+                return np.concatenate([np.asarray(p) for p in pieces], axis=axis)
             return concatenate(pieces, axis=axis)
         except ValueError as exc:
             raise ValueError(f"{self.name}: {exc}") from exc
