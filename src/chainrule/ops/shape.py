@@ -894,20 +894,29 @@ def _unsort_impl(xp: Any, t: Any, x: Any, axis: int) -> Any:
     return _permuted(xp, t, _argsort(xp, _argsort(xp, x, axis), axis), axis)
 
 
+def _zero_ct_x(g, out, t, x, axis):
+    """The (zero) cotangent of the permutation's source ``x``: g's batch axes + x's shape."""
+    lead = tuple(g.shape[: g.ndim - len(out.shape)])
+    return _bc.broadcast_to(x * 0.0, shape=lead + tuple(x.shape))
+
+
+def _zero_tan_x(tx, out, t, x, axis):
+    """The (zero) tangent from ``x``: tx's batch axes + the output's shape."""
+    lead = tuple(tx.shape[: tx.ndim - len(x.shape)])
+    return _bc.broadcast_to(out * 0.0, shape=lead + tuple(out.shape))
+
+
 sort_like_p = primitive(
     "sort_like", _sort_like_impl,
-    vjp=(lambda g, out, t, x, axis: unsort_p(g, x, axis=axis),
-         lambda g, out, t, x, axis: unsort_p(g, x, axis=axis) * 0.0),
-    jvp=(lambda tt, out, t, x, axis: sort_like_p(tt, x, axis=axis),
-         lambda tx, out, t, x, axis: sort_like_p(tx, x, axis=axis) * 0.0),
+    vjp=(lambda g, out, t, x, axis: unsort_p(g, x, axis=axis), _zero_ct_x),
+    jvp=(lambda tt, out, t, x, axis: sort_like_p(tt, x, axis=axis), _zero_tan_x),
 )
 unsort_p = primitive(
     "unsort", _unsort_impl,
-    vjp=(lambda g, out, t, x, axis: sort_like_p(g, x, axis=axis),
-         lambda g, out, t, x, axis: sort_like_p(g, x, axis=axis) * 0.0),
-    jvp=(lambda tt, out, t, x, axis: unsort_p(tt, x, axis=axis),
-         lambda tx, out, t, x, axis: unsort_p(tx, x, axis=axis) * 0.0),
+    vjp=(lambda g, out, t, x, axis: sort_like_p(g, x, axis=axis), _zero_ct_x),
+    jvp=(lambda tt, out, t, x, axis: unsort_p(tt, x, axis=axis), _zero_tan_x),
 )
+
 
 def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
          stable: Any = None) -> Any:
