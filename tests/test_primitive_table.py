@@ -430,7 +430,8 @@ CASES += [
                                                        ndim=2), (ANY((2, 4)),),
          "mask_scatter-rows"),
     # x.at[idx].<op>(v) on arrays too (IndexUpdates is what Tensor.at returns)
-    *[Case(("scatter_add",), lambda x, v, op=op, key=key: getattr(U.IndexUpdates(x)[key], op)(v),
+    *[Case(("scatter_add", "getitem"),
+           lambda x, v, op=op, key=key: getattr(U.IndexUpdates(x)[key], op)(v),
            (_distinct(xs), _distinct(vs) + 0.01), f"at-{op}-{kid}")
       for op in ("set", "add", "multiply", "min", "max")
       for kid, key, xs, vs in [("int", 1, (3,), ()), ("repeat", [0, 2, 0], (4,), (3,)),

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core.primitive import Box
 from . import _broadcast as _bc
-from .creation import asarray
+from .creation import asarray, library_of, to_library
 from .elementwise import absolute, isinf, isnan, multiply, where
 from .elementwise import clip as _clip_p
 from .elementwise import fmod as fmod  # noqa: PLC0414  (re-exported under NumPy's name)
@@ -93,9 +93,10 @@ def append(arr: Any, values: Any, axis: Any = None) -> Any:
     return concatenate([arr, values], axis=axis)
 
 
-def _edge(x: Any, like_shape: tuple, ax: int) -> Any:
-    """``prepend``/``append`` of ``diff``: broadcast to ``like_shape`` with size 1 on ``ax``."""
-    x = asarray(x)
+def _edge(x: Any, like: Any, ax: int) -> Any:
+    """``prepend``/``append`` of ``diff``: broadcast to ``like``'s shape with size 1 on ``ax``."""
+    like_shape = _shape(like)
+    x = to_library(asarray(x), library_of(like))
     if x.ndim == 0:
         shape = like_shape[:ax] + (1,) + like_shape[ax + 1:]
         return _bc.broadcast_to(x, shape=shape)
@@ -122,10 +123,10 @@ def diff(a: Any, n: int = 1, axis: int = -1, prepend: Any = _NO_VALUE,
     ax = _axis(axis, a.ndim, "diff")
     parts = []
     if prepend is not _NO_VALUE:
-        parts.append(_edge(prepend, _shape(a), ax))
+        parts.append(_edge(prepend, a, ax))
     parts.append(a)
     if append is not _NO_VALUE:
-        parts.append(_edge(append, _shape(a), ax))
+        parts.append(_edge(append, a, ax))
     if len(parts) > 1:
         a = concatenate(parts, axis=ax)
     lo = (slice(None),) * ax + (slice(1, None),)
@@ -207,10 +208,13 @@ def _gradient_1(f: Any, ax: int, dx: Any, edge_order: int, size: int) -> Any:
                          "dimension")
     d = np.diff(x)
     d1, d2 = d[:-1], d[1:]
-    a = (-d2 / (d1 * (d1 + d2))).reshape(bshape)
-    b = ((d2 - d1) / (d1 * d2)).reshape(bshape)
-    c = (d1 / (d2 * (d1 + d2))).reshape(bshape)
-    interior = a * sl(slice(None, -2)) + b * sl(slice(1, -1)) + c * sl(slice(2, None))
+    xp = library_of(f)
+    a = to_library((-d2 / (d1 * (d1 + d2))).reshape(bshape), xp)
+    b = to_library(((d2 - d1) / (d1 * d2)).reshape(bshape), xp)
+    c = to_library((d1 / (d2 * (d1 + d2))).reshape(bshape), xp)
+    d = [float(v) for v in d]
+    # (array first: a non-NumPy library's array refuses a tensor on its right)
+    interior = sl(slice(None, -2)) * a + sl(slice(1, -1)) * b + sl(slice(2, None)) * c
     if edge_order == 1:
         first = (sl(slice(1, 2)) - sl(slice(0, 1))) / d[0]
         last = (sl(slice(-1, None)) - sl(slice(-2, -1))) / d[-1]
@@ -376,8 +380,8 @@ def partition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect",
     raw = _raw(a)
     if not isinstance(raw, np.ndarray | np.generic):
         raw = np.asarray(raw)
-    idx = np.argpartition(raw, _raw(kth), axis=ax, kind=kind)
-    if not isinstance(a, Box):
+    idx = to_library(np.argpartition(raw, _raw(kth), axis=ax, kind=kind), library_of(a))
+    if not isinstance(a, Box) and isinstance(idx, np.ndarray):
         return np.take_along_axis(raw, idx, axis=ax)
     return take_along_axis(a, idx, axis=ax)
 
@@ -402,9 +406,10 @@ def select(condlist: Any, choicelist: Any, default: Any = 0) -> Any:
         if c.dtype != np.bool_:
             raise TypeError(f"invalid entry {i} in condlist: should be boolean ndarray")
         conds.append(c)
-    out = asarray(default)
+    xp = library_of(list(choicelist), default)
+    out = to_library(asarray(default), xp)
     for c, choice in zip(reversed(conds), reversed(list(choicelist))):
-        out = where(c, asarray(choice), out)
+        out = where(to_library(c, xp), to_library(asarray(choice), xp), out)
     return out
 
 

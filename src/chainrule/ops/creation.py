@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import dtype_in, namespace_of
+from ..backend import NUMPY_TYPES, dtype_in, namespace_of
 from ..core.primitive import Box, holds_box, primitive, sequence_to_array
 from . import _broadcast as _bc
 from .shape import moveaxis, stack
@@ -42,16 +42,50 @@ def _xp(x: Any) -> Any:
     return namespace_of(x)
 
 
+def _raws(obj: Any, out: list) -> list:
+    if type(obj) in (list, tuple):
+        for e in obj:
+            _raws(e, out)
+    else:
+        raw = _raw(obj)
+        if not isinstance(raw, np.ndarray | np.generic) and type(raw) not in NUMPY_TYPES:
+            out.append(raw)
+    return out
+
+
+def library_of(*values: Any) -> Any:
+    """The array namespace of the values' arrays (through tensors and nested lists);
+    NumPy when they are all NumPy arrays or Python numbers."""
+    return namespace_of(*_raws(values, []))
+
+
+def to_library(value: Any, xp: Any) -> Any:
+    """A NumPy array or Python number as an array of ``xp`` (tensors and xp's arrays stay)."""
+    if xp is np or isinstance(value, Box):
+        return value
+    if isinstance(value, np.ndarray | np.generic | float | int | bool | complex | list | tuple):
+        return xp.asarray(np.asarray(value))
+    return value
+
+
+def _foreign(obj: Any) -> bool:
+    """True when ``obj`` holds arrays of a library other than NumPy (through lists)."""
+    return library_of(obj) is not np
+
+
 def _traced(obj: Any) -> bool:
     """True when ``obj`` is a box or a (nested) list or tuple holding one."""
     return isinstance(obj, Box) or (type(obj) in (list, tuple) and holds_box(obj))
 
 
-def _stack_nested(obj: Any) -> Any:
+def _stack_nested(obj: Any, xp: Any = np) -> Any:
     """A (nested) list or tuple holding boxes, stacked into one differentiable array."""
     if type(obj) not in (list, tuple):
-        return obj if isinstance(obj, Box) else np.asarray(obj)
-    parts = [_stack_nested(e) for e in obj]
+        if isinstance(obj, Box) or not isinstance(_raw(obj), np.ndarray | np.generic | float
+                                                  | int | bool | complex):
+            return obj
+        return to_library(np.asarray(obj), xp)
+    parts = [_stack_nested(e, xp) for e in obj]
     shapes = {tuple(p.shape) for p in parts}
     if len(shapes) > 1:
         raise ValueError(
@@ -59,12 +93,12 @@ def _stack_nested(obj: Any) -> Any:
             f"inhomogeneous shape (its elements have shapes {sorted(shapes)})"
         )
     if not parts:
-        return np.asarray(obj)
+        return to_library(np.asarray(obj), xp)
     return stack(parts)
 
 
 def _traced_array(obj: Any, dtype: Any, ndmin: int = 0) -> Any:
-    out = _stack_nested(obj)
+    out = _stack_nested(obj, library_of(obj))
     if dtype is not None:
         out = astype(out, dtype)
     if ndmin > out.ndim:
@@ -84,7 +118,7 @@ def array(obj: Any, dtype: Any = None, *, copy: bool = True, order: Any = "K",
     >>> cr.grad(lambda x: cnp.sum(cnp.array([x, 2 * x])))(1.0)
     array(3.)
     """
-    if _traced(obj):
+    if _traced(obj) or (type(obj) in (list, tuple) and _foreign(obj)):
         return _traced_array(obj, dtype, ndmin)
     if isinstance(obj, (np.ndarray, np.generic, list, tuple, float, int, bool, complex)):
         return np.array(obj, dtype=dtype, copy=copy, ndmin=ndmin)
@@ -98,7 +132,7 @@ def asarray(a: Any, dtype: Any = None, order: Any = None, *, like: Any = None) -
     >>> cnp.asarray([1.0, 2.0])
     array([1., 2.])
     """
-    if _traced(a):
+    if _traced(a) or (type(a) in (list, tuple) and _foreign(a)):
         return _traced_array(a, dtype)
     if isinstance(a, (np.ndarray, np.generic, list, tuple, float, int, bool, complex)):
         return np.asarray(a, dtype=dtype)
@@ -113,7 +147,7 @@ def full(shape: Any, fill_value: Any, dtype: Any = None, order: str = "C", *,
     >>> cr.grad(lambda v: cnp.sum(cnp.full((3,), v)))(2.0)
     array(3.)
     """
-    if not _traced(fill_value):
+    if not (_traced(fill_value) or _foreign(fill_value)):
         return np.full(shape, _raw(fill_value), dtype=dtype, order=order)
     shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
     v = asarray(fill_value, dtype=dtype)
@@ -143,11 +177,13 @@ def full_like(a: Any, fill_value: Any, dtype: Any = None, order: str = "K",
     raw = _raw(a)
     if isinstance(raw, (list, tuple, float, int, bool, complex)):
         raw = np.asarray(raw)
-    if not _traced(fill_value):
+    if not (_traced(fill_value) or _foreign(fill_value)):
         kwargs = {} if shape is None else {"shape": shape}
         return _xp(raw).full_like(raw, _raw(fill_value), dtype=dtype, **kwargs)
     target = tuple(raw.shape) if shape is None else shape
-    return full(target, fill_value, dtype=raw.dtype if dtype is None else dtype)
+    if dtype is None and isinstance(raw, np.ndarray | np.generic):
+        dtype = raw.dtype  # NumPy's rule: the result has a's dtype
+    return full(target, fill_value, dtype=dtype)
 
 
 def linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True,
@@ -159,7 +195,7 @@ def linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True,
     >>> cr.grad(lambda b: cnp.sum(cnp.linspace(0.0, b, 5)))(1.0)
     array(2.5)
     """
-    if not (_traced(start) or _traced(stop)):
+    if not (_traced(start) or _traced(stop) or _foreign(start) or _foreign(stop)):
         return np.linspace(_raw(start), _raw(stop), num, endpoint=endpoint, retstep=retstep,
                            dtype=dtype, axis=axis)
     num = operator.index(num)
@@ -169,7 +205,7 @@ def linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True,
     div = (num - 1) if endpoint else num
     frac = np.linspace(0.0, 1.0, num, endpoint=endpoint)  # exact 0 and 1 at the ends
     bshape = np.broadcast_shapes(tuple(start.shape), tuple(stop.shape))
-    frac = frac.reshape((num,) + (1,) * len(bshape))
+    frac = to_library(frac.reshape((num,) + (1,) * len(bshape)), library_of(start, stop))
     out = start * (1.0 - frac) + stop * frac
     if axis != 0:
         out = moveaxis(out, 0, axis)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..core.primitive import Box
 from . import _broadcast as _bc
-from .creation import asarray
+from .creation import asarray, library_of
 from .shape import concatenate, transpose
 
 __all__ = ["r_", "c_"]
@@ -40,6 +40,21 @@ def _with_ndmin(x: Any, ndmin: int, trans1d: int) -> Any:
         k1 = trans1d + k2 + 1 if trans1d < 0 else trans1d
         axes = list(range(ndmin))
         x = transpose(x, axes[:k1] + axes[k2:] + axes[k1:k2])
+    return x
+
+
+def _same_library(pieces: list, xp: Any) -> list:
+    """NumPy pieces (slices, numbers) as arrays of ``xp`` with the other pieces' dtype."""
+    if xp is np:
+        return pieces
+    dtype = next(_raw(p).dtype for p in pieces if not isinstance(_raw(p), np.ndarray))
+    return [xp.asarray(_raw(p), dtype=dtype) if isinstance(_raw(p), np.ndarray) else p
+            for p in pieces]
+
+
+def _raw(x: Any) -> Any:
+    while isinstance(x, Box):
+        x = x.data
     return x
 
 
@@ -83,10 +98,11 @@ class AxisConcatenator:
             pieces.append(_with_ndmin(piece, ndmin, trans1d))
         if not pieces:
             return np.array([])
+        xp = library_of(pieces)
         try:
-            if not any(isinstance(p, Box) for p in pieces):
+            if xp is np and not any(isinstance(p, Box) for p in pieces):
                 return np.concatenate([np.asarray(p) for p in pieces], axis=axis)
-            return concatenate(pieces, axis=axis)
+            return concatenate(_same_library(pieces, xp), axis=axis)
         except ValueError as exc:
             raise ValueError(f"{self.name}: {exc}") from exc
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..core.primitive import Box
 from . import _broadcast as _bc
-from .creation import asarray, astype
+from .creation import asarray, astype, library_of, to_library
 from .elementwise import maximum, minimum, where
 from .indexing import _normalize, _unwrap_key, getitem, scatter_add_p
 
@@ -36,16 +36,16 @@ def _raw(x: Any) -> Any:
     return x
 
 
-def _scatter(w: Any, positions: np.ndarray, n: int, unique: bool) -> Any:
+def _scatter(w: Any, positions: np.ndarray, n: int, unique: bool, xp: Any) -> Any:
     """Zeros of length ``n`` with ``w`` added in at ``positions`` (1-D)."""
-    key = _normalize((n,), positions, np, unique)[1]
+    key = _normalize((n,), positions, xp, unique)[1]
     return scatter_add_p(w, key=key)
 
 
-def _hit(positions: np.ndarray, n: int) -> np.ndarray:
+def _hit(positions: np.ndarray, n: int, xp: Any) -> Any:
     hit = np.zeros(n, dtype=bool)
     hit[positions] = True
-    return hit
+    return to_library(hit, xp)
 
 
 def _rounds(positions: np.ndarray) -> list[np.ndarray]:
@@ -99,25 +99,26 @@ def _update(x: Any, key: Any, v: Any, mode: str) -> Any:
         v = _bc.broadcast_to(v, shape=positions.shape)
     m = positions.size
     flat_pos = positions.reshape(-1)
+    xp = library_of(x, v)
     xf = _bc.reshape(x, shape=(n,))
     vf = _bc.reshape(v, shape=(m,))
     if m == 0:
         out = xf
     elif mode == "add":
-        out = xf + _scatter(vf, flat_pos, n, False)
+        out = xf + _scatter(vf, flat_pos, n, False, xp)
     elif mode == "set":
         last = _last(flat_pos)
         if last.size != m:
-            vf = getitem(vf, last)
+            vf = getitem(vf, to_library(last, xp))
             flat_pos = flat_pos[last]
-        out = where(_hit(flat_pos, n), _scatter(vf, flat_pos, n, True), xf)
+        out = where(_hit(flat_pos, n, xp), _scatter(vf, flat_pos, n, True, xp), xf)
     else:
         out = xf
         for sel in _rounds(flat_pos):
             pos = flat_pos[sel]
-            w = vf if sel.size == m else getitem(vf, sel)
-            hit = _hit(pos, n)
-            s = _scatter(w, pos, n, True)
+            w = vf if sel.size == m else getitem(vf, to_library(sel, xp))
+            hit = _hit(pos, n, xp)
+            s = _scatter(w, pos, n, True, xp)
             if mode == "multiply":
                 out = out * where(hit, s, 1.0)
             elif mode == "min":
