@@ -32,8 +32,11 @@ from chainrule.core.primitive import registry
 from chainrule.ops import _broadcast as B
 from chainrule.ops import creation as C
 from chainrule.ops import elementwise as E
+from chainrule.ops import indexing as I
 from chainrule.ops import nn as N
 from chainrule.ops import reductions as R
+from chainrule.ops import shape as S
+from chainrule.ops import updates as U
 
 TABLE_MODULES = {
     "chainrule.ops.elementwise", "chainrule.ops.nn", "chainrule.ops.reductions",
@@ -332,6 +335,116 @@ CASES += [Case(c.prims, c.fn, tuple(a.astype(np.float32) for a in c.args), c.id 
           for c in CASES if c.id.endswith("-(3,)") and c.prims[0] in
           ("exp", "log", "tanh", "sigmoid", "softplus", "arcsin", "sqrt", "sin")]
 
+
+# --- issue 16: NumPy names HIPS users' code calls, differentiable creation, index updates ---
+_SEL = [np.array([True, False, True]), np.array([False, True, True])]
+CASES += [
+    Case(("trunc",), E.trunc, (off_integers()((2, 3)),), "trunc-(2,3)"),
+    Case(("floor_divide",), E.floor_divide, (off_integers()((2, 3)), uniform(2.5, 2.9)((3,))),
+         "floor_divide-bcast"),
+    *[Case(("fmod",), E.fmod, _mod_args(sx, sy), f"fmod-{_shape_id(sx, sy)}")
+      for sx, sy in [((3,), (3,)), ((2, 3), (3,)), ((), ()), ((2, 1), (1, 3))]],
+    Case(("fmod",), lambda x, y: E.fmod(-x, y), _mod_args((3,), (3,)), "fmod-negative"),
+    Case(("mod",), lambda x: E.mod(x, np.array([1.7, 2.3, 2.9])), (uniform(0.2, 0.6)(()),),
+         "mod-scalar-x-bcast"),
+    Case(("power",), lambda x: E.power(x, 0.0) * x, (np.array([0.0, 1.5]),), "power-zero-exp"),
+    Case(("power",), lambda x: E.power(x, np.array([0.0, 2.0])), (np.array([0.0, 1.5]),),
+         "power-zero-exp-array"),
+    Case(("where",), lambda c, x: E.where(c, x, 0.0), (np.array([1.0, -2.0, 0.5]), ANY((3,))),
+         "where-float-condition"),
+    Case(("concatenate",), lambda a, b: cnp.append(a, b), (ANY((2, 2)), ANY((3,))),
+         "append-flat"),
+    Case(("concatenate",), lambda a, b: cnp.append(a, b, axis=1), (ANY((2, 2)), ANY((2, 1))),
+         "append-axis1"),
+    Case(("getitem",), lambda a: cnp.diff(a, n=2, axis=0), (ANY((4, 3)),), "diff-n2"),
+    Case(("getitem",), lambda a, p: cnp.diff(a, prepend=p, append=1.0), (ANY((2, 3)), ANY(())),
+         "diff-prepend"),
+    Case(("getitem",), lambda f: cnp.gradient(f, 0.5), (ANY((5,)),), "gradient-1d"),
+    Case(("getitem",), lambda f: cnp.stack(cnp.gradient(f, 1.0, [0.0, 0.5, 1.5, 1.75],
+                                                        edge_order=2)),
+         (ANY((3, 4)),), "gradient-2d-coords"),
+    Case(("multiply",), cnp.cross, (ANY((3,)), ANY((2, 3))), "cross-bcast"),
+    Case(("multiply",), lambda a, b: cnp.cross(a, b, axisa=0, axisb=0), (ANY((3, 2)),
+                                                                         ANY((2, 2))),
+         "cross-3x2-axes"),
+    Case(("multiply",), cnp.cross, (ANY((4, 2)), ANY((2,))), "cross-2d"),
+    *[Case(("flip",), lambda m, k=k: cnp.rot90(m, k, axes=(0, 2)), (ANY((2, 3, 4)),),
+           f"rot90-k{k}") for k in (1, 2, 3)],
+    Case(("transpose",), lambda a: cnp.rollaxis(a, 2, 1), (ANY((2, 3, 4)),), "rollaxis"),
+    Case(("concatenate",), lambda a, b: cnp.row_stack([a, b]), (ANY((3,)), ANY((2, 3))),
+         "row_stack"),
+    Case(("concatenate",), lambda a, b: cnp.column_stack([a, b]), (ANY((3,)), ANY((3, 2))),
+         "column_stack"),
+    Case(("concatenate",), lambda a, b: cnp.dstack([a, b]), (ANY((2,)), ANY((1, 2, 2))),
+         "dstack"),
+    Case(("getitem",), lambda a: cnp.concatenate(cnp.dsplit(a, [1])[::-1], axis=2),
+         (ANY((2, 1, 3)),), "dsplit"),
+    Case(("getitem",), lambda a: cnp.stack(cnp.hsplit(a, 2)), (ANY((2, 4)),), "hsplit"),
+    Case(("getitem",), lambda a: cnp.concatenate(cnp.vsplit(a, [1]), axis=1), (ANY((2, 3)),),
+         "vsplit"),
+    Case(("flip",), lambda a: cnp.flipud(cnp.fliplr(a)), (ANY((2, 3)),), "flipud-fliplr"),
+    Case(("getitem",), lambda a: cnp.partition(a, 2, axis=0),
+         (_rng.permutation(12).reshape(4, 3) / 6.0,), "partition"),
+    Case(("where",), lambda a, b, d: cnp.select(_SEL, [a, b], d), (ANY((3,)), ANY((2, 3)),
+                                                                    ANY(())), "select"),
+    Case(("where",), cnp.nan_to_num, (ANY((3,)),), "nan_to_num-finite"),
+    Case(("where",), lambda x: cnp.nan_to_num(cnp.concatenate([x, [np.inf, -np.inf, np.nan]]),
+                                              posinf=9.0, neginf=-9.0),
+         (ANY((2,)),), "nan_to_num-inf-nan"),
+    Case(("multiply",), lambda x: cnp.radians(cnp.degrees(x)) * cnp.degrees(x), (ANY((2, 3)),),
+         "radians-degrees"),
+    Case(("absolute",), cnp.fabs, (away_from_zero()((2, 3)),), "fabs"),
+    Case(("floor_divide",), lambda x, y: cnp.floor_divide(x, y) * x, (off_integers()((3,)),
+                                                                       uniform(2.5, 2.9)(())),
+         "floor_divide-times-x"),
+    Case(("fmod",), cnp.fmod, _mod_args((2, 3), (3,)), "cnp.fmod"),
+    Case(("mod",), cnp.remainder, _mod_args((2, 3), (3,)), "cnp.remainder"),
+    Case(("clip",), lambda x: cnp.clip(x, a_min=-0.5, a_max=0.5) + cnp.clip(x, min=0.1),
+         (np.array([-1.5, -0.2, 0.3, 1.4]),), "clip-keywords"),
+    Case(("concatenate",), lambda a, b: cnp.r_[a, 0:2, b], (ANY((2,)), ANY((3,))), "r_"),
+    Case(("concatenate",), lambda a, b: cnp.c_[a, b], (ANY((3,)), ANY((3, 2))), "c_"),
+    Case(("concatenate",), lambda a, b: cnp.r_["0,2", a, b], (ANY((3,)), ANY((1, 3))),
+         "r_-ndmin"),
+    Case(("concatenate",), lambda a, b: cnp.array([[a, b], [b * a, 2.0]]),
+         (ANY(()), ANY(())), "array-nested"),
+    Case(("concatenate",), lambda a, b: cnp.asarray([a, b]), (ANY((2,)), ANY((2,))),
+         "asarray-list"),
+    Case(("broadcast_to",), lambda v: cnp.full((2, 3), v), (ANY(()),), "full-scalar"),
+    Case(("broadcast_to",), lambda v: cnp.full((2, 3), v), (ANY((3,)),), "full-bcast"),
+    Case(("broadcast_to",), lambda x, v: cnp.full_like(x, v) * x, (ANY((2, 3)), ANY(())),
+         "full_like"),
+    Case(("multiply",), lambda a, b: cnp.linspace(a, b, 5), (ANY(()), ANY(())), "linspace"),
+    Case(("multiply",), lambda a, b: cnp.linspace(a, b, 4, endpoint=False, axis=1),
+         (ANY((2,)), ANY(())), "linspace-arrays-axis"),
+    Case(("multiply",), lambda a, b: cnp.linspace(a, b, 3, retstep=True)[1], (ANY(()), ANY(())),
+         "linspace-retstep"),
+    Case(("reduce_sum",), lambda a, b: cnp.mean([a, b], axis=0) + cnp.std([a, b]),
+         (ANY((3,)), ANY((3,))), "mean-std-of-list"),
+    # run-time sorting and boolean masks (what graph nodes use when values are unknown)
+    Case(("sort_like",), lambda x: S.sort_like_p(x, x, axis=-1), (_distinct((2, 3)),),
+         "sort_like-self"),
+    Case(("sort_like",), lambda t, x: S.sort_like_p(t, x, axis=-2),
+         (ANY((3, 2)), _distinct((3, 2))), "sort_like-two"),
+    Case(("unsort",), lambda t, x: S.unsort_p(t, x, axis=-1), (ANY((2, 3)), _distinct((2, 3))),
+         "unsort"),
+    Case(("mask_select",), lambda x: I.mask_select_p(x, COND23, ndim=2), (ANY((2, 3)),),
+         "mask_select-full"),
+    Case(("mask_select",), lambda x: I.mask_select_p(x, np.array([False, True]), ndim=2),
+         (ANY((2, 3)),), "mask_select-rows"),
+    Case(("mask_scatter",), lambda v: I.mask_scatter_p(v, COND23, ndim=2), (ANY((3,)),),
+         "mask_scatter-full"),
+    Case(("mask_scatter",), lambda v: I.mask_scatter_p(v, np.array([True, False, True]),
+                                                       ndim=2), (ANY((2, 4)),),
+         "mask_scatter-rows"),
+    # x.at[idx].<op>(v) on arrays too (IndexUpdates is what Tensor.at returns)
+    *[Case(("scatter_add", "getitem"),
+           lambda x, v, op=op, key=key: getattr(U.IndexUpdates(x)[key], op)(v),
+           (_distinct(xs), _distinct(vs) + 0.01), f"at-{op}-{kid}")
+      for op in ("set", "add", "multiply", "min", "max")
+      for kid, key, xs, vs in [("int", 1, (3,), ()), ("repeat", [0, 2, 0], (4,), (3,)),
+                               ("bcast", (slice(1, None), [0, 0]), (3, 2), (2,)),
+                               ("mask", np.array([True, False, True]), (3, 2), (1, 2))]],
+]
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_primitive_derivatives_match_finite_differences(case):

@@ -13,8 +13,14 @@ array([1.        , 0.54030231])
 
 from __future__ import annotations
 
+import functools as _functools
+import inspect as _inspect
+import types as _types
+
 from .ops import fft  # noqa: F401  (cnp.fft: numpy.fft's functions, differentiable)
+from .ops.composite import *  # noqa: F403
 from .ops.creation import *  # noqa: F403
+from .ops.creation import asarray as _asarray
 from .ops.elementwise import (  # noqa: F401
     absolute,
     add,
@@ -28,7 +34,6 @@ from .ops.elementwise import (  # noqa: F401
     arctanh,
     cbrt,
     ceil,
-    clip,
     conj,
     cos,
     cosh,
@@ -38,6 +43,7 @@ from .ops.elementwise import (  # noqa: F401
     exp2,
     expm1,
     floor,
+    floor_divide,
     fmax,
     fmin,
     greater,
@@ -77,15 +83,17 @@ from .ops.elementwise import (  # noqa: F401
     subtract,
     tan,
     tanh,
+    trunc,
     where,
 )
 from .ops.elementwise import conj as conjugate  # noqa: F401
 from .ops.elementwise import divide as true_divide  # noqa: F401
 from .ops.elementwise import mod as remainder  # noqa: F401
 from .ops.elementwise import round_ as round  # noqa: A001,F401
+from .ops.index_tricks import c_, r_  # noqa: F401
 from .ops.indexing import *  # noqa: F403
 from .ops.linalg import *  # noqa: F403
-from .ops.linalg import linalg  # noqa: F401
+from .ops.linalg import linalg as _linalg
 from .ops.reductions import *  # noqa: F403
 from .ops.shape import *  # noqa: F403
 
@@ -96,12 +104,47 @@ inf = float("inf")
 nan = float("nan")
 newaxis = None
 
-
-def deg2rad(x):
-    """Degrees to radians (``x * pi / 180``)."""
-    return multiply(x, pi / 180.0)
+fix = trunc
 
 
-def rad2deg(x):
-    """Radians to degrees (``x * 180 / pi``)."""
-    return multiply(x, 180.0 / pi)
+# --- a list or tuple of tensors is an array wherever NumPy takes one -------------------------
+# Primitives stack such lists when they bind them; the functions composed of several
+# primitives look at their input's shape first, so their array arguments are made arrays
+# here, once, for the whole module.
+
+_ARRAY_PARAMS = frozenset({"a", "x", "m", "ary", "arr", "array", "f", "v", "A", "x1", "x2",
+                           "b", "y", "M", "values"})
+
+
+def _lists_as_arrays(fn):
+    try:
+        params = list(_inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return fn
+    spots = [(i, p.name) for i, p in enumerate(params) if p.name in _ARRAY_PARAMS
+             and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if not spots:
+        return fn
+
+    @_functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        for i, name in spots:
+            if i < len(args):
+                if type(args[i]) in (list, tuple):
+                    args = args[:i] + (_asarray(args[i]),) + args[i + 1:]
+            elif type(kwargs.get(name)) in (list, tuple):
+                kwargs[name] = _asarray(kwargs[name])
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _wrap_functions(namespace):
+    return {name: _lists_as_arrays(obj) for name, obj in namespace.items()
+            if isinstance(obj, _types.FunctionType) and not name.startswith("_")
+            and obj.__module__.startswith("chainrule.ops.")
+            and name not in ("array", "asarray")}
+
+
+globals().update(_wrap_functions(dict(globals())))
+linalg = _types.SimpleNamespace(**{**vars(_linalg), **_wrap_functions(vars(_linalg))})

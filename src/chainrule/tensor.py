@@ -470,6 +470,7 @@ def _np():
 def _install_methods() -> None:
     from . import numpy as cnp
     from .ops import elementwise as E
+    from .ops.updates import IndexUpdates, setitem_error
 
     def binop(prim):
         return lambda self, other: prim(self, other)
@@ -489,6 +490,8 @@ def _install_methods() -> None:
     Tensor.__pos__ = lambda self: self
     Tensor.__abs__ = lambda self: E.absolute(self)
     Tensor.__getitem__ = lambda self, key: cnp.getitem(self, key)
+    Tensor.__setitem__ = setitem_error
+    Tensor.at = property(IndexUpdates, doc="Functional index updates: ``x.at[i].set(v)``.")
 
     def reduction(fn):
         def method(self, axis=None, keepdims=False):

@@ -68,6 +68,18 @@ _PY_DATA = frozenset({list, float, int, bool, complex})
 #: The class that boxes results (``Tensor``, set by ``chainrule.tensor``).
 box_class: list[type] = [Box]
 
+#: Turns a (nested) list or tuple holding boxes into one differentiable array
+#: (``chainrule.ops.creation`` sets it to its ``asarray``, which stacks them).
+sequence_to_array: list[Callable[[Any], Any]] = [np.asarray]
+
+
+def holds_box(seq: Any) -> bool:
+    """True when a (nested) list or tuple holds a box anywhere."""
+    for e in seq:
+        if isinstance(e, Box) or (type(e) in (list, tuple) and holds_box(e)):
+            return True
+    return False
+
 
 def record(cls, out, level, prim, args, params, vals):
     """A box of ``out`` that records ``prim`` applied to ``args`` (the graph node)."""
@@ -218,6 +230,10 @@ class Primitive:
 
     def _bind(self, args: tuple, params: dict) -> Any:
         """The general bind: any number of inputs, boxes of several levels, forward mode."""
+        for a in args:
+            if type(a) in (list, tuple) and holds_box(a):  # a list of tensors is an array
+                return self(*(sequence_to_array[0](a) if type(a) in (list, tuple) else a
+                              for a in args), **params)
         top = -1
         for a in args:
             if isinstance(a, Box) and a._level > top:
@@ -260,6 +276,8 @@ class Primitive:
 
     def _raw_other(self, args: tuple, params: dict) -> Any:
         """Raw inputs that are not all NumPy: nested lists, or another array library."""
+        if any(type(a) in (list, tuple) and holds_box(a) for a in args):
+            return self._bind(args, params)
         xp = namespace_of(*args)
         if xp is not np:
             return self.impl(xp, *args, **params)

@@ -185,6 +185,11 @@ class Dim:
 
     __int__ = __index__ = __float__ = __lt__ = __le__ = __gt__ = __ge__ = _unknown
 
+    def slice_length(self, s: slice) -> Dim:
+        """The (unknown) number of elements that slice ``s`` of this size selects."""
+        t = tuple(len(range(*s.indices(n))) for n in self.trial)
+        return Dim("slicelen", (self, s.start, s.stop, s.step), t)  # type: ignore[arg-type]
+
     def __repr__(self) -> str:
         return "None"
 
@@ -192,6 +197,7 @@ class Dim:
 _DIM_OPS: dict[str, Callable[..., int]] = {
     "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
     "floordiv": lambda a, b: a // b, "mod": lambda a, b: a % b,
+    "slicelen": lambda n, start, stop, step: len(range(*slice(start, stop, step).indices(n))),
 }
 
 
@@ -663,11 +669,17 @@ def _handle(prim: Primitive, args: tuple, params: dict) -> Node:
             _raise_conflict(prim, ins, exc)
         return _finish(prim, ins, params, [_spec(out)], [], value=out, requires=False)
 
-    runs = (0, 1) if dims or param_dims else (0,)
+    # Boolean-mask selection: the result's size depends on the mask's values.  Two runs with
+    # masks holding one True and all True give two sizes, so the size becomes unknown.
+    data_sized = prim.name in _DATA_SIZED
+    runs = (0, 1) if dims or param_dims or data_sized else (0,)
     specs = []
     errors = []
     for k in runs:
         vals = [_example(a, k) for a in ins]
+        if data_sized:
+            vals = [_one_true(v) if k == 0 and isinstance(a, Node) and not a._known()
+                    and getattr(v, "dtype", None) == np.bool_ else v for a, v in zip(ins, vals)]
         p = _subst(params, lambda d, k=k: d.trial[k]) if param_dims else params
         try:
             specs.append(_spec(_run_quietly(prim, vals, p)))
@@ -677,7 +689,20 @@ def _handle(prim: Primitive, args: tuple, params: dict) -> Node:
     if all(s is None for s in specs):
         _raise_conflict(prim, ins, errors[0])
     ok = [s for s in specs if s is not None]
-    return _finish(prim, ins, params, ok, param_dims + dims, requires=requires)
+    # a data-sized result is never one of the sizes already seen (it only shares their trials)
+    return _finish(prim, ins, params, ok, [] if data_sized else param_dims + dims,
+                   requires=requires)
+
+
+#: Primitives whose result size depends on the values of a boolean mask.
+_DATA_SIZED = frozenset({"mask_select", "mask_scatter"})
+
+
+def _one_true(mask: np.ndarray) -> np.ndarray:
+    out = np.zeros(mask.shape, dtype=bool)
+    if out.size:
+        out.flat[0] = True
+    return out
 
 
 def _finish(prim: Primitive, ins: list, params: dict, specs: list, candidates: list,

@@ -129,6 +129,11 @@ def _pow_dx(x, y, out):
             return x * 2.0
         if y == 1:
             return x * 0.0 + 1.0
+        if y == 0:  # d/dx x**0 = 0 everywhere, x = 0 included (NumPy's limit)
+            return x * 0.0
+    elif isinstance(y, np.ndarray | np.generic) and np.any(y == 0):
+        # y is a constant here: a safe exponent where y == 0 keeps 0 * inf out of every order
+        return y * x ** np.where(y == 0, 1, y - 1)
     return y * x ** (y - 1)
 
 
@@ -239,6 +244,8 @@ sinc = primitive("sinc", _sinc_impl, np.sinc,
 
 
 def _where_impl(xp, cond, x, y):
+    if xp is not np and not xp.isdtype(cond.dtype, "bool"):
+        cond = cond != 0  # the array API takes boolean conditions only; NumPy any truth value
     return xp.where(cond, x, y)
 
 
@@ -260,8 +267,11 @@ def _where_jvp(which):
 
 
 where = primitive("where", _where_impl, np.where,
-                  vjp=(None, _where_vjp(1), _where_vjp(2)),
-                  jvp=(None, _where_jvp(1), _where_jvp(2)))
+                  # a float condition only selects: it gets a zero derivative, not an error
+                  vjp=(lambda g, out, c, x, y: unbroadcast(g * 0.0, c, out),
+                       _where_vjp(1), _where_vjp(2)),
+                  jvp=(lambda t, out, c, x, y: _bcast_tangent(t, c, out) * 0.0,
+                       _where_jvp(1), _where_jvp(2)))
 
 
 def select(name: str, np_fn: Any, x_wins: Callable[[Any, Any], Any]) -> Primitive:
@@ -367,8 +377,13 @@ def _mod_impl(xp, x, y):
     return xp.remainder(x, y)
 
 
-mod = binary("mod", np.mod, lambda x, y, o: 1.0, lambda x, y, o: -floor(x / y))
+mod = binary("mod", np.mod, lambda x, y, o: o * 0.0 + 1.0, lambda x, y, o: -floor(x / y))
 mod.impl = _mod_impl
+
+trunc = unary("trunc", np.trunc, None)
+fmod = binary("fmod", np.fmod, lambda x, y, o: o * 0.0 + 1.0, lambda x, y, o: -trunc(x / y))
+floor_divide = binary("floor_divide", np.floor_divide,
+                      lambda x, y, o: o * 0.0, lambda x, y, o: o * 0.0)
 
 # --- comparisons and predicates (not differentiable: plain boolean arrays) ---------------------
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..backend import NUMPY_TYPES, namespace_of
 from ..core.primitive import Box, primitive
+from ..core.trace import STAGING
 from . import _broadcast as _bc
 from ._broadcast import reshape, transpose_p
 
@@ -196,6 +197,15 @@ def _classify(entry: Any, xp: Any) -> tuple[str, Any]:
 _SLICE_PART = (int, type(None))
 
 
+def _slice_len(s: slice, n: Any) -> Any:
+    """How many elements slice ``s`` selects from an axis of size ``n``."""
+    if isinstance(n, int):
+        return len(range(*s.indices(n)))
+    if s == slice(None):
+        return n
+    return n.slice_length(s)  # a size known only when a graph runs (graph.Dim)
+
+
 def _basic_key(shape: tuple, key: Any) -> IndexKey | None:
     """The common case quickly: only Python ints and slices of ints (None when not that)."""
     entries = key if type(key) is tuple else (key,)
@@ -207,8 +217,9 @@ def _basic_key(shape: tuple, key: Any) -> IndexKey | None:
         if not isinstance(n, int):  # a size known only when a graph runs (graph.Dim)
             if t is int:
                 continue  # NumPy checks the bound at run time
-            if t is slice and e == slice(None):
-                out.append(n)
+            if t is slice and (type(e.start) in _SLICE_PART and type(e.stop) in _SLICE_PART
+                               and type(e.step) in _SLICE_PART and e.step != 0):
+                out.append(_slice_len(e, n))
                 continue
             return None
         if t is int:
@@ -272,7 +283,7 @@ def _normalize(shape: tuple, key: Any, xp: Any, unique: bool = False):
             continue
         if kind == "int":
             n = shape[axis]
-            if not -n <= v < n:
+            if isinstance(n, int) and not -n <= v < n:  # unknown sizes: checked at run time
                 raise IndexError(
                     f"getitem: index {v} is out of bounds for axis {axis} with size {n}"
                 )
@@ -325,7 +336,7 @@ def _normalize(shape: tuple, key: Any, xp: Any, unique: bool = False):
             pos += 1
             continue
         if kind == "slice":
-            n = len(range(*v.indices(in_shape[axis])))
+            n = _slice_len(v, in_shape[axis])
             out_shape.append(n)
             pos += 1
         elif has_array:
@@ -453,6 +464,46 @@ scatter_add_p = primitive(
 )
 
 
+# --- boolean masks whose values are known only at run time ---------------------------------------
+# ``x[mask]`` with a staged mask (a graph node): the result's size depends on the mask's
+# values, so selection and its transpose are primitives run when the program runs.  The
+# mask addresses the leading axes of ``x`` (``ndim`` is x's rank without batch axes).
+
+def _mask_key(v: Any, mask: Any, ndim: int) -> tuple:
+    return (slice(None),) * (v.ndim - ndim) + (mask,)
+
+
+def _mask_select_impl(xp: Any, x: Any, mask: Any, ndim: int) -> Any:
+    return x[_mask_key(x, mask, ndim)]
+
+
+def _mask_scatter_impl(xp: Any, g: Any, mask: Any, ndim: int) -> Any:
+    lead = g.ndim - (1 + ndim - mask.ndim)
+    shape = tuple(g.shape[:lead]) + tuple(mask.shape) + tuple(g.shape[lead + 1:])
+    z = _zeros(xp, shape, g)
+    z[(slice(None),) * lead + (mask,)] = g
+    return z
+
+
+mask_select_p = primitive(
+    "mask_select", _mask_select_impl,
+    vjp=(lambda g, out, x, mask, ndim: mask_scatter_p(g, mask, ndim=ndim), None),
+    jvp=(lambda t, out, x, mask, ndim: mask_select_p(t, mask, ndim=ndim), None),
+)
+mask_scatter_p = primitive(
+    "mask_scatter", _mask_scatter_impl,
+    vjp=(lambda g, out, v, mask, ndim: mask_select_p(g, mask, ndim=ndim), None),
+    jvp=(lambda t, out, v, mask, ndim: mask_scatter_p(t, mask, ndim=ndim), None),
+)
+
+
+def _staged_mask(key: Any) -> Any:
+    """The key's boolean mask when it is a staged value without a value yet, else None."""
+    if isinstance(key, Box) and key._level in STAGING and str(key.dtype) == "bool":
+        return key
+    return None
+
+
 # --- public functions -------------------------------------------------------------------------
 
 def _unwrap_key(key: Any) -> Any:
@@ -462,6 +513,16 @@ def _unwrap_key(key: Any) -> Any:
 
 
 def _index(x: Any, key: Any, unique: bool = False) -> Any:
+    mask = _staged_mask(key)
+    if mask is not None:
+        if mask.ndim > x.ndim:
+            raise IndexError(f"getitem: too many indices for array: array is {x.ndim}-"
+                             f"dimensional, but {mask.ndim} were indexed (a boolean mask)")
+        return mask_select_p(x, mask, ndim=x.ndim)
+    if isinstance(key, tuple) and any(_staged_mask(k) is not None for k in key):
+        raise NotImplementedError(
+            "getitem: a boolean mask node whose values are known only when the graph runs "
+            "is supported alone (x[mask]); combine it with other indices in separate steps")
     if not isinstance(x, Box):
         if type(x) in NUMPY_TYPES or isinstance(x, np.ndarray):
             return np.asarray(x)[_unwrap_key(key)]

@@ -346,7 +346,11 @@ def var(x: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Any:
 
 def std(x: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Any:
     """Standard deviation over ``axis`` (``ddof`` as in NumPy)."""
-    return sqrt(var(x, axis=axis, keepdims=keepdims, ddof=ddof))
+    v = var(x, axis=axis, keepdims=keepdims, ddof=ddof)
+    if ddof == 0 and _count(tuple(getattr(x, "shape", ())), normalize_axes(axis, _ndim(x),
+                                                                            "std")) == 1:
+        return v  # one value per group: identically 0, and so is its derivative (not sqrt'(0))
+    return sqrt(v)
 
 
 def logsumexp(x: Any, axis: Any = None, keepdims: bool = False) -> Any:

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..backend import NUMPY_TYPES, namespace_of
 from ..core.primitive import Box, primitive
+from ..core.trace import STAGING
 from . import _broadcast as _bc
 from ._broadcast import _full_perm, _inverse, transpose_p  # noqa: F401  (re-exported)
 from .elementwise import where
@@ -799,6 +800,56 @@ def tril(m: Any, k: int = 0) -> Any:
 
 
 # --- sort ----------------------------------------------------------------------------------------
+# On staged values (graph nodes, traced programs) the sorting permutation is not known
+# while the program is built, so sorting is a primitive computing it at run time:
+# ``sort_like(t, x, axis)`` orders ``t`` the way sorting ``x`` orders ``x`` (``t`` may carry
+# leading batch axes); ``unsort`` puts values back, its transpose.  Both are linear in
+# ``t`` and constant in ``x`` (the permutation is piecewise constant).
+
+
+def _argsort(xp: Any, x: Any, axis: int) -> Any:
+    if xp is np:
+        return np.argsort(x, axis=axis, kind="stable")
+    return xp.argsort(x, axis=axis, stable=True)
+
+
+def _permuted(xp: Any, t: Any, idx: Any, axis: int) -> Any:
+    lead = tuple(t.shape[: t.ndim - idx.ndim])
+    idx = xp.broadcast_to(idx, lead + tuple(idx.shape)) if lead else idx
+    return xp.take_along_axis(t, idx, axis=axis)
+
+
+def _sort_like_impl(xp: Any, t: Any, x: Any, axis: int) -> Any:
+    return _permuted(xp, t, _argsort(xp, x, axis), axis)
+
+
+def _unsort_impl(xp: Any, t: Any, x: Any, axis: int) -> Any:
+    return _permuted(xp, t, _argsort(xp, _argsort(xp, x, axis), axis), axis)
+
+
+def _zero_ct_x(g, out, t, x, axis):
+    """The (zero) cotangent of the permutation's source ``x``: g's batch axes + x's shape."""
+    lead = tuple(g.shape[: g.ndim - len(out.shape)])
+    return _bc.broadcast_to(x * 0.0, shape=lead + tuple(x.shape))
+
+
+def _zero_tan_x(tx, out, t, x, axis):
+    """The (zero) tangent from ``x``: tx's batch axes + the output's shape."""
+    lead = tuple(tx.shape[: tx.ndim - len(x.shape)])
+    return _bc.broadcast_to(out * 0.0, shape=lead + tuple(out.shape))
+
+
+sort_like_p = primitive(
+    "sort_like", _sort_like_impl,
+    vjp=(lambda g, out, t, x, axis: unsort_p(g, x, axis=axis), _zero_ct_x),
+    jvp=(lambda tt, out, t, x, axis: sort_like_p(tt, x, axis=axis), _zero_tan_x),
+)
+unsort_p = primitive(
+    "unsort", _unsort_impl,
+    vjp=(lambda g, out, t, x, axis: sort_like_p(g, x, axis=axis), _zero_ct_x),
+    jvp=(lambda tt, out, t, x, axis: unsort_p(tt, x, axis=axis), _zero_tan_x),
+)
+
 
 def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
          stable: Any = None) -> Any:
@@ -819,6 +870,8 @@ def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
         a = ravel(a)
         axis = -1
     ax = _axis(axis, a.ndim, "sort")
+    if isinstance(a, Box) and a._level in STAGING:  # no values until the program runs
+        return sort_like_p(a, a, axis=ax - a.ndim)
     raw = _raw(a)
     if isinstance(raw, (np.ndarray, np.generic)):
         idx = np.argsort(raw, axis=ax, kind="stable")
