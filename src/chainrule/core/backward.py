@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from heapq import heappop, heappush
 from typing import Any
 
-from .primitive import Box
+from .primitive import Box, Node, box_class, node_of
 
 __all__ = ["backward_pass", "add_cotangents"]
 
@@ -59,36 +59,41 @@ def backward_pass(
     leaves: dict[int, tuple[Box, Any]] = {}
     wanted = set(target_nodes)
     found: dict[Box, Any] = {}
-    # While the sweep runs, a recorded box keeps its pending cotangent in ``_ct``
+    # While the sweep runs, a recorded node keeps its pending cotangent in ``_ct``
     # (cheaper than a dict); ``_ct is not None`` means "already on the heap".
     try:
         for box, g in roots:
-            _send(box, g, heap, leaves)
+            node = node_of(box) if isinstance(box, Box) else box
+            _send(box if node is None else node, g, heap, leaves)
         while heap:
-            box = heappop(heap)[1]
-            g = box._ct
-            box._ct = None
-            if wanted and box in wanted:
-                found[box] = g
-            if accept is not None and not accept(box):
+            node = heappop(heap)[1]
+            g = node._ct
+            node._ct = None
+            if wanted and node in wanted:
+                found[node] = g
+            if accept is not None and not accept(node):
                 continue
-            args = box._args
+            args = node._args
             if args is None:
-                raise _freed_error(box)
-            params = box._params
-            if create_graph:
-                vals = args
-                out = box
+                raise _freed_error(node)
+            params = node._params
+            if type(node) is not Node:  # a box that is its own node (static graphs)
+                vals = args if create_graph else node._vals
+                out = node if create_graph else node.data
+            elif create_graph:
+                vals = tuple(_as_box(a, v, level) for a, v in zip(args, node._vals))
+                out = box_of(node, node._out)
             else:
-                vals = box._vals
-                out = box.data
-            rule = box._prim.vjp
+                vals = node._vals
+                out = node._out
+            rule = node._prim.vjp
             if type(rule) is tuple:
                 for a, f in zip(args, rule):
-                    if isinstance(a, Box) and a.requires_grad and a._level == level:
+                    if (type(a) is Node or isinstance(a, Box) and a.requires_grad) \
+                            and a._level == level:
                         if f is None:
                             raise TypeError(
-                                f"{box._prim.name!r} is not differentiable in this argument")
+                                f"{node._prim.name!r} is not differentiable in this argument")
                         ct = f(g, out, *vals, **params) if params else f(g, out, *vals)
                         if ct is None:
                             continue
@@ -103,14 +108,29 @@ def backward_pass(
             else:
                 cts = rule(g, out, *vals, **params) if params else rule(g, out, *vals)
                 for a, ct in zip(args, cts):
-                    if isinstance(a, Box) and a.requires_grad and a._level == level:
+                    if (type(a) is Node or isinstance(a, Box) and a.requires_grad) \
+                            and a._level == level:
                         _send(a, ct, heap, leaves)
             if not retain_graph:
-                box._args = box._vals = None
+                node._args = node._vals = None
+                if type(node) is Node:
+                    node._out = None
     finally:
-        for _, box in heap:  # an error stopped the sweep: leave no pending cotangents behind
-            box._ct = None
+        for _, node in heap:  # an error stopped the sweep: leave no pending cotangents behind
+            node._ct = None
     return leaves, found
+
+
+def box_of(node: Node, value: Any) -> Box:
+    """A box of ``value`` that stands for the result of ``node`` (gradients flow into it)."""
+    return box_class[0](value, node._level, node)
+
+
+def _as_box(a: Any, v: Any, level: int) -> Any:
+    """The input of a rule when the gradient graph is built: boxes at ``level``."""
+    if type(a) is Node:
+        return box_of(a, v)
+    return a
 
 
 def _send_leaf(box: Box, ct: Any, leaves: dict) -> None:

@@ -77,6 +77,7 @@ reduce_sum = primitive(
     lambda x, axes, keepdims: np.sum(x, axis=axes, keepdims=keepdims),
     vjp=(lambda g, out, x, axes, keepdims: expand_reduced(g, x, out, axes, keepdims),),
     jvp=(lambda t, out, x, axes, keepdims: reduce_sum(t, axes=axes, keepdims=keepdims),),
+    saves="nothing",
 )
 
 
@@ -169,6 +170,7 @@ cumsum_p = primitive(
     "cumsum", _cumsum_impl, lambda x, axis: np.cumsum(x, axis=axis),
     vjp=(lambda g, out, x, axis: _rev_cumsum(g, axis),),
     jvp=(lambda t, out, x, axis: cumsum_p(t, axis=axis),),
+    saves="nothing",
 )
 
 
