@@ -152,7 +152,7 @@ class GradientTape:
         create = bool(_tapes.stack)
         leaves, found = backward_pass([(target, Tensor(eye) if create else eye)], target._level,
                                       True, create, accept=self._records,
-                                      target_nodes=[source._node] if source._node else [])
+                                      target_nodes=[n for n in (source._node,) if n is not None])
         if source._node is not None:
             g = found.get(source._node)
         else:
