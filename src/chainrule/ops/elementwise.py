@@ -275,18 +275,44 @@ def select(name: str, np_fn: Any, x_wins: Callable[[Any, Any], Any]) -> Primitiv
 
     The derivative goes to the chosen operand; at a tie (``x == y``) it is
     shared equally, so ties are handled deterministically and symmetrically.
+    On plain NumPy values the reverse rule is one mask multiply (plus a
+    boolean test for ties); on boxes (gradient graphs) it is written with
+    chainrule's ops, so it is differentiable again.
     """
     def share(g, x, y, wins):
         return where(wins, g, where(x == y, g * 0.5, g * 0.0))
 
+    def vjp(first):
+        def rule(g, out, x, y):
+            a, b = (x, y) if first else (y, x)
+            if _is_plain(g) and _is_plain(x) and _is_plain(y):
+                return unbroadcast(_share_np(g, x, y, x_wins(a, b)), a, out)
+            return unbroadcast(share(g, x, y, x_wins(a, b)), a, out)
+
+        return rule
+
     return primitive(
         name, _xp_fn(name), np_fn,
-        vjp=(lambda g, out, x, y: unbroadcast(share(g, x, y, x_wins(x, y)), x, out),
-             lambda g, out, x, y: unbroadcast(share(g, x, y, x_wins(y, x)), y, out)),
+        vjp=(vjp(True), vjp(False)),
         jvp=(lambda t, out, x, y: share(align(t, x, out), x, y, x_wins(x, y)),
              lambda t, out, x, y: share(align(t, y, out), x, y, x_wins(y, x))),
         saves="inputs",
     )
+
+
+def _is_plain(v: Any) -> bool:
+    """A NumPy array or a Python/NumPy number (not a box, not another array library)."""
+    return type(v) is np.ndarray or type(v) in _PY_SCALARS or isinstance(v, np.generic)
+
+
+def _share_np(g, x, y, wins):
+    """``g`` where ``wins``, half of it at ties, zero elsewhere: NumPy values only."""
+    tie = x == y
+    if np.any(tie):
+        w = np.asarray(wins, dtype=np.result_type(g, np.float32))
+        w[np.broadcast_to(tie, w.shape)] = 0.5
+        return g * w
+    return g * wins  # booleans keep g's dtype
 
 
 def _isnan(v):
