@@ -87,3 +87,85 @@ def test_create_graph_after_lean_recording_is_still_second_order(monkeypatch):
     e = np.exp(np.sin(a) + 1.0)
     np.testing.assert_allclose(g.data, 2 * e * np.cos(a))
     np.testing.assert_allclose(x.grad, 2 * e * (np.cos(a) ** 2 - np.sin(a)))
+
+
+def _both_sweeps(f, *arrays):
+    """Gradients from the lean sweep (in-place rules allowed) and the pure one (create_graph)."""
+    lean, pure = [], []
+    for create in (False, True):
+        xs = [cr.tensor(np.array(a), requires_grad=True) for a in arrays]
+        f(*xs).backward(create_graph=create)
+        (pure if create else lean).extend(
+            x.grad.data if isinstance(x.grad, cr.Tensor) else x.grad for x in xs)
+    return lean, pure
+
+
+_rng = np.random.default_rng(7)
+_POS = _rng.uniform(0.5, 2.0, (4, 3))
+_ANY = _rng.standard_normal((4, 3))
+_ROW = _rng.standard_normal(3)
+
+def W(x):
+    return _ANY.astype(x.dtype)
+
+
+def R(x):
+    return _ROW.astype(x.dtype)
+
+
+# Each case feeds the primitive a cotangent that the sweep owns (made by the multiply after
+# it) and an input with fan-out, so in-place scaling and in-place accumulation both run.
+IN_PLACE_CASES = {
+    "tanh": lambda x: cnp.sum(cnp.tanh(x * 1.5) * x * W(x)),
+    "exp": lambda x: cnp.sum(cnp.exp(x * 0.5) * x * W(x)),
+    "log": lambda x: cnp.sum(cnp.log(x + 1.0) * x * W(x)),
+    "log1p": lambda x: cnp.sum(cnp.log1p(x * 0.5) * x * W(x)),
+    "sqrt": lambda x: cnp.sum(cnp.sqrt(x + 1.0) * x * W(x)),
+    "sin": lambda x: cnp.sum(cnp.sin(x * 1.5) * x * W(x)),
+    "cos": lambda x: cnp.sum(cnp.cos(x * 1.5) * x * W(x)),
+    "square": lambda x: cnp.sum(cnp.square(x + 1.0) * x * W(x)),
+    "negative": lambda x: cnp.sum(-(x * 2.0) * x * W(x)),
+    "multiply": lambda x: cnp.sum((x * R(x)) * 3.0 * W(x) + (x * 2.0) * x),
+    "divide": lambda x: cnp.sum((x / R(x)) * 3.0 * W(x) + (x / 2.0) * W(x)),
+    "power": lambda x: cnp.sum((x ** 2) * W(x) + (x ** 3) * W(x) + x ** 2.5 * W(x)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(IN_PLACE_CASES))
+def test_in_place_rules_agree_with_the_pure_rules(name):
+    assert registry[name].vjp_inplace is not None
+    for dtype in (np.float64, np.float32):
+        lean, pure = _both_sweeps(IN_PLACE_CASES[name], _POS.astype(dtype))
+        assert lean[0].dtype == dtype
+        np.testing.assert_allclose(lean[0], pure[0], rtol=1e-6 if dtype == np.float32 else 1e-12)
+    ref = cr.grad(lambda v: IN_PLACE_CASES[name](v))(_POS)
+    np.testing.assert_allclose(_both_sweeps(IN_PLACE_CASES[name], _POS)[0][0], ref, rtol=1e-12)
+
+
+def test_every_in_place_rule_has_a_case():
+    have = {n for n, p in registry.items() if p.vjp_inplace is not None}
+    assert have <= set(IN_PLACE_CASES), sorted(have - set(IN_PLACE_CASES))
+
+
+def test_in_place_accumulation_leaves_shared_cotangents_alone():
+    # add hands the same cotangent to both inputs: neither may be written into.
+    x = cr.tensor(_ANY.copy(), requires_grad=True)
+    y = cr.tensor(_ANY.copy(), requires_grad=True)
+    s = x + y
+    cnp.sum(cnp.tanh(s) + cnp.exp(s) + x * 2.0).backward()
+    t = np.tanh(_ANY + _ANY)
+    d = (1 - t * t) + np.exp(_ANY + _ANY)
+    np.testing.assert_allclose(x.grad, d + 2.0)
+    np.testing.assert_allclose(y.grad, d)
+
+
+def test_gradient_tape_targets_are_not_written_into():
+    x = cr.tensor(_POS.copy())
+    with cr.GradientTape() as tape:
+        tape.watch(x)
+        h = x * 2.0
+        y = cnp.sum(cnp.tanh(h) * 3.0)
+    gh, gx = tape.gradient(y, [h, x])
+    t = np.tanh(2 * _POS)
+    np.testing.assert_allclose(gh, 3 * (1 - t * t))
+    np.testing.assert_allclose(gx, 6 * (1 - t * t))

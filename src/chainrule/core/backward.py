@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 from heapq import heappop, heappush
 from typing import Any
 
+import numpy as np
+
 from .primitive import Box, Node, box_class, node_of
 
 __all__ = ["backward_pass", "add_cotangents"]
@@ -59,6 +61,10 @@ def backward_pass(
     leaves: dict[int, tuple[Box, Any]] = {}
     wanted = set(target_nodes)
     found: dict[Box, Any] = {}
+    # Cotangent arrays that this sweep made and nobody else sees: ids of leaves' sums, and
+    # ``node._owned`` for pending ones.  Without create_graph they are updated in place.
+    own: set[int] = set()
+    lean = not create_graph
     # While the sweep runs, a recorded node keeps its pending cotangent in ``_ct``
     # (cheaper than a dict); ``_ct is not None`` means "already on the heap".
     try:
@@ -71,6 +77,7 @@ def backward_pass(
             node._ct = None
             if wanted and node in wanted:
                 found[node] = g
+                node._owned = False  # handed to the caller: never written into
             if accept is not None and not accept(node):
                 continue
             args = node._args
@@ -86,25 +93,39 @@ def backward_pass(
             else:
                 vals = node._vals
                 out = node._out
-            rule = node._prim.vjp
+            prim = node._prim
+            rule = prim.vjp
             if type(rule) is tuple:
+                inplace = prim.vjp_inplace if lean and node._owned else None
+                if inplace is not None:
+                    inplace = _only_input(args, inplace, level, vals, out)
                 for a, f in zip(args, rule):
                     if (type(a) is Node or isinstance(a, Box) and a.requires_grad) \
                             and a._level == level:
                         if f is None:
                             raise TypeError(
-                                f"{node._prim.name!r} is not differentiable in this argument")
+                                f"{prim.name!r} is not differentiable in this argument")
+                        if inplace is not None:  # g is ours and goes to this input alone
+                            f = inplace
                         ct = f(g, out, *vals, **params) if params else f(g, out, *vals)
                         if ct is None:
                             continue
+                        fresh = lean and type(ct) is np.ndarray and (
+                            ct is g if inplace is not None else ct is not g and ct.base is None)
                         # _send() inlined: this loop runs once per edge of the graph
                         if a._prim is None:
-                            _send_leaf(a, ct, leaves)
+                            _send_leaf(a, ct, leaves, own if lean else None, fresh)
                         elif a._ct is None:
                             a._ct = ct
+                            if type(a) is Node:
+                                a._owned = fresh
                             heappush(heap, (-a._seq, a))
+                        elif lean and type(a) is Node and a._owned and _fits(a._ct, ct):
+                            np.add(a._ct, ct, out=a._ct)
                         else:
                             a._ct = add_cotangents(a._ct, ct)
+                            if type(a) is Node:
+                                a._owned = lean and type(a._ct) is np.ndarray
             else:
                 cts = rule(g, out, *vals, **params) if params else rule(g, out, *vals)
                 for a, ct in zip(args, cts):
@@ -121,6 +142,29 @@ def backward_pass(
     return leaves, found
 
 
+def _only_input(args: tuple, inplace: tuple, level: int, vals: tuple, out: Any) -> Any:
+    """The in-place rule of the one input that needs a cotangent, or ``None`` (also when a
+    value is a box of an enclosing transform: in-place rules take plain NumPy values)."""
+    if isinstance(out, Box):
+        return None
+    for v in vals:
+        if isinstance(v, Box):
+            return None
+    found = None
+    for a, f in zip(args, inplace):
+        if (type(a) is Node or isinstance(a, Box) and a.requires_grad) and a._level == level:
+            if found is not None or f is None:
+                return None
+            found = f
+    return found
+
+
+def _fits(acc: Any, ct: Any) -> bool:
+    """``acc += ct`` in place gives what ``acc + ct`` would (same shape and dtype)."""
+    return (type(ct) is np.ndarray or isinstance(ct, np.generic)) and type(acc) is np.ndarray \
+        and acc.shape == np.shape(ct) and acc.dtype == ct.dtype
+
+
 def box_of(node: Node, value: Any) -> Box:
     """A box of ``value`` that stands for the result of ``node`` (gradients flow into it)."""
     return box_class[0](value, node._level, node)
@@ -133,10 +177,21 @@ def _as_box(a: Any, v: Any, level: int) -> Any:
     return a
 
 
-def _send_leaf(box: Box, ct: Any, leaves: dict) -> None:
+def _send_leaf(box: Box, ct: Any, leaves: dict, own: set | None = None,
+               fresh: bool = False) -> None:
     key = id(box)
     prev = leaves.get(key)
-    leaves[key] = (box, ct if prev is None else add_cotangents(prev[1], ct))
+    if prev is None:
+        leaves[key] = (box, ct)
+        if fresh:
+            own.add(key)
+    elif own is not None and key in own and _fits(prev[1], ct):
+        np.add(prev[1], ct, out=prev[1])
+    else:
+        total = add_cotangents(prev[1], ct)
+        leaves[key] = (box, total)
+        if own is not None and type(total) is np.ndarray:
+            own.add(key)
 
 
 def _send(box: Box, ct: Any, heap: list, leaves: dict) -> None:

@@ -210,10 +210,18 @@ class Primitive:
         whose results are plain arrays that carry no derivative.
     saves: what the reverse rule reads -- ``"both"`` (default), ``"inputs"``,
         ``"output"`` or ``"nothing"`` (see the module docstring).
+
+    Attributes
+    ----------
+    vjp_inplace: ``None`` or a tuple like ``vjp`` of rules on plain NumPy values that
+        may overwrite the cotangent ``g`` (one pass, no temporary).  The reverse sweep
+        calls one only when it owns ``g`` (made it, told nobody), that input alone
+        needs a cotangent and no graph of the gradient is being built; ``vjp`` stays
+        the definition (``create_graph=True`` and the tests use it).
     """
 
     __slots__ = ("name", "impl", "np_impl", "box_impl", "vjp", "jvp", "differentiable",
-                 "saves")
+                 "saves", "vjp_inplace")
 
     def __init__(
         self,
@@ -230,6 +238,10 @@ class Primitive:
             raise ValueError(f"primitive {name!r}: saves must be one of {SAVES}, got {saves!r}")
         self.name = name
         self.saves = saves
+        # Optional reverse rules on NumPy values that may overwrite the cotangent ``g``
+        # (a tuple like ``vjp``): the sweep uses one when it owns ``g`` and only that input
+        # needs a derivative, and never while it builds a graph of the gradient.
+        self.vjp_inplace = None
         self.impl = impl
         self.np_impl = np_impl if np_impl is not None else _bind_numpy(impl)
         # What runs on the NumPy data of boxes (may skip checks that np_impl needs for

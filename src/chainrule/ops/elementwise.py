@@ -404,6 +404,75 @@ def _mod_impl(xp, x, y):
 mod = binary("mod", np.mod, lambda x, y, o: 1.0, lambda x, y, o: -floor(x / y), saves="inputs")
 mod.impl = _mod_impl
 
+# --- in-place reverse rules (NumPy values, a cotangent the sweep owns: see Primitive) ----------
+
+
+def _into(g, d, ufunc=np.multiply):
+    """``ufunc(g, d)`` written into ``g`` when that keeps its shape and dtype, else a new array."""
+    if np.result_type(g, d) == g.dtype and np.broadcast_shapes(np.shape(d), g.shape) == g.shape:
+        return ufunc(g, d, out=g)
+    return ufunc(g, d)
+
+
+def _tanh_into(g, o, x):
+    d = o * o
+    np.subtract(1.0, d, out=d)
+    return _into(g, d)
+
+
+def _pow_into(g, out, x, y):
+    if type(y) in _PY_SCALARS and y == 2:  # g * 2x, with no temporary
+        g = _into(g, x)
+        return unbroadcast(_into(g, 2.0), x, out)
+    return unbroadcast(_into(g, _pow_dx(x, y, out)), x, out)
+
+
+def _log1p_into(g, out, x):
+    d = x + 1.0
+    return _into(g, d, np.divide)
+
+
+def _mul_into(which):
+    def rule(g, out, x, y):
+        return unbroadcast(_into(g, y if which == 0 else x), x if which == 0 else y, out)
+
+    return rule
+
+
+def _div_x_into(g, out, x, y):
+    return unbroadcast(_into(g, y, np.divide), x, out)
+
+
+def _neg_into(g, out, x):
+    return np.negative(g, out=g)
+
+
+def _scaled_into(scale):
+    """In-place form of a unary rule ``g * f'(...)``: the derivative, then one multiply."""
+    def rule(g, out, x):
+        return _into(g, scale(out, x))
+
+    return rule
+
+
+def _bool_into(g, mask):
+    return np.multiply(g, mask, out=g)
+
+
+tanh.vjp_inplace = (_tanh_into,)
+exp.vjp_inplace = (lambda g, o, x: _into(g, o),)
+log.vjp_inplace = (lambda g, o, x: _into(g, x, np.divide),)
+log1p.vjp_inplace = (_log1p_into,)
+sqrt.vjp_inplace = (lambda g, o, x: _into(_into(g, o, np.divide), 0.5),)
+sin.vjp_inplace = (_scaled_into(lambda o, x: np.cos(x)),)
+cos.vjp_inplace = (_scaled_into(lambda o, x: -np.sin(x)),)
+square.vjp_inplace = (lambda g, o, x: _into(_into(g, x), 2.0),)
+negative.vjp_inplace = (_neg_into,)
+multiply.vjp_inplace = (_mul_into(0), _mul_into(1))
+divide.vjp_inplace = (_div_x_into, None)
+power.vjp_inplace = (_pow_into, None)
+
+
 # --- comparisons and predicates (not differentiable: plain boolean arrays) ---------------------
 
 
