@@ -183,7 +183,9 @@ log = primitive("log", _xp_fn("log"), np.log,
 log2 = unary("log2", np.log2, lambda g, o, x: g / (x * _LN2))
 log10 = unary("log10", np.log10, lambda g, o, x: g / (x * _LN10))
 log1p = primitive("log1p", _xp_fn("log1p"), np.log1p,
-                  vjp=(lambda g, out, x: g / (x + 1.0),), jvp=(lambda t, out, x: t / (x + 1.0),),
+                  vjp=(lambda g, out, x: _fresh_times(g, x + 1.0, None, np.divide)
+                       if _is_plain(g) and type(x) is np.ndarray else g / (x + 1.0),),
+                  jvp=(lambda t, out, x: t / (x + 1.0),),
                   saves="inputs")
 logaddexp = binary("logaddexp", np.logaddexp,
                    lambda x, y, o: exp(x - o), lambda x, y, o: exp(y - o))
@@ -210,7 +212,8 @@ arccos = unary("arccos", np.arccos, lambda g, o, x: -g / sqrt(1.0 - x * x), xp_n
 arctan = unary("arctan", np.arctan, lambda g, o, x: g / (1.0 + x * x), xp_name="atan")
 sinh = unary("sinh", np.sinh, lambda g, o, x: g * cosh(x))
 cosh = unary("cosh", np.cosh, lambda g, o, x: g * sinh(x))
-tanh = unary("tanh", np.tanh, lambda g, o, x: g * (1.0 - o * o), saves="output")
+tanh = unary("tanh", np.tanh, lambda g, o, x: _fresh_times(g, o * o, _one_minus) if _is_plain(g)
+              and type(o) is np.ndarray else g * (1.0 - o * o), saves="output")
 arcsinh = unary("arcsinh", np.arcsinh, lambda g, o, x: g / sqrt(x * x + 1.0), xp_name="asinh")
 arccosh = unary("arccosh", np.arccosh, lambda g, o, x: g / sqrt(x * x - 1.0), xp_name="acosh")
 arctanh = unary("arctanh", np.arctanh, lambda g, o, x: g / (1.0 - x * x), xp_name="atanh")
@@ -404,12 +407,27 @@ def _mod_impl(xp, x, y):
 mod = binary("mod", np.mod, lambda x, y, o: 1.0, lambda x, y, o: -floor(x / y), saves="inputs")
 mod.impl = _mod_impl
 
+def _one_minus(d):
+    return np.subtract(1.0, d, out=d)
+
+
+def _fresh_times(g, d, prep=None, ufunc=np.multiply):
+    """``ufunc(g, prep(d))`` for NumPy values, reusing the temporary ``d`` as the result."""
+    if prep is not None:
+        d = prep(d)
+    if type(d) is np.ndarray and d.shape == np.broadcast_shapes(d.shape, np.shape(g)) \
+            and np.result_type(g, d) == d.dtype:
+        return ufunc(g, d, out=d)
+    return ufunc(g, d)
+
+
 # --- in-place reverse rules (NumPy values, a cotangent the sweep owns: see Primitive) ----------
 
 
 def _into(g, d, ufunc=np.multiply):
     """``ufunc(g, d)`` written into ``g`` when that keeps its shape and dtype, else a new array."""
-    if np.result_type(g, d) == g.dtype and np.broadcast_shapes(np.shape(d), g.shape) == g.shape:
+    if type(g) is np.ndarray and np.result_type(g, d) == g.dtype \
+            and np.broadcast_shapes(np.shape(d), g.shape) == g.shape:
         return ufunc(g, d, out=g)
     return ufunc(g, d)
 
