@@ -139,8 +139,13 @@ def _verdict(r: dict) -> str:
     return "" if p is None else ("PASS" if p else "FAIL")
 
 
+def _peers(r: dict) -> str:
+    return "  ".join(f"{k} {_ratio(v)}" for k, v in sorted(r.get("peer_ratios", {}).items()))
+
+
 def format_table(results: list[dict]) -> str:
-    head = ("workload", "measure", "chainrule", "baseline", "ratio", "target", "result")
+    head = ("workload", "measure", "chainrule", "baseline", "ratio", "target", "result",
+            "peers (ratio to baseline)")
     lines: list[tuple[str, ...] | str] = []
     for res in results:
         # skipped / failed workloads get one free-text line instead of table cells
@@ -156,7 +161,7 @@ def format_table(results: list[dict]) -> str:
             lines.append((
                 res["name"], r["measure"], _num(r.get("chainrule"), unit),
                 _num(r.get("baseline"), unit), _ratio(ratio),
-                _target(r), _verdict(r),
+                _target(r), _verdict(r), _peers(r),
             ))
     cells = [line for line in lines if isinstance(line, tuple)]
     widths = [max([len(h)] + [len(line[i]) for line in cells]) for i, h in enumerate(head)]

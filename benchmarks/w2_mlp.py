@@ -24,6 +24,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 import chainrule as cr
 import chainrule.nn.functional as F
 import chainrule.numpy as cnp
+import peers
 from common import compare, row
 
 NAME = "W2"
@@ -140,22 +141,26 @@ def _numpy_value_and_grad(params, x, y):
     return value_and_grad
 
 
-def cnp_pair(dtype):
-    """(chainrule value_and_grad, NumPy value_and_grad), both without arguments."""
+def cnp_pair(dtype, with_peers=False):
+    """(chainrule value_and_grad, NumPy value_and_grad[, peers]), all without arguments."""
     params = _cnp_params(dtype)
     x, y = _data(dtype, (SIZES[0],))
     vg = cr.value_and_grad(cnp_loss)
-    return (lambda: vg(params, x, y)), _numpy_value_and_grad(params, x, y)
+    pair = (lambda: vg(params, x, y)), _numpy_value_and_grad(params, x, y)
+    return pair + (peers.w2(params, x, y),) if with_peers else pair
 
 
 def _check_cnp(dtype):
-    f_cr, f_np = cnp_pair(dtype)
-    (l_cr, g_cr), (l_np, g_np) = f_cr(), f_np()
+    f_cr, f_np, others = cnp_pair(dtype, with_peers=True)
+    l_np, g_np = f_np()
     rtol = 1e-10 if dtype == np.float64 else 1e-4
-    np.testing.assert_allclose(float(l_cr), l_np, rtol=rtol)
-    for a, b in zip(g_cr, g_np):
-        assert np.asarray(a).dtype == dtype
-        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * 1e-2)
+    for name, fn in {"chainrule": f_cr, **others}.items():
+        l_x, g_x = fn()
+        np.testing.assert_allclose(float(l_x), l_np, rtol=rtol, err_msg=name)
+        for a, b in zip(g_x, g_np):
+            if name == "chainrule":
+                assert np.asarray(a).dtype == dtype
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * 1e-2, err_msg=name)
 
 
 # --- CNN ----------------------------------------------------------------------------------
@@ -225,12 +230,13 @@ def run(repeats: int) -> dict:
     rows, timings = [], {}
     for dtype in (np.float64, np.float32):
         _check_cnp(dtype)
-        f_cr, f_np = cnp_pair(dtype)
-        t = compare({"chainrule": f_cr, "numpy": f_np}, repeats)
+        f_cr, f_np, others = cnp_pair(dtype, with_peers=True)
+        t = compare({"chainrule": f_cr, "numpy": f_np, **others}, repeats)
         label = f"MLP cnp loss value_and_grad {np.dtype(dtype).name}"
         timings[label] = t
         rows.append(row(label, t["chainrule"]["median"] * 1e3, t["numpy"]["median"] * 1e3,
-                        unit="ms", target=TARGETS[dtype]))
+                        unit="ms", target=TARGETS[dtype],
+                        peers={k: t[k]["median"] * 1e3 for k in others}))
     cases = [("mlp", np.float64), ("mlp", np.float32), ("cnn", np.float64), ("cnn", np.float32)]
     for kind, dtype in cases:
         _check(kind, dtype)
@@ -248,6 +254,7 @@ def run(repeats: int) -> dict:
             "cnp loss: maximum(z, 0.0) ReLU, max-shifted logsumexp cross-entropy, "
             "cr.value_and_grad over the 6 parameters; baseline: hand-written value + gradients",
             "cr.nn step = zero_grad + forward + softmax cross-entropy + backward + SGD update",
+            peers.note(),
             "losses and updated weights agree with the NumPy baseline (1e-10 rel. in f64)",
         ],
         "details": {"timings_s": timings},
