@@ -35,7 +35,7 @@ NAME = "WC"
 TITLE = "compiled (cr.compile): W1 chain, W2 MLP step, W3 elementwise"
 TARGET_W1_US = 0.8
 TARGET_W2 = 0.95
-TARGET_W3 = 0.9
+TARGET_W3 = 0.6
 
 
 # --- W1 -----------------------------------------------------------------------------------

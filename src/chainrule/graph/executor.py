@@ -220,7 +220,8 @@ def plan_buffers(program: Program, min_size: int = DEFAULT_MIN_BUFFER_SIZE
 def _is_fresh(e: Any) -> bool:
     """True when ``e``'s result is always a new array (never a view of an input)."""
     return (_ufunc_of(e.prim) is not None or _einsum_operands(e) is not None
-            or (e.prim.name in _FRESH and registry.get(e.prim.name) is e.prim))
+            or (e.prim.name in _FRESH and registry.get(e.prim.name) is e.prim)
+            or getattr(e.prim.np_impl, "__name__", "") == "fused")  # graph.fusion's loops
 
 
 def plan_donations(program: Program, donated: Any, min_size: int = 0) -> dict[int, int]:
