@@ -77,3 +77,22 @@ def test_small_arrays_and_transcendentals_are_not_fused():
 
 def test_fusion_module_imports_without_numba():
     assert importlib.import_module("chainrule.graph.fusion").available() in (True, False)
+
+
+def test_fused_loops_write_into_donated_inputs_only_when_that_is_safe():
+    pytest.importorskip("numba")
+    n = 80  # 6,400 elements: fused
+    step = cr.compile(lambda p, g: p - 0.1 * g * g, donate_argnums=0)
+    g = np.arange(n * n, dtype=float).reshape(n, n) / n
+    step(np.ones((n, n)), g)
+    p = np.ones((n, n))
+    out = step(p, g)
+    assert _fused(lambda p, g: p - 0.1 * g * g, p, g)
+    assert out is p
+    np.testing.assert_array_equal(out, 1.0 - 0.1 * g * g)
+    # reading the donated array transposed: the loop must not overwrite what it still reads
+    swap = cr.compile(lambda p: p * 2.0 - cnp.transpose(p) * 0.5, donate_argnums=0)
+    a = np.arange(n * n, dtype=float).reshape(n, n)
+    swap(a.copy())
+    q = a.copy()
+    np.testing.assert_array_equal(swap(q), a * 2.0 - a.T * 0.5)

@@ -162,11 +162,12 @@ _PY_DATA = frozenset({list, float, int, bool, complex})
 box_class: list[type] = [Box]
 
 
-def record(cls, out, level, prim, args, params, vals):
-    """A box of ``out`` whose node records ``prim`` applied to ``args``."""
+def record(cls, out, level, prim, args, params, vals, node_args=None):
+    """A box of ``out`` whose node records ``prim`` applied to ``args`` (``node_args``:
+    the inputs as the graph keeps them, when the caller has them already)."""
     node = Node()
     node._prim = prim
-    node._args = _node_args(args, level)
+    node._args = _node_args(args, level) if node_args is None else node_args
     node._params = params
     saves = prim.saves
     if saves == "both":
@@ -174,13 +175,14 @@ def record(cls, out, level, prim, args, params, vals):
         node._out = out
     elif saves == "inputs":
         node._vals = vals
-        node._out = _keep(out)
-    elif saves == "output":
-        node._vals = tuple(_keep(v) for v in vals)
-        node._out = out
+        node._out = out if type(out) is not np.ndarray else _keep(out)
     else:
-        node._vals = tuple(_keep(v) for v in vals)
-        node._out = _keep(out)
+        for v in vals:
+            if type(v) is np.ndarray:  # (numbers and NumPy scalars are kept as they are)
+                vals = tuple(_keep(v) for v in vals)
+                break
+        node._vals = vals
+        node._out = out if saves == "output" or type(out) is not np.ndarray else _keep(out)
     node._ct = None
     node._owned = False
     node._level = level
@@ -297,7 +299,13 @@ class Primitive:
                 raise _explained(self, (xd, yd), exc) from exc
             cls = box_class[0]
             if tracked and lvl > state.grad_floor:
-                return record(cls, out, lvl, self, args, params or None, (xd, yd))
+                # the graph keeps the inputs' nodes, not their boxes (fast paths never see
+                # boxes that are their own nodes: those live at special levels)
+                if isinstance(x, Box) and x._rec is not None:
+                    x = x._rec
+                if isinstance(y, Box) and y._rec is not None:
+                    y = y._rec
+                return record(cls, out, lvl, self, args, params or None, (xd, yd), (x, y))
             return cls(out, lvl)
         if n == 1:
             x = args[0]
@@ -311,7 +319,8 @@ class Primitive:
                         raise _explained(self, (xd,), exc) from exc
                     cls = box_class[0]
                     if x.requires_grad and lvl > state.grad_floor:
-                        return record(cls, out, lvl, self, args, params or None, (xd,))
+                        return record(cls, out, lvl, self, args, params or None, (xd,),
+                                      (x if x._rec is None else x._rec,))
                     return cls(out, lvl)
                 return self._bind(args, params)
             if type(x) in NUMPY_TYPES:

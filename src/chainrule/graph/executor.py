@@ -129,6 +129,9 @@ def _buffer_op(e: Any) -> Any:
         return None
     if own and name == "relu" and out.dtype.kind in "f":
         return lambda args, buf, bind: f"{bind(np.maximum, 'maximum')}({args[0]}, 0, out={buf})"
+    if getattr(e.prim.np_impl, "__name__", "") == "fused":  # graph.fusion's loops
+        return lambda args, buf, bind: (f"{bind(e.prim.np_impl, 'fused')}({', '.join(args)}, "
+                                        f"out={buf})")
     if _einsum_operands(e) is not None:
         def emit_einsum(args, buf, bind):
             left, right = _einsum_operands(e, args)

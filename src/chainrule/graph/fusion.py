@@ -188,9 +188,18 @@ def _fused_equation(members: list[int], eqns: list, spec: tuple) -> Equation:
     exec(compile(source, "<chainrule fused loop>", "exec"), ns)  # noqa: S102 (generated here)
     kernel = numba.njit(error_model="numpy", cache=False)(ns["kernel"])
 
-    def run(*arrays: Any) -> np.ndarray:
-        out = np.empty(shape, dtype)
-        kernel(*[np.ravel(a) for a in arrays], out.reshape(-1))
+    def run(*arrays: Any, out: Any = None) -> np.ndarray:
+        # ``out`` (a reused buffer or a donated input) is written directly when the loop
+        # may: C-contiguous, and no input overlaps it except itself (same index, read first)
+        if out is not None and out.flags.c_contiguous and not any(
+                a is not out and np.may_share_memory(a, out) for a in arrays):
+            kernel(*[np.ravel(a) for a in arrays], out.reshape(-1))
+            return out
+        res = np.empty(shape, dtype)
+        kernel(*[np.ravel(a) for a in arrays], res.reshape(-1))
+        if out is None:
+            return res
+        out[...] = res
         return out
 
     run.__name__ = run.__qualname__ = "fused"
