@@ -169,3 +169,15 @@ def test_gradient_tape_targets_are_not_written_into():
     t = np.tanh(2 * _POS)
     np.testing.assert_allclose(gh, 3 * (1 - t * t))
     np.testing.assert_allclose(gx, 6 * (1 - t * t))
+
+
+def test_logsumexp_is_one_primitive_with_exact_rules():
+    x = cr.tensor(np.array([[1.0, 2.0, 3.0], [1000.0, 1000.0, -np.inf]]), requires_grad=True)
+    y = cnp.logsumexp(x, axis=1)
+    assert y._node._prim.name == "reduce_logsumexp"
+    np.testing.assert_allclose(y.data, [np.log(np.exp([1.0, 2.0, 3.0]).sum()),
+                                        1000.0 + np.log(2.0)])
+    y.sum().backward()
+    e = np.exp([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(x.grad, [e / e.sum(), [0.5, 0.5, 0.0]])
+    assert float(cnp.logsumexp([1000.0, 1000.0])) == pytest.approx(1000.0 + np.log(2.0))

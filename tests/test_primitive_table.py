@@ -271,7 +271,7 @@ for _name, _fn, _prims in [("sum", R.sum, ("reduce_sum",)), ("max", R.max, ("red
                            ("min", R.min, ("reduce_min",)), ("prod", R.prod, ("reduce_prod",)),
                            ("mean", R.mean, ("reduce_sum",)), ("var", R.var, ("reduce_sum",)),
                            ("std", R.std, ("reduce_sum",)),
-                           ("logsumexp", R.logsumexp, ("reduce_sum",))]:
+                           ("logsumexp", R.logsumexp, ("reduce_logsumexp",))]:
     for _shape, _axis, _keep in _AXES:
         if _name in ("var", "std") and _shape == ():
             continue
