@@ -105,13 +105,16 @@ def row(
     target: float | None = None,
     on: str = "ratio",
     note: str = "",
+    peers: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """One line of the table.
 
     ``chainrule`` and ``baseline`` are in ``unit``; ``ratio`` is
     chainrule / baseline.  ``target`` is an upper bound on the ratio
     (``on="ratio"``) or on the chainrule figure itself (``on="value"``);
-    ``passed`` is ``None`` when there is no target.
+    ``passed`` is ``None`` when there is no target.  ``peers`` maps other
+    libraries (HIPS autograd, PyTorch) to their figure in ``unit``, timed in the
+    same ``compare`` call.
     """
     ratio = None
     if chainrule is not None and baseline not in (None, 0):
@@ -130,6 +133,9 @@ def row(
         "target_on": on,
         "passed": passed,
         "note": note,
+        "peers": {k: float(v) for k, v in (peers or {}).items()},
+        "peer_ratios": {k: float(v) / baseline for k, v in (peers or {}).items()
+                        if baseline not in (None, 0)},
     }
 
 

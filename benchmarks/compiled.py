@@ -12,7 +12,7 @@
   the timed call.  Target: ratio <= 0.95.
 * W3c: ``cr.compile(cr.value_and_grad(f))`` for
   ``f(x) = sum(tanh(x)*exp(-x**2) + log1p(x**2))`` on 10^6 float64; baseline:
-  W3's NumPy value + closed-form gradient.  Target: ratio <= 0.9.
+  W3's NumPy value + closed-form gradient.  Target: ratio <= 0.6.
 
 Tracing and code generation happen in the untimed warm-up call; every
 workload first checks its results against the baseline, and that no
@@ -35,7 +35,7 @@ NAME = "WC"
 TITLE = "compiled (cr.compile): W1 chain, W2 MLP step, W3 elementwise"
 TARGET_W1_US = 0.8
 TARGET_W2 = 0.95
-TARGET_W3 = 0.9
+TARGET_W3 = 0.6
 
 
 # --- W1 -----------------------------------------------------------------------------------
@@ -111,6 +111,24 @@ def _w2(repeats: int) -> tuple[dict, dict]:
     return (row("W2c MLP step float64", ms_c, ms_np, unit="ms", target=TARGET_W2), t)
 
 
+def _w2_cnp(repeats: int) -> tuple[dict, dict]:
+    """``cr.compile(cr.value_and_grad(loss))`` of W2's chainrule.numpy loss."""
+    f_cr, f_np = w2_mlp.cnp_pair(np.float64)
+    params = w2_mlp._cnp_params(np.float64)
+    x, y = w2_mlp._data(np.float64, (w2_mlp.SIZES[0],))
+    f = cr.compile(cr.value_and_grad(w2_mlp.cnp_loss))
+    f(params, x, y)
+    (l_c, g_c), (l_np, g_np) = f(params, x, y), f_np()
+    np.testing.assert_allclose(float(l_c), l_np, rtol=1e-10)
+    for a, b in zip(g_c, g_np):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    t = compare({"compiled": lambda: f(params, x, y), "numpy": f_np}, repeats)
+    assert f.trace_count == 1
+    ms_c, ms_np = t["compiled"]["median"] * 1e3, t["numpy"]["median"] * 1e3
+    return (row("W2c cnp loss value_and_grad f64", ms_c, ms_np, unit="ms", target=TARGET_W2),
+            t)
+
+
 # --- W3 -----------------------------------------------------------------------------------
 
 def _w3(repeats: int) -> tuple[dict, dict]:
@@ -130,7 +148,7 @@ def _w3(repeats: int) -> tuple[dict, dict]:
 
 def run(repeats: int) -> dict:
     rows, timings = [], {}
-    for name, fn in (("W1c", _w1), ("W2c", _w2), ("W3c", _w3)):
+    for name, fn in (("W1c", _w1), ("W2c", _w2), ("W2c cnp", _w2_cnp), ("W3c", _w3)):
         r, t = fn(repeats)
         rows.append(r)
         timings[name] = t

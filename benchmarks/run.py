@@ -145,8 +145,13 @@ def _verdict(r: dict) -> str:
     return "" if p is None else ("PASS" if p else "FAIL")
 
 
+def _peers(r: dict) -> str:
+    return "  ".join(f"{k} {_ratio(v)}" for k, v in sorted(r.get("peer_ratios", {}).items()))
+
+
 def format_table(results: list[dict]) -> str:
-    head = ("workload", "measure", "chainrule", "baseline", "ratio", "target", "result")
+    head = ("workload", "measure", "chainrule", "baseline", "ratio", "target", "result",
+            "peers (ratio to baseline)")
     lines: list[tuple[str, ...] | str] = []
     for res in results:
         # skipped / failed workloads get one free-text line instead of table cells
@@ -162,7 +167,7 @@ def format_table(results: list[dict]) -> str:
             lines.append((
                 res["name"], r["measure"], _num(r.get("chainrule"), unit),
                 _num(r.get("baseline"), unit), _ratio(ratio),
-                _target(r), _verdict(r),
+                _target(r), _verdict(r), _peers(r),
             ))
     cells = [line for line in lines if isinstance(line, tuple)]
     widths = [max([len(h)] + [len(line[i]) for line in cells]) for i, h in enumerate(head)]
@@ -220,12 +225,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help=f"comma-separated subset of {','.join(names)}")
     ap.add_argument("--json", default=os.path.join(HERE, "results", "latest.json"),
                     help="where to write the results (default: benchmarks/results/latest.json)")
+    ap.add_argument("--docs", default=None,
+                    help="where to write the Markdown table and chart (default: "
+                         "docs/benchmarks.md after a run of every workload; 'none' to skip)")
     ap.add_argument("--gc-off", action="store_true",
                     help="disable the garbage collector in timed regions (both sides alike)")
     args = ap.parse_args(argv)
 
     _ensure_path()
     import common
+    import report as report_mod
 
     common.GC_OFF = args.gc_off
     repeats = args.repeats or (QUICK_REPEATS if args.quick else FULL_REPEATS)
@@ -268,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as fh:
             json.dump(_jsonable(report), fh, indent=1)
         print(f"\nwrote {args.json}")
+    docs = args.docs if args.docs is not None else (None if wanted else report_mod.DOCS)
+    if docs and docs != "none":
+        print(f"wrote {report_mod.write(_jsonable(report), docs)}")
     return 1 if any(r.get("error") for r in results) else 0
 
 

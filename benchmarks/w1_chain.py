@@ -13,6 +13,7 @@ import numpy as np
 
 import chainrule as cr
 import chainrule.numpy as cnp
+import peers
 from common import compare, row
 
 NAME = "W1"
@@ -52,17 +53,24 @@ def run(repeats: int) -> dict:
     np.testing.assert_allclose(y_cr, y_np, rtol=1e-12)
     np.testing.assert_allclose(np.asarray(g_cr), g_np, rtol=1e-10, atol=0)
 
-    t = compare({"chainrule": chain_chainrule, "numpy": chain_numpy}, repeats)
+    others = peers.w1(N_STEPS)
+    for name, fn in others.items():
+        y_p, g_p = fn()
+        np.testing.assert_allclose(float(g_p), g_np, rtol=1e-10, err_msg=name)
+    t = compare({"chainrule": chain_chainrule, "numpy": chain_numpy, **others}, repeats)
     us_cr = t["chainrule"]["median"] / N_OPS * 1e6
     us_np = t["numpy"]["median"] / N_OPS * 1e6
+    us_peers = {k: t[k]["median"] / N_OPS * 1e6 for k in others}
     return {
         "name": NAME,
         "title": TITLE,
         "rows": [
             row("fwd+bwd per elementary op", us_cr, us_np, unit="us/op",
-                target=TARGET_US_PER_OP, on="value"),
-        ],
-        "notes": [f"{N_OPS:,} elementary ops per run; gradients agree (rtol 1e-10)"],
+                target=TARGET_US_PER_OP, on="value", peers=us_peers),
+        ] + ([row("per op, chainrule / PyTorch", us_cr, us_peers["torch"], unit="us/op",
+                  target=0.5)] if "torch" in us_peers else []),
+        "notes": [f"{N_OPS:,} elementary ops per run; gradients agree (rtol 1e-10)",
+                  peers.note()],
         "details": {"timings_s": t, "grad": float(np.asarray(g_cr)), "n_ops": N_OPS},
     }
 

@@ -12,6 +12,7 @@ import numpy as np
 
 import chainrule as cr
 import chainrule.numpy as cnp
+import peers
 from common import compare, row, skipped
 
 NAME = "W4"
@@ -55,16 +56,28 @@ def run(repeats: int) -> dict:
         np.testing.assert_allclose(J, J_np, rtol=1e-10, atol=1e-10, err_msg=name)
         candidates[name] = (lambda jac=jac: jac(x))
     candidates["numpy"] = lambda: jacobian_numpy(A, x)
+    others = peers.w4(A, x)
+    for mode, found in others.items():
+        for peer, fn in found.items():
+            np.testing.assert_allclose(fn(), J_np, rtol=1e-10, atol=1e-10, err_msg=peer)
+            candidates[f"{peer} {mode}"] = fn
 
     t = compare(candidates, repeats)
     ms_np = t["numpy"]["median"] * 1e3
     rows = [
         row(f"cr.{name}", t[name]["median"] * 1e3, ms_np, unit="ms", target=TARGET_MS,
-            on="value")
+            on="value", peers={p: t[f"{p} {name}"]["median"] * 1e3 for p in others[name]})
         for name in ("jacfwd", "jacrev")
         if name in t
     ]
-    notes = ["Jacobians agree with the closed form (1e-10); baseline = closed-form NumPy"]
+    rows += [
+        row(f"cr.{name} / torch.func.{name}", t[name]["median"] * 1e3,
+            t[f"torch {name}"]["median"] * 1e3, unit="ms", target=0.8)
+        for name in ("jacfwd", "jacrev")
+        if name in t and f"torch {name}" in t
+    ]
+    notes = ["Jacobians agree with the closed form (1e-10); baseline = closed-form NumPy",
+             peers.note()]
     notes += [f"cr.{name} not available yet" for name in missing]
     return {"name": NAME, "title": TITLE, "rows": rows, "notes": notes,
             "details": {"timings_s": t, "n": N}}

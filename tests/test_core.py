@@ -241,7 +241,7 @@ def test_graph_memory_released_after_backward():
     loss = y.sum()
     del y
     loss.backward()
-    assert loss._args is None  # saved inputs dropped as the sweep went
+    assert loss._node._args is None  # saved inputs dropped as the sweep went
     del loss
     gc.collect()
     assert mid() is None

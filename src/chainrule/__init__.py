@@ -14,7 +14,6 @@ from .anomaly import detect_anomaly, is_anomaly_enabled
 from .core.trace import enable_grad, is_grad_enabled, no_grad
 from .dispatch import install as _install_dispatch
 from .function import Function, FunctionCtx
-from .ops.creation import stop_gradient
 from .tape import GradientTape
 from .tensor import Tensor, _install_methods, from_numpy, tensor
 
@@ -37,6 +36,8 @@ from .transforms import (  # noqa: E402
     value_and_grad,
     vjp,
 )
+
+stop_gradient = numpy.stop_gradient  # (the graph-aware version, once graph is loaded)
 
 __all__ = [
     "Tensor", "tensor", "from_numpy", "stop_gradient", "no_grad", "enable_grad",

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .core.primitive import Box, Primitive, registry
+from .core.primitive import Box, Node, Primitive, node_of, registry
 
 __all__ = ["detect_anomaly", "is_anomaly_enabled"]
 
@@ -147,8 +147,11 @@ def _user_site() -> str:
 
 
 def _remember(box: Box, site: str) -> None:
-    ref = weakref.ref(box)
-    for key in {id(box), id(box.data)}:
+    node = node_of(box)
+    ref = weakref.ref(box if node is None else node)
+    # a rule receives the node's saved output (the data, or its shape-only stand-in)
+    keys = {id(box), id(box.data)} | ({id(node), id(node._out)} if type(node) is Node else set())
+    for key in keys:
         _sites[key] = (ref, site)
 
 

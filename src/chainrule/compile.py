@@ -50,6 +50,7 @@ import numpy as np
 
 from .core.primitive import Box
 from .graph.executor import DEFAULT_MIN_BUFFER_SIZE, Executable, generate
+from .graph.fusion import fuse
 from .graph.ir import GuardFailed, Program
 from .graph.passes import optimize
 from .graph.trace import is_dynamic_leaf, trace
@@ -165,7 +166,8 @@ class CompiledFunction:
         program, out_tree, values = trace(self.fun, *args, **kwargs)
         self.trace_count += 1
         if self.optimize:
-            program = optimize(program)
+            # fusion last: it sees the simplified program (a no-op without numba)
+            program = fuse(optimize(program))
         # (a guard may fail after outputs were written: then donated inputs must be intact)
         guarded = any(e.out is None for e in program.eqns)
         exe = generate(program, buffers=self.buffers, min_buffer_size=self.min_buffer_size,

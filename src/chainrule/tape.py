@@ -144,7 +144,7 @@ class GradientTape:
         create = bool(state.tapes)
         leaves, found = backward_pass([(target, Tensor(eye) if create else eye)], target._level,
                                       True, create, accept=self._records,
-                                      target_nodes=[source] if source._prim is not None else [])
+                                      target_nodes=[n for n in (source._node,) if n is not None])
         if source._node is not None:
             g = found.get(source._node)
         else:

@@ -17,7 +17,7 @@ import numpy as np
 
 from .core.backward import add_cotangents, backward_pass, tensor_hooks
 from .core.hooks import RemovableHandle
-from .core.primitive import Box, box_class
+from .core.primitive import Box, box_class, node_of
 from .core.trace import EAGER_LEVEL, FORWARD_LEVELS, LEVEL_NAMES, STAGING, state
 
 __all__ = ["Tensor", "tensor", "from_numpy", "is_differentiable_dtype"]
@@ -229,11 +229,14 @@ class Tensor(Box):
                 "cannot register a hook on a tensor that does not require grad "
                 "(its gradient is never computed)"
             )
-        key = id(self)
+        # a recorded result's gradient arrives at its graph node; a leaf's at the tensor
+        node = node_of(self)
+        target = self if node is None else node
+        key = id(target)
         hooks = tensor_hooks.get(key)
         if hooks is None:
             hooks = tensor_hooks[key] = []
-            weakref.finalize(self, _forget_hooks, key, hooks)
+            weakref.finalize(target, _forget_hooks, key, hooks)
         hooks.append(hook)
         return RemovableHandle(hooks, hook, lambda: _forget_hooks(key, hooks))
 

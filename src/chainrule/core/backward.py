@@ -14,18 +14,21 @@ from collections.abc import Callable, Iterable
 from heapq import heappop, heappush
 from typing import Any
 
+import numpy as np
+
 from .hooks import call_hook
-from .primitive import Box
+from .primitive import Box, Node, box_class, node_of
 from .version import check_saved, modified
 
 __all__ = ["backward_pass", "add_cotangents", "tensor_hooks"]
 
-#: ``Tensor.register_hook`` functions by ``id(box)`` (empty, and never looked at, when unused).
+#: ``Tensor.register_hook`` functions by ``id`` of the leaf box or of the recorded node
+#: (empty, and never looked at, when unused).
 tensor_hooks: dict[int, list] = {}
 
 
-def _hooked(box: Box, g: Any) -> Any:
-    """``g`` after the box's hooks (a hook returning non-None replaces it)."""
+def _hooked(box: Any, g: Any) -> Any:
+    """``g`` after the hooks of ``box`` (a hook returning non-None replaces it)."""
     for fn in tuple(tensor_hooks.get(id(box), ())):
         r = call_hook(fn, "tensor hook", g)
         if r is not None:
@@ -73,73 +76,102 @@ def backward_pass(
     heap: list = []
     leaves: dict[int, tuple[Box, Any]] = {}
     wanted = set(target_nodes)
+    found: dict[Box, Any] = {}
+    # Cotangent arrays that this sweep made and nobody else sees: ids of leaves' sums, and
+    # ``node._owned`` for pending ones.  Without create_graph they are updated in place.
+    own: set[int] = set()
+    lean = not create_graph
     hooks = tensor_hooks
     changed = modified
-    found: dict[Box, Any] = {}
-    # While the sweep runs, a recorded box keeps its pending cotangent in ``_ct``
+    # While the sweep runs, a recorded node keeps its pending cotangent in ``_ct``
     # (cheaper than a dict); ``_ct is not None`` means "already on the heap".
     try:
         for box, g in roots:
-            _send(box, g, heap, leaves)
+            node = node_of(box) if isinstance(box, Box) else box
+            _send(box if node is None else node, g, heap, leaves)
         while heap:
-            box = heappop(heap)[1]
-            g = box._ct
-            box._ct = None
-            if hooks and id(box) in hooks:
-                g = _hooked(box, g)
-            if wanted and box in wanted:
-                found[box] = g
-            if accept is not None and not accept(box):
+            node = heappop(heap)[1]
+            g = node._ct
+            node._ct = None
+            if hooks and id(node) in hooks:
+                g = _hooked(node, g)
+                node._owned = False  # the hook may keep g: never written into
+            if wanted and node in wanted:
+                found[node] = g
+                node._owned = False  # handed to the caller: never written into
+            if accept is not None and not accept(node):
                 continue
-            args = box._args
+            args = node._args
             if args is None:
-                raise _freed_error(box)
+                raise _freed_error(node)
             if changed:
-                check_saved(box)
-            params = box._params
-            if create_graph:
-                vals = args
-                out = box
+                check_saved(node)
+            params = node._params
+            if type(node) is not Node:  # a box that is its own node (static graphs)
+                vals = args if create_graph else node._vals
+                out = node if create_graph else node.data
+            elif create_graph:
+                vals = tuple(_as_box(a, v, level) for a, v in zip(args, node._vals))
+                out = box_of(node, node._out)
             else:
-                vals = box._vals
-                out = box.data
-            rule = box._prim.vjp
+                vals = node._vals
+                out = node._out
+            prim = node._prim
+            rule = prim.vjp
             if type(rule) is tuple:
+                inplace = prim.vjp_inplace if lean and node._owned else None
+                if inplace is not None:
+                    inplace = _only_input(args, inplace, level, vals, out)
                 for a, f in zip(args, rule):
-                    if isinstance(a, Box) and a.requires_grad and a._level == level:
+                    if (type(a) is Node or isinstance(a, Box) and a.requires_grad) \
+                            and a._level == level:
                         if f is None:
                             raise TypeError(
-                                f"{box._prim.name!r} is not differentiable in this argument")
+                                f"{prim.name!r} is not differentiable in this argument")
+                        if inplace is not None:  # g is ours and goes to this input alone
+                            f = inplace
                         ct = f(g, out, *vals, **params) if params else f(g, out, *vals)
                         if ct is None:
                             continue
+                        fresh = lean and type(ct) is np.ndarray and (
+                            ct is g if inplace is not None else ct is not g and ct.base is None)
                         # _send() inlined: this loop runs once per edge of the graph
                         if a._prim is None:
-                            _send_leaf(a, ct, leaves)
+                            _send_leaf(a, ct, leaves, own if lean else None, fresh)
                         elif a._ct is None:
                             a._ct = ct
+                            if type(a) is Node:
+                                a._owned = fresh
                             heappush(heap, (-a._seq, a))
+                        elif lean and type(a) is Node and a._owned and _fits(a._ct, ct):
+                            np.add(a._ct, ct, out=a._ct)
                         else:
                             a._ct = add_cotangents(a._ct, ct)
+                            if type(a) is Node:
+                                a._owned = lean and type(a._ct) is np.ndarray
             else:
                 cts = rule(g, out, *vals, **params) if params else rule(g, out, *vals)
                 for a, ct in zip(args, cts):
-                    if isinstance(a, Box) and a.requires_grad and a._level == level:
+                    if (type(a) is Node or isinstance(a, Box) and a.requires_grad) \
+                            and a._level == level:
                         _send(a, ct, heap, leaves)
             if not retain_graph:
-                box._args = box._vals = None
+                node._args = node._vals = None
+                if type(node) is Node:
+                    node._out = None
     finally:
-        for _, box in heap:  # an error stopped the sweep: leave no pending cotangents behind
-            box._ct = None
+        for _, node in heap:  # an error stopped the sweep: leave no pending cotangents behind
+            node._ct = None
     for key, (leaf, ct) in leaves.items():
         if _is_complex(ct) and not _is_complex(leaf.data):
             leaves[key] = (leaf, ct.real)
     for box, ct in found.items():
-        if _is_complex(ct) and not _is_complex(box.data):
+        value = box.data if isinstance(box, Box) else box._out  # (None once freed: unknown)
+        if _is_complex(ct) and value is not None and not _is_complex(value):
             found[box] = ct.real
-    if tensor_hooks:  # a leaf's hooks see its total gradient before it is accumulated
+    if hooks:  # a leaf's hooks see its total gradient before it is accumulated
         for key, (leaf, g) in leaves.items():
-            if key in tensor_hooks:
+            if key in hooks:
                 leaves[key] = (leaf, _hooked(leaf, g))
     return leaves, found
 
@@ -154,10 +186,56 @@ def _is_complex(x: Any) -> bool:
     return dtype is not None and getattr(dtype, "kind", "") == "c"
 
 
-def _send_leaf(box: Box, ct: Any, leaves: dict) -> None:
+def _only_input(args: tuple, inplace: tuple, level: int, vals: tuple, out: Any) -> Any:
+    """The in-place rule of the one input that needs a cotangent, or ``None`` (also when a
+    value is a box of an enclosing transform: in-place rules take plain NumPy values)."""
+    if isinstance(out, Box):
+        return None
+    for v in vals:
+        if isinstance(v, Box):
+            return None
+    found = None
+    for a, f in zip(args, inplace):
+        if (type(a) is Node or isinstance(a, Box) and a.requires_grad) and a._level == level:
+            if found is not None or f is None:
+                return None
+            found = f
+    return found
+
+
+def _fits(acc: Any, ct: Any) -> bool:
+    """``acc += ct`` in place gives what ``acc + ct`` would (same shape and dtype)."""
+    return (type(ct) is np.ndarray or isinstance(ct, np.generic)) and type(acc) is np.ndarray \
+        and acc.shape == np.shape(ct) and acc.dtype == ct.dtype
+
+
+def box_of(node: Node, value: Any) -> Box:
+    """A box of ``value`` that stands for the result of ``node`` (gradients flow into it)."""
+    return box_class[0](value, node._level, node)
+
+
+def _as_box(a: Any, v: Any, level: int) -> Any:
+    """The input of a rule when the gradient graph is built: boxes at ``level``."""
+    if type(a) is Node:
+        return box_of(a, v)
+    return a
+
+
+def _send_leaf(box: Box, ct: Any, leaves: dict, own: set | None = None,
+               fresh: bool = False) -> None:
     key = id(box)
     prev = leaves.get(key)
-    leaves[key] = (box, ct if prev is None else add_cotangents(prev[1], ct))
+    if prev is None:
+        leaves[key] = (box, ct)
+        if fresh:
+            own.add(key)
+    elif own is not None and key in own and _fits(prev[1], ct):
+        np.add(prev[1], ct, out=prev[1])
+    else:
+        total = add_cotangents(prev[1], ct)
+        leaves[key] = (box, total)
+        if own is not None and type(total) is np.ndarray:
+            own.add(key)
 
 
 def _send(box: Box, ct: Any, heap: list, leaves: dict) -> None:

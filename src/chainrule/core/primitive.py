@@ -13,6 +13,27 @@ tangents may carry extra *leading* batch axes (Jacobians push many basis
 vectors through at once), so rules address axes of the inputs from the end.
 A rule is either a tuple with one function per input (only those whose
 input needs a derivative are called) or one joint function returning a tuple.
+
+What a recorded operation keeps
+-------------------------------
+Each primitive declares in ``saves`` what its reverse rule reads:
+
+==========  =====================================================================
+``saves``   kept by the recorded operation until the reverse sweep
+==========  =====================================================================
+"both"      the inputs and the output (the default: always safe)
+"inputs"    the input values; the output only as its shape and dtype
+"output"    the output value; the inputs only as their shapes and dtypes
+"nothing"   shapes and dtypes only (``add``, ``reshape``, ``reduce_sum``, ...)
+==========  =====================================================================
+
+A recorded operation is a :class:`Node`, separate from the box that holds
+its result, so an intermediate result that no rule needs is freed as soon as
+the user lets go of it.  A value that is not kept reaches the rule as a
+:class:`ShapeOf` stand-in (``shape``, ``dtype``, ``ndim``, ``size`` only):
+a rule that reads a value it did not declare fails loudly instead of keeping
+memory alive silently.  NumPy arrays smaller than :data:`KEEP_BELOW` bytes
+are always kept (a stand-in would cost more than it frees).
 """
 
 from __future__ import annotations
@@ -26,40 +47,112 @@ import numpy as np
 from ..backend import NUMPY_TYPES, namespace_of
 from .trace import FORWARD_LEVELS, SPECIAL_LEVELS, STAGING, state
 
-__all__ = ["Primitive", "Box", "record", "registry", "primitive"]
+__all__ = ["Primitive", "Box", "Node", "ShapeOf", "record", "registry", "primitive", "SAVES"]
 
 registry: dict[str, Primitive] = {}
 _seq = itertools.count()
+
+#: The values of ``Primitive.saves`` (see the module docstring).
+SAVES = ("both", "inputs", "output", "nothing")
+#: NumPy arrays of fewer bytes are kept even when the rule does not read them.
+KEEP_BELOW = 4096
 
 
 class Box:
     """A value seen by one trace level (the base of :class:`chainrule.Tensor`).
 
-    A box made by a recorded operation *is* that operation's graph node: it
-    keeps the primitive, its inputs and parameters and a sequence number
-    (one object per operation keeps the graph small and cheap to build).
-    Leaves and unrecorded values have ``_prim = None``.
+    A box made by a recorded operation points to that operation's graph
+    node in ``_rec`` (a :class:`Node`); leaves and unrecorded values have
+    ``_prim = None`` and ``_rec = None``.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_level", "_tangent", "_prim", "_args",
-                 "_params", "_seq", "_vals", "_ct", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_level", "_tangent", "_prim", "_rec",
+                 "__weakref__")
 
     def __init__(self, data, level=0, node=None, requires_grad=False, tangent=None):
-        # ``node`` is accepted for symmetry with ``record`` and must be None here.
         if type(data) in _PY_DATA:  # Tensor([1.0, 2.0]) called directly, like torch.Tensor
             data = np.asarray(data)
         self.data = data
         self.grad = None
-        self.requires_grad = requires_grad
+        self.requires_grad = requires_grad or node is not None
         self._level = level
         self._tangent = tangent
-        self._prim = None
-        self._ct = None
+        self._rec = node
+        self._prim = None if node is None else node._prim
 
     @property
     def _node(self):
-        """The recorded operation that made this box (itself), or ``None`` for leaves."""
-        return self if self._prim is not None else None
+        """The recorded operation that made this box, or ``None`` for leaves."""
+        return node_of(self)
+
+
+def node_of(box: Box) -> Any:
+    """The graph node of ``box``: its :class:`Node`, the box itself when it is its own node
+    (static graphs), or ``None`` for a leaf."""
+    try:
+        node = box._rec
+    except AttributeError:  # box classes that are their own graph nodes
+        node = None
+    if node is None and box._prim is not None:
+        return box
+    return node
+
+
+class Node:
+    """One recorded operation of a reverse level: what the reverse sweep needs, no more.
+
+    ``_args`` are the inputs as the graph sees them (the :class:`Node` of a
+    recorded input, a leaf box, or a raw value); ``_vals`` and ``_out`` the
+    values the rule reads (see ``Primitive.saves``); ``_ct`` the cotangent
+    being accumulated while a sweep runs.
+    """
+
+    __slots__ = ("_prim", "_args", "_params", "_seq", "_vals", "_out", "_ct", "_level",
+                 "_owned", "__weakref__")
+    requires_grad = True
+
+
+class ShapeOf:
+    """Stand-in for a value that a rule declared it does not read (shape and dtype only)."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, a: Any) -> None:
+        self.shape = a.shape
+        self.dtype = a.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    def __repr__(self) -> str:
+        return f"ShapeOf(shape={self.shape}, dtype={self.dtype})"
+
+
+def _keep(v: Any) -> Any:
+    """``v`` itself when it is small or not a NumPy array, else its :class:`ShapeOf`."""
+    if type(v) is np.ndarray and v.nbytes >= KEEP_BELOW:
+        return ShapeOf(v)
+    return v
+
+
+def _node_args(args: tuple, level: int) -> tuple:
+    """The inputs as the graph keeps them: nodes instead of the boxes of recorded inputs."""
+    out = []
+    for a in args:
+        if isinstance(a, Box) and a._level == level:
+            n = node_of(a)
+            if n is not None:
+                a = n
+        out.append(a)
+    return tuple(out)
 
 
 # (not tuple: multi-output primitives box a tuple of arrays)
@@ -81,8 +174,31 @@ def holds_box(seq: Any) -> bool:
     return False
 
 
-def record(cls, out, level, prim, args, params, vals):
-    """A box of ``out`` that records ``prim`` applied to ``args`` (the graph node)."""
+def record(cls, out, level, prim, args, params, vals, node_args=None):
+    """A box of ``out`` whose node records ``prim`` applied to ``args`` (``node_args``:
+    the inputs as the graph keeps them, when the caller has them already)."""
+    node = Node()
+    node._prim = prim
+    node._args = _node_args(args, level) if node_args is None else node_args
+    node._params = params
+    saves = prim.saves
+    if saves == "both":
+        node._vals = vals
+        node._out = out
+    elif saves == "inputs":
+        node._vals = vals
+        node._out = out if type(out) is not np.ndarray else _keep(out)
+    else:
+        for v in vals:
+            if type(v) is np.ndarray:  # (numbers and NumPy scalars are kept as they are)
+                vals = tuple(_keep(v) for v in vals)
+                break
+        node._vals = vals
+        node._out = out if saves == "output" or type(out) is not np.ndarray else _keep(out)
+    node._ct = None
+    node._owned = False
+    node._level = level
+    node._seq = next(_seq)
     box = cls.__new__(cls)
     box.data = out
     box.grad = None
@@ -90,11 +206,7 @@ def record(cls, out, level, prim, args, params, vals):
     box._level = level
     box._tangent = None
     box._prim = prim
-    box._args = args
-    box._params = params
-    box._vals = vals  # the inputs as this level sees them, for the rules
-    box._ct = None  # the cotangent being accumulated while a reverse sweep runs
-    box._seq = next(_seq)
+    box._rec = node
     return box
 
 
@@ -110,9 +222,20 @@ class Primitive:
         ``None`` for an input means "not differentiable in that input".
     differentiable: ``False`` for operations such as comparisons or argmax,
         whose results are plain arrays that carry no derivative.
+    saves: what the reverse rule reads -- ``"both"`` (default), ``"inputs"``,
+        ``"output"`` or ``"nothing"`` (see the module docstring).
+
+    Attributes
+    ----------
+    vjp_inplace: ``None`` or a tuple like ``vjp`` of rules on plain NumPy values that
+        may overwrite the cotangent ``g`` (one pass, no temporary).  The reverse sweep
+        calls one only when it owns ``g`` (made it, told nobody), that input alone
+        needs a cotangent and no graph of the gradient is being built; ``vjp`` stays
+        the definition (``create_graph=True`` and the tests use it).
     """
 
-    __slots__ = ("name", "impl", "np_impl", "box_impl", "vjp", "jvp", "differentiable")
+    __slots__ = ("name", "impl", "np_impl", "box_impl", "vjp", "jvp", "differentiable",
+                 "saves", "vjp_inplace")
     is_primitive = True  # lets lower layers (backend) recognise a primitive without importing it
 
     def __init__(
@@ -124,8 +247,16 @@ class Primitive:
         jvp: Any = None,
         differentiable: bool = True,
         register: bool = True,
+        saves: str = "both",
     ) -> None:
+        if saves not in SAVES:
+            raise ValueError(f"primitive {name!r}: saves must be one of {SAVES}, got {saves!r}")
         self.name = name
+        self.saves = saves
+        # Optional reverse rules on NumPy values that may overwrite the cotangent ``g``
+        # (a tuple like ``vjp``): the sweep uses one when it owns ``g`` and only that input
+        # needs a derivative, and never while it builds a graph of the gradient.
+        self.vjp_inplace = None
         self.impl = impl
         self.np_impl = np_impl if np_impl is not None else _bind_numpy(impl)
         # What runs on the NumPy data of boxes (may skip checks that np_impl needs for
@@ -181,20 +312,13 @@ class Primitive:
                 raise _explained(self, (xd, yd), exc) from exc
             cls = box_class[0]
             if tracked and lvl > state.grad_floor:
-                # record() inlined: this is the hottest line of the library
-                box = cls.__new__(cls)
-                box.data = out
-                box.grad = None
-                box.requires_grad = True
-                box._level = lvl
-                box._tangent = None
-                box._prim = self
-                box._args = args
-                box._params = params or None
-                box._vals = (xd, yd)
-                box._ct = None
-                box._seq = next(_seq)
-                return box
+                # the graph keeps the inputs' nodes, not their boxes (fast paths never see
+                # boxes that are their own nodes: those live at special levels)
+                if isinstance(x, Box) and x._rec is not None:
+                    x = x._rec
+                if isinstance(y, Box) and y._rec is not None:
+                    y = y._rec
+                return record(cls, out, lvl, self, args, params or None, (xd, yd), (x, y))
             return cls(out, lvl)
         if n == 1:
             x = args[0]
@@ -208,19 +332,8 @@ class Primitive:
                         raise _explained(self, (xd,), exc) from exc
                     cls = box_class[0]
                     if x.requires_grad and lvl > state.grad_floor:
-                        box = cls.__new__(cls)
-                        box.data = out
-                        box.grad = None
-                        box.requires_grad = True
-                        box._level = lvl
-                        box._tangent = None
-                        box._prim = self
-                        box._args = args
-                        box._params = params or None
-                        box._vals = (xd,)
-                        box._ct = None
-                        box._seq = next(_seq)
-                        return box
+                        return record(cls, out, lvl, self, args, params or None, (xd,),
+                                      (x if x._rec is None else x._rec,))
                     return cls(out, lvl)
                 return self._bind(args, params)
             if type(x) in NUMPY_TYPES:
@@ -339,6 +452,7 @@ def primitive(
     vjp: Any = None,
     jvp: Any = None,
     differentiable: bool = True,
+    saves: str = "both",
 ) -> Primitive:
     """Declare and register a primitive (see :class:`Primitive`)."""
-    return Primitive(name, impl, np_impl, vjp, jvp, differentiable)
+    return Primitive(name, impl, np_impl, vjp, jvp, differentiable, saves=saves)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from .primitive import Box, _seq
+from .primitive import Box, _seq, node_of
 
 __all__ = ["modified", "bump_version", "check_saved"]
 
@@ -27,10 +27,13 @@ def bump_version(box: Box) -> None:
     """Note that ``box``'s data was changed in place (now, on the recording clock)."""
     if not isinstance(box, Box):
         return
-    key = id(box)
-    if key not in modified:
-        weakref.finalize(box, modified.pop, key, None)
-    modified[key] = next(_seq)
+    now = next(_seq)
+    node = node_of(box)  # a recorded result: the graph refers to its node, not the tensor
+    for obj in (box,) if node is None or node is box else (box, node):
+        key = id(obj)
+        if key not in modified:
+            weakref.finalize(obj, modified.pop, key, None)
+        modified[key] = now
 
 
 def check_saved(box: Any) -> None:

@@ -318,7 +318,8 @@ class Node(StagedOps, Tensor):
            [6.]])
     """
 
-    __slots__ = ("_shape", "_dtype", "_name", "_kind", "_value", "_cache")
+    __slots__ = ("_shape", "_dtype", "_name", "_kind", "_value", "_cache",
+                 "_args", "_params", "_seq", "_vals", "_ct")  # a static node is its own graph node
     _shape: tuple
     _dtype: Any
     _name: Any
@@ -492,6 +493,7 @@ def _new_node(kind: str, shape: Any, dtype: Any, name: str | None, value: Any = 
     n._vals = n._args
     n._params = params or None
     n._seq = next(_seq)
+    n._ct = None
     n._shape = shape
     n._dtype = dtype
     n._kind = kind

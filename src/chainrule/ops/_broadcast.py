@@ -76,6 +76,7 @@ sum_to = primitive(
     _sum_to_impl,
     vjp=(lambda g, out, x, shape: broadcast_to(g, shape=batch_shape(g, out) + tuple(x.shape)),),
     jvp=(lambda t, out, x, shape: sum_to(t, shape=batch_shape(t, x) + tuple(shape)),),
+    saves="nothing",
 )
 
 broadcast_to = primitive(
@@ -83,6 +84,7 @@ broadcast_to = primitive(
     _broadcast_to_impl,
     vjp=(lambda g, out, x, shape: unbroadcast(g, x, out),),
     jvp=(lambda t, out, x, shape: broadcast_to(align(t, x, out), shape=batch_shape(t, x) + shape),),
+    saves="nothing",
 )
 
 reshape = primitive(
@@ -90,6 +92,7 @@ reshape = primitive(
     _reshape_impl,
     vjp=(lambda g, out, x, shape: reshape(g, shape=batch_shape(g, out) + tuple(_shape_of(x))),),
     jvp=(lambda t, out, x, shape: reshape(t, shape=batch_shape(t, x) + tuple(out.shape)),),
+    saves="nothing",
 )
 
 

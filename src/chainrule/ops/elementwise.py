@@ -30,16 +30,18 @@ def _xp_fn(name: str) -> Callable[..., Any]:
 
 
 def unary(name: str, np_fn: Any, scale: Callable[[Any, Any, Any], Any] | None,
-          xp_name: str | None = None) -> Primitive:
+          xp_name: str | None = None, saves: str = "inputs") -> Primitive:
     """Declare an elementwise unary primitive.
 
     ``scale(g, out, x)`` multiplies a cotangent or tangent by the derivative
     ``f'(x)``: for an elementwise function the reverse and the forward rule
-    are the same product, so one function serves as both.
+    are the same product, so one function serves as both.  ``saves`` says
+    whether ``scale`` reads ``x`` ("inputs"), ``out`` ("output"), both or neither.
     """
     if scale is None:  # piecewise constant: derivative zero everywhere it exists
-        scale = _zero_scale
-    return primitive(name, _xp_fn(xp_name or name), np_fn, vjp=(scale,), jvp=(scale,))
+        scale, saves = _zero_scale, "nothing"
+    return primitive(name, _xp_fn(xp_name or name), np_fn, vjp=(scale,), jvp=(scale,),
+                     saves=saves)
 
 
 def _zero_scale(g, out, x):
@@ -47,14 +49,15 @@ def _zero_scale(g, out, x):
 
 
 def binary(name: str, np_fn: Any, dx: Callable[..., Any] | None,
-           dy: Callable[..., Any] | None, xp_name: str | None = None) -> Primitive:
+           dy: Callable[..., Any] | None, xp_name: str | None = None,
+           saves: str = "both") -> Primitive:
     """Declare an elementwise binary primitive with partials ``dx(x, y, out)``, ``dy(...)``."""
     vjp_x = None if dx is None else (lambda g, out, x, y: unbroadcast(g * dx(x, y, out), x, out))
     vjp_y = None if dy is None else (lambda g, out, x, y: unbroadcast(g * dy(x, y, out), y, out))
     jvp_x = None if dx is None else (lambda t, out, x, y: align(t, x, out) * dx(x, y, out))
     jvp_y = None if dy is None else (lambda t, out, x, y: align(t, y, out) * dy(x, y, out))
     return primitive(name, _xp_fn(xp_name or name), np_fn,
-                     vjp=(vjp_x, vjp_y), jvp=(jvp_x, jvp_y))
+                     vjp=(vjp_x, vjp_y), jvp=(jvp_x, jvp_y), saves=saves)
 
 
 # --- arithmetic -----------------------------------------------------------------
@@ -85,18 +88,21 @@ add = primitive(
          lambda g, out, x, y: g if g.shape == y.shape else unbroadcast(g, y, out)),
     jvp=(lambda t, out, x, y: _bcast_tangent(t, x, out),
          lambda t, out, x, y: _bcast_tangent(t, y, out)),
+    saves="nothing",
 )
 subtract = primitive(
     "subtract", _xp_fn("subtract"), _fast(operator.sub, np.subtract),
     vjp=(lambda g, out, x, y: unbroadcast(g, x, out), lambda g, out, x, y: unbroadcast(-g, y, out)),
     jvp=(lambda t, out, x, y: _bcast_tangent(t, x, out),
          lambda t, out, x, y: -_bcast_tangent(t, y, out)),
+    saves="nothing",
 )
 multiply = primitive(
     "multiply", _xp_fn("multiply"), _fast(operator.mul, np.multiply),
     vjp=(lambda g, out, x, y: _same_shape(g * y, x, out),
          lambda g, out, x, y: _same_shape(g * x, y, out)),
     jvp=(lambda t, out, x, y: align(t, x, out) * y, lambda t, out, x, y: x * align(t, y, out)),
+    saves="inputs",
 )
 divide = primitive(
     "divide", _xp_fn("divide"), _fast(operator.truediv, np.divide),
@@ -106,9 +112,9 @@ divide = primitive(
          lambda t, out, x, y: -align(t, y, out) * out / y),
 )
 negative = primitive("negative", _xp_fn("negative"), operator.neg,
-                     vjp=(lambda g, out, x: -g,), jvp=(lambda t, out, x: -t,))
+                     vjp=(lambda g, out, x: -g,), jvp=(lambda t, out, x: -t,), saves="nothing")
 positive = primitive("positive", _xp_fn("positive"), np.positive,
-                     vjp=(lambda g, out, x: g,), jvp=(lambda t, out, x: t,))
+                     vjp=(lambda g, out, x: g,), jvp=(lambda t, out, x: t,), saves="nothing")
 
 
 def _bcast_tangent(t, x, out):
@@ -151,10 +157,10 @@ def _pow_dy(x, y, out):
 
 power = binary("power", _fast(operator.pow, np.power), _pow_dx, _pow_dy, xp_name="pow")
 square = unary("square", np.square, lambda g, o, x: g * (2.0 * x))
-sqrt = unary("sqrt", np.sqrt, lambda g, o, x: g * 0.5 / o)
-cbrt = unary("cbrt", np.cbrt, lambda g, o, x: g / (3.0 * o * o))
+sqrt = unary("sqrt", np.sqrt, lambda g, o, x: g * 0.5 / o, saves="output")
+cbrt = unary("cbrt", np.cbrt, lambda g, o, x: g / (3.0 * o * o), saves="output")
 cbrt.impl = lambda xp, x: xp.sign(x) * xp.abs(x) ** (1.0 / 3.0)
-reciprocal = unary("reciprocal", np.reciprocal, lambda g, o, x: -g * o * o)
+reciprocal = unary("reciprocal", np.reciprocal, lambda g, o, x: -g * o * o, saves="output")
 reciprocal.impl = lambda xp, x: 1.0 / x
 absolute = unary("absolute", np.absolute, lambda g, o, x: g * sign(x), xp_name="abs")
 sign = unary("sign", np.sign, None)
@@ -174,16 +180,19 @@ divide.box_impl = operator.truediv
 _LN2 = float(np.log(2.0))
 _LN10 = float(np.log(10.0))
 
-exp = unary("exp", np.exp, lambda g, o, x: g * o)
-exp2 = unary("exp2", np.exp2, lambda g, o, x: g * o * _LN2)
+exp = unary("exp", np.exp, lambda g, o, x: g * o, saves="output")
+exp2 = unary("exp2", np.exp2, lambda g, o, x: g * o * _LN2, saves="output")
 exp2.impl = lambda xp, x: xp.pow(2.0, x) if not hasattr(xp, "exp2") else xp.exp2(x)
-expm1 = unary("expm1", np.expm1, lambda g, o, x: g * (o + 1.0))
+expm1 = unary("expm1", np.expm1, lambda g, o, x: g * (o + 1.0), saves="output")
 log = primitive("log", _xp_fn("log"), np.log,
-                vjp=(lambda g, out, x: g / x,), jvp=(lambda t, out, x: t / x,))
+                vjp=(lambda g, out, x: g / x,), jvp=(lambda t, out, x: t / x,), saves="inputs")
 log2 = unary("log2", np.log2, lambda g, o, x: g / (x * _LN2))
 log10 = unary("log10", np.log10, lambda g, o, x: g / (x * _LN10))
 log1p = primitive("log1p", _xp_fn("log1p"), np.log1p,
-                  vjp=(lambda g, out, x: g / (x + 1.0),), jvp=(lambda t, out, x: t / (x + 1.0),))
+                  vjp=(lambda g, out, x: _fresh_times(g, x + 1.0, None, np.divide)
+                       if _is_plain(g) and type(x) is np.ndarray else g / (x + 1.0),),
+                  jvp=(lambda t, out, x: t / (x + 1.0),),
+                  saves="inputs")
 logaddexp = binary("logaddexp", np.logaddexp,
                    lambda x, y, o: exp(x - o), lambda x, y, o: exp(y - o))
 logaddexp2 = binary("logaddexp2", np.logaddexp2,
@@ -203,19 +212,20 @@ logaddexp2.impl = _logaddexp2_impl
 
 sin = unary("sin", np.sin, lambda g, o, x: g * cos(x))
 cos = unary("cos", np.cos, lambda g, o, x: -g * sin(x))
-tan = unary("tan", np.tan, lambda g, o, x: g * (1.0 + o * o))
+tan = unary("tan", np.tan, lambda g, o, x: g * (1.0 + o * o), saves="output")
 arcsin = unary("arcsin", np.arcsin, lambda g, o, x: g / sqrt(1.0 - x * x), xp_name="asin")
 arccos = unary("arccos", np.arccos, lambda g, o, x: -g / sqrt(1.0 - x * x), xp_name="acos")
 arctan = unary("arctan", np.arctan, lambda g, o, x: g / (1.0 + x * x), xp_name="atan")
 sinh = unary("sinh", np.sinh, lambda g, o, x: g * cosh(x))
 cosh = unary("cosh", np.cosh, lambda g, o, x: g * sinh(x))
-tanh = unary("tanh", np.tanh, lambda g, o, x: g * (1.0 - o * o))
+tanh = unary("tanh", np.tanh, lambda g, o, x: _fresh_times(g, o * o, _one_minus) if _is_plain(g)
+              and type(o) is np.ndarray else g * (1.0 - o * o), saves="output")
 arcsinh = unary("arcsinh", np.arcsinh, lambda g, o, x: g / sqrt(x * x + 1.0), xp_name="asinh")
 arccosh = unary("arccosh", np.arccosh, lambda g, o, x: g / sqrt(x * x - 1.0), xp_name="acosh")
 arctanh = unary("arctanh", np.arctanh, lambda g, o, x: g / (1.0 - x * x), xp_name="atanh")
 arctan2 = binary("arctan2", np.arctan2,
                  lambda y, x, o: x / (x * x + y * y), lambda y, x, o: -y / (x * x + y * y),
-                 xp_name="atan2")
+                 xp_name="atan2", saves="inputs")
 hypot = binary("hypot", np.hypot, lambda x, y, o: x / o, lambda x, y, o: y / o)
 
 
@@ -271,7 +281,7 @@ where = primitive("where", _where_impl, np.where,
                   vjp=(lambda g, out, c, x, y: unbroadcast(g * 0.0, c, out),
                        _where_vjp(1), _where_vjp(2)),
                   jvp=(lambda t, out, c, x, y: _bcast_tangent(t, c, out) * 0.0,
-                       _where_jvp(1), _where_jvp(2)))
+                       _where_jvp(1), _where_jvp(2)), saves="inputs")
 
 
 def select(name: str, np_fn: Any, x_wins: Callable[[Any, Any], Any]) -> Primitive:
@@ -279,17 +289,44 @@ def select(name: str, np_fn: Any, x_wins: Callable[[Any, Any], Any]) -> Primitiv
 
     The derivative goes to the chosen operand; at a tie (``x == y``) it is
     shared equally, so ties are handled deterministically and symmetrically.
+    On plain NumPy values the reverse rule is one mask multiply (plus a
+    boolean test for ties); on boxes (gradient graphs) it is written with
+    chainrule's ops, so it is differentiable again.
     """
     def share(g, x, y, wins):
         return where(wins, g, where(x == y, g * 0.5, g * 0.0))
 
+    def vjp(first):
+        def rule(g, out, x, y):
+            a, b = (x, y) if first else (y, x)
+            if _is_plain(g) and _is_plain(x) and _is_plain(y):
+                return unbroadcast(_share_np(g, x, y, x_wins(a, b)), a, out)
+            return unbroadcast(share(g, x, y, x_wins(a, b)), a, out)
+
+        return rule
+
     return primitive(
         name, _xp_fn(name), np_fn,
-        vjp=(lambda g, out, x, y: unbroadcast(share(g, x, y, x_wins(x, y)), x, out),
-             lambda g, out, x, y: unbroadcast(share(g, x, y, x_wins(y, x)), y, out)),
+        vjp=(vjp(True), vjp(False)),
         jvp=(lambda t, out, x, y: share(align(t, x, out), x, y, x_wins(x, y)),
              lambda t, out, x, y: share(align(t, y, out), x, y, x_wins(y, x))),
+        saves="inputs",
     )
+
+
+def _is_plain(v: Any) -> bool:
+    """A NumPy array or a Python/NumPy number (not a box, not another array library)."""
+    return type(v) is np.ndarray or type(v) in _PY_SCALARS or isinstance(v, np.generic)
+
+
+def _share_np(g, x, y, wins):
+    """``g`` where ``wins``, half of it at ties, zero elsewhere: NumPy values only."""
+    tie = x == y
+    if np.any(tie):
+        w = np.asarray(wins, dtype=np.result_type(g, np.float32))
+        w[np.broadcast_to(tie, w.shape)] = 0.5
+        return g * w
+    return g * wins  # booleans keep g's dtype
 
 
 def _isnan(v):
@@ -370,6 +407,7 @@ clip = primitive(
          _clip_bound_vjp(True), _clip_bound_vjp(False)),
     jvp=(lambda t, out, x, lo, hi: masked(align(t, x, out), _clip_mask(x, lo, hi)),
          _clip_bound_jvp(True), _clip_bound_jvp(False)),
+    saves="inputs",
 )
 
 
@@ -384,6 +422,90 @@ trunc = unary("trunc", np.trunc, None)
 fmod = binary("fmod", np.fmod, lambda x, y, o: o * 0.0 + 1.0, lambda x, y, o: -trunc(x / y))
 floor_divide = binary("floor_divide", np.floor_divide,
                       lambda x, y, o: o * 0.0, lambda x, y, o: o * 0.0)
+
+def _one_minus(d):
+    return np.subtract(1.0, d, out=d)
+
+
+def _fresh_times(g, d, prep=None, ufunc=np.multiply):
+    """``ufunc(g, prep(d))`` for NumPy values, reusing the temporary ``d`` as the result."""
+    if prep is not None:
+        d = prep(d)
+    if type(d) is np.ndarray and d.shape == np.broadcast_shapes(d.shape, np.shape(g)) \
+            and np.result_type(g, d) == d.dtype:
+        return ufunc(g, d, out=d)
+    return ufunc(g, d)
+
+
+# --- in-place reverse rules (NumPy values, a cotangent the sweep owns: see Primitive) ----------
+
+
+def _into(g, d, ufunc=np.multiply):
+    """``ufunc(g, d)`` written into ``g`` when that keeps its shape and dtype, else a new array."""
+    if type(g) is np.ndarray and np.result_type(g, d) == g.dtype \
+            and np.broadcast_shapes(np.shape(d), g.shape) == g.shape:
+        return ufunc(g, d, out=g)
+    return ufunc(g, d)
+
+
+def _tanh_into(g, o, x):
+    d = o * o
+    np.subtract(1.0, d, out=d)
+    return _into(g, d)
+
+
+def _pow_into(g, out, x, y):
+    if type(y) in _PY_SCALARS and y == 2:  # g * 2x, with no temporary
+        g = _into(g, x)
+        return unbroadcast(_into(g, 2.0), x, out)
+    return unbroadcast(_into(g, _pow_dx(x, y, out)), x, out)
+
+
+def _log1p_into(g, out, x):
+    d = x + 1.0
+    return _into(g, d, np.divide)
+
+
+def _mul_into(which):
+    def rule(g, out, x, y):
+        return unbroadcast(_into(g, y if which == 0 else x), x if which == 0 else y, out)
+
+    return rule
+
+
+def _div_x_into(g, out, x, y):
+    return unbroadcast(_into(g, y, np.divide), x, out)
+
+
+def _neg_into(g, out, x):
+    return np.negative(g, out=g)
+
+
+def _scaled_into(scale):
+    """In-place form of a unary rule ``g * f'(...)``: the derivative, then one multiply."""
+    def rule(g, out, x):
+        return _into(g, scale(out, x))
+
+    return rule
+
+
+def _bool_into(g, mask):
+    return np.multiply(g, mask, out=g)
+
+
+tanh.vjp_inplace = (_tanh_into,)
+exp.vjp_inplace = (lambda g, o, x: _into(g, o),)
+log.vjp_inplace = (lambda g, o, x: _into(g, x, np.divide),)
+log1p.vjp_inplace = (_log1p_into,)
+sqrt.vjp_inplace = (lambda g, o, x: _into(_into(g, o, np.divide), 0.5),)
+sin.vjp_inplace = (_scaled_into(lambda o, x: np.cos(x)),)
+cos.vjp_inplace = (_scaled_into(lambda o, x: -np.sin(x)),)
+square.vjp_inplace = (lambda g, o, x: _into(_into(g, x), 2.0),)
+negative.vjp_inplace = (_neg_into,)
+multiply.vjp_inplace = (_mul_into(0), _mul_into(1))
+divide.vjp_inplace = (_div_x_into, None)
+power.vjp_inplace = (_pow_into, None)
+
 
 # --- comparisons and predicates (not differentiable: plain boolean arrays) ---------------------
 

@@ -61,6 +61,7 @@ sigmoid = primitive(
     "sigmoid", _sigmoid_impl, _sigmoid_np,
     vjp=(lambda g, out, x: g * (out * (1.0 - out)),),
     jvp=(lambda t, out, x: t * (out * (1.0 - out)),),
+    saves="output",
 )
 
 
@@ -68,10 +69,12 @@ def _relu_impl(xp, x):
     return xp.where(x > 0, x, xp.zeros_like(x))
 
 
+# out > 0 exactly where x > 0: the rules read the output, so the input can be freed.
 relu = primitive(
     "relu", _relu_impl, lambda x: np.maximum(x, 0),
-    vjp=(lambda g, out, x: masked(g, x > 0),),
-    jvp=(lambda t, out, x: masked(t, x > 0),),
+    vjp=(lambda g, out, x: masked(g, out > 0),),
+    jvp=(lambda t, out, x: masked(t, out > 0),),
+    saves="output",
 )
 
 
@@ -155,7 +158,7 @@ def _softmax_rule(g, out, x, axis):
 
 
 softmax_p = primitive("softmax", _softmax_impl, _softmax_np,
-                      vjp=(_softmax_rule,), jvp=(_softmax_rule,))
+                      vjp=(_softmax_rule,), jvp=(_softmax_rule,), saves="output")
 
 
 def _log_softmax_impl(xp, x, axis):
@@ -178,6 +181,7 @@ log_softmax_p = primitive(
     "log_softmax", _log_softmax_impl, _log_softmax_np,
     vjp=(lambda g, out, x, axis: g - exp(out) * reduce_sum(g, axes=(axis,), keepdims=True),),
     jvp=(lambda t, out, x, axis: t - reduce_sum(t * exp(out), axes=(axis,), keepdims=True),),
+    saves="output",
 )
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from ..backend import NUMPY_TYPES, library_name, namespace_of
 from ..core.primitive import Box, primitive
 from ._broadcast import _inverse, batch_shape, broadcast_to, reshape, transpose_p
-from .elementwise import conj, equal, exp, is_complex, log, real, sqrt, where
+from .elementwise import conj, equal, exp, is_complex, real, sqrt, where
 from .indexing import concat_p
 
 __all__ = [
@@ -78,6 +78,7 @@ reduce_sum = primitive(
     lambda x, axes, keepdims: np.sum(x, axis=axes, keepdims=keepdims),
     vjp=(lambda g, out, x, axes, keepdims: expand_reduced(g, x, out, axes, keepdims),),
     jvp=(lambda t, out, x, axes, keepdims: reduce_sum(t, axes=axes, keepdims=keepdims),),
+    saves="nothing",
 )
 
 
@@ -170,6 +171,7 @@ cumsum_p = primitive(
     "cumsum", _cumsum_impl, lambda x, axis: np.cumsum(x, axis=axis),
     vjp=(lambda g, out, x, axis: _rev_cumsum(g, axis),),
     jvp=(lambda t, out, x, axis: cumsum_p(t, axis=axis),),
+    saves="nothing",
 )
 
 
@@ -353,6 +355,38 @@ def std(x: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Any:
     return sqrt(v)
 
 
+def _lse_impl(xp, x, axes, keepdims):
+    if xp is np:
+        x = np.asarray(x)
+    if x.size:
+        m = xp.max(x, axis=axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    else:
+        m = xp.zeros(_kept_shape(tuple(x.shape), axes), dtype=x.dtype)
+    # The shift is a constant: logsumexp does not depend on it (the rules never see it).
+    out = xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True)) + m
+    if not keepdims:
+        out = xp.reshape(out, tuple(s for i, s in enumerate(out.shape)
+                                    if i - len(out.shape) not in axes))
+    return out
+
+
+def _lse_weights(x, out, axes, keepdims):
+    """``exp(x - logsumexp(x))`` (the softmax over ``axes``), for the rules."""
+    o = out if keepdims else reshape(out, shape=_kept_shape(tuple(x.shape), axes))
+    return exp(x - o)
+
+
+# One primitive instead of max, shift, exp, sum, log: the rules read x and the result.
+reduce_logsumexp = primitive(
+    "reduce_logsumexp", _lse_impl,
+    vjp=(lambda g, out, x, axes, keepdims:
+         expand_reduced(g, x, out, axes, keepdims) * _lse_weights(x, out, axes, keepdims),),
+    jvp=(lambda t, out, x, axes, keepdims:
+         reduce_sum(t * _lse_weights(x, out, axes, keepdims), axes=axes, keepdims=keepdims),),
+)
+
+
 def logsumexp(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
     """``log(sum(exp(x)))`` over ``axis`` without overflow (shifted by the maximum).
 
@@ -360,29 +394,10 @@ def logsumexp(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
     >>> float(cnp.logsumexp([1000.0, 1000.0]))
     1000.6931471805599
     """
+    if isinstance(x, (list, tuple)):  # nested sequences: an array first, so axes are right
+        x = np.asarray(x)
     axes = normalize_axes(axis, _ndim(x), "logsumexp")
-    raw = _raw(x)
-    if not hasattr(raw, "shape"):
-        raw = np.asarray(raw)
-    xp_max = np.max if isinstance(raw, np.ndarray | np.generic) else None
-    if xp_max is not None:
-        if raw.size:
-            m = np.max(raw, axis=axes, keepdims=True)
-        else:
-            m = np.zeros(_kept_shape(raw.shape, axes))
-        m = np.where(np.isfinite(m), m, 0.0)
-    else:
-        from ..backend import namespace_of
-
-        xp = namespace_of(raw)
-        m = xp.max(raw, axis=axes, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
-    # The shift is a constant: logsumexp does not depend on it, so no gradient flows through it.
-    out = log(reduce_sum(exp(x - m), axes=axes, keepdims=True)) + m
-    if not keepdims:
-        out = reshape(out, shape=tuple(s for i, s in enumerate(out.shape)
-                                       if i - len(out.shape) not in axes))
-    return out
+    return reduce_logsumexp(x, axes=axes, keepdims=bool(keepdims))
 
 
 def count_nonzero(x: Any, axis: Any = None) -> Any:

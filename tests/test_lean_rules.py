@@ -1,0 +1,183 @@
+"""A recorded operation keeps only what its reverse rule reads (``Primitive.saves``)."""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+import chainrule.numpy as cnp
+from chainrule.core.primitive import Primitive, registry
+
+P = importlib.import_module("chainrule.core.primitive")  # the module (a function shares its name)
+
+
+def _chain(y, steps=50):
+    """sin (reads its input), +1 and negation (read nothing), exp (reads its output)."""
+    for i in range(steps):
+        k = i % 5
+        if k == 0:
+            y = cnp.sin(y)
+        elif k == 2:
+            y = cnp.exp(y)
+        elif k == 4:
+            y = -y
+        else:
+            y = y + 1.0
+    return y
+
+
+def test_recorded_chain_holds_only_what_the_rules_read():
+    n = 10**6
+    a = np.linspace(-1.0, 1.0, n, dtype=np.float32)
+    x = cr.tensor(a, requires_grad=True)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        y = _chain(x)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # 10 sin inputs (the first is x itself, allocated before), 10 exp outputs, and the
+    # result the caller holds: 20 new arrays, not the 50 that every box would keep.
+    needed = 20 * a.nbytes
+    assert needed <= held < needed + a.nbytes // 2, (held / a.nbytes, "arrays held")
+    y.sum().backward()
+    ref = cr.grad(lambda v: cnp.sum(_chain(v)))(a[:1000].astype(np.float64))
+    np.testing.assert_allclose(x.grad[:1000], ref, rtol=1e-4)
+
+
+def test_saves_column_of_common_primitives():
+    expect = {"add": "nothing", "subtract": "nothing", "negative": "nothing",
+              "reduce_sum": "nothing", "reshape": "nothing", "broadcast_to": "nothing",
+              "multiply": "inputs", "sin": "inputs", "log1p": "inputs", "maximum": "inputs",
+              "exp": "output", "tanh": "output", "sqrt": "output", "relu": "output",
+              "softmax": "output", "divide": "both", "power": "both", "reduce_max": "both"}
+    assert {k: registry[k].saves for k in expect} == expect
+
+
+def test_a_rule_that_reads_an_undeclared_value_fails_loudly(monkeypatch):
+    monkeypatch.setattr(P, "KEEP_BELOW", 0)
+    wrong = Primitive("sq_declared_wrong", lambda xp, x: x * x,
+                      vjp=(lambda g, out, x: g * 2.0 * x,), saves="nothing", register=False)
+    x = cr.tensor(np.arange(3.0), requires_grad=True)
+    with pytest.raises(TypeError):
+        wrong(x).sum().backward()
+
+
+def test_unknown_saves_value_is_refused():
+    with pytest.raises(ValueError, match="saves must be one of"):
+        Primitive("bad_saves", lambda xp, x: x, saves="everything", register=False)
+
+
+def test_create_graph_after_lean_recording_is_still_second_order(monkeypatch):
+    monkeypatch.setattr(P, "KEEP_BELOW", 0)
+    x = cr.tensor(np.array([0.3, -0.7, 1.1]), requires_grad=True)
+    y = cnp.sum(cnp.exp(cnp.sin(x) + 1.0) * 2.0)
+    y.backward(create_graph=True)
+    g = x.grad
+    x.grad = None
+    g.sum().backward()
+    a = x.data
+    e = np.exp(np.sin(a) + 1.0)
+    np.testing.assert_allclose(g.data, 2 * e * np.cos(a))
+    np.testing.assert_allclose(x.grad, 2 * e * (np.cos(a) ** 2 - np.sin(a)))
+
+
+def _both_sweeps(f, *arrays):
+    """Gradients from the lean sweep (in-place rules allowed) and the pure one (create_graph)."""
+    lean, pure = [], []
+    for create in (False, True):
+        xs = [cr.tensor(np.array(a), requires_grad=True) for a in arrays]
+        f(*xs).backward(create_graph=create)
+        (pure if create else lean).extend(
+            x.grad.data if isinstance(x.grad, cr.Tensor) else x.grad for x in xs)
+    return lean, pure
+
+
+_rng = np.random.default_rng(7)
+_POS = _rng.uniform(0.5, 2.0, (4, 3))
+_ANY = _rng.standard_normal((4, 3))
+_ROW = _rng.standard_normal(3)
+
+def W(x):
+    return _ANY.astype(x.dtype)
+
+
+def R(x):
+    return _ROW.astype(x.dtype)
+
+
+# Each case feeds the primitive a cotangent that the sweep owns (made by the multiply after
+# it) and an input with fan-out, so in-place scaling and in-place accumulation both run.
+IN_PLACE_CASES = {
+    "tanh": lambda x: cnp.sum(cnp.tanh(x * 1.5) * x * W(x)),
+    "exp": lambda x: cnp.sum(cnp.exp(x * 0.5) * x * W(x)),
+    "log": lambda x: cnp.sum(cnp.log(x + 1.0) * x * W(x)),
+    "log1p": lambda x: cnp.sum(cnp.log1p(x * 0.5) * x * W(x)),
+    "sqrt": lambda x: cnp.sum(cnp.sqrt(x + 1.0) * x * W(x)),
+    "sin": lambda x: cnp.sum(cnp.sin(x * 1.5) * x * W(x)),
+    "cos": lambda x: cnp.sum(cnp.cos(x * 1.5) * x * W(x)),
+    "square": lambda x: cnp.sum(cnp.square(x + 1.0) * x * W(x)),
+    "negative": lambda x: cnp.sum(-(x * 2.0) * x * W(x)),
+    "multiply": lambda x: cnp.sum((x * R(x)) * 3.0 * W(x) + (x * 2.0) * x),
+    "divide": lambda x: cnp.sum((x / R(x)) * 3.0 * W(x) + (x / 2.0) * W(x)),
+    "power": lambda x: cnp.sum((x ** 2) * W(x) + (x ** 3) * W(x) + x ** 2.5 * W(x)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(IN_PLACE_CASES))
+def test_in_place_rules_agree_with_the_pure_rules(name):
+    assert registry[name].vjp_inplace is not None
+    for dtype in (np.float64, np.float32):
+        lean, pure = _both_sweeps(IN_PLACE_CASES[name], _POS.astype(dtype))
+        assert lean[0].dtype == dtype
+        np.testing.assert_allclose(lean[0], pure[0], rtol=1e-6 if dtype == np.float32 else 1e-12)
+    ref = cr.grad(lambda v: IN_PLACE_CASES[name](v))(_POS)
+    np.testing.assert_allclose(_both_sweeps(IN_PLACE_CASES[name], _POS)[0][0], ref, rtol=1e-12)
+
+
+def test_every_in_place_rule_has_a_case():
+    have = {n for n, p in registry.items() if p.vjp_inplace is not None}
+    assert have <= set(IN_PLACE_CASES), sorted(have - set(IN_PLACE_CASES))
+
+
+def test_in_place_accumulation_leaves_shared_cotangents_alone():
+    # add hands the same cotangent to both inputs: neither may be written into.
+    x = cr.tensor(_ANY.copy(), requires_grad=True)
+    y = cr.tensor(_ANY.copy(), requires_grad=True)
+    s = x + y
+    cnp.sum(cnp.tanh(s) + cnp.exp(s) + x * 2.0).backward()
+    t = np.tanh(_ANY + _ANY)
+    d = (1 - t * t) + np.exp(_ANY + _ANY)
+    np.testing.assert_allclose(x.grad, d + 2.0)
+    np.testing.assert_allclose(y.grad, d)
+
+
+def test_gradient_tape_targets_are_not_written_into():
+    x = cr.tensor(_POS.copy())
+    with cr.GradientTape() as tape:
+        tape.watch(x)
+        h = x * 2.0
+        y = cnp.sum(cnp.tanh(h) * 3.0)
+    gh, gx = tape.gradient(y, [h, x])
+    t = np.tanh(2 * _POS)
+    np.testing.assert_allclose(gh, 3 * (1 - t * t))
+    np.testing.assert_allclose(gx, 6 * (1 - t * t))
+
+
+def test_logsumexp_is_one_primitive_with_exact_rules():
+    x = cr.tensor(np.array([[1.0, 2.0, 3.0], [1000.0, 1000.0, -np.inf]]), requires_grad=True)
+    y = cnp.logsumexp(x, axis=1)
+    assert y._node._prim.name == "reduce_logsumexp"
+    np.testing.assert_allclose(y.data, [np.log(np.exp([1.0, 2.0, 3.0]).sum()),
+                                        1000.0 + np.log(2.0)])
+    y.sum().backward()
+    e = np.exp([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(x.grad, [e / e.sum(), [0.5, 0.5, 0.0]])
+    assert float(cnp.logsumexp([1000.0, 1000.0])) == pytest.approx(1000.0 + np.log(2.0))
