@@ -1,4 +1,8 @@
-"""Black-box variational inference with the reparameterisation trick.
+"""
+Black-box variational inference
+===============================
+
+Black-box variational inference with the reparameterisation trick.
 
     python examples/black_box_vi.py            # writes black_box_vi.png
     python examples/black_box_vi.py --fast     # fewer iterations (CI)

@@ -1,4 +1,8 @@
-"""The classic MNIST CNN (conv 20@5 -> pool -> conv 50@5 -> pool -> 800-500-10) with chainrule.
+"""
+A convolutional network on the digits
+=====================================
+
+The classic MNIST CNN (conv 20@5 -> pool -> conv 50@5 -> pool -> 800-500-10) with chainrule.
 
     python examples/cnn_digits.py                    # bundled 8x8 digits, upsampled to 28x28
     python examples/cnn_digits.py --fast             # a few seconds (what CI runs)
@@ -144,7 +148,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--mnist", metavar="PATH", help="directory with the four MNIST IDX files")
     ap.add_argument("--epochs", type=int, default=None, help="default: 40 digits, 7 MNIST")
     ap.add_argument("--fast", action="store_true", help="2 epochs on 400 digits (for CI)")
-    ap.add_argument("--plot", default="cnn_digits_learning_curve.png", help="PNG to write")
+    ap.add_argument("--out", "--plot", dest="plot", default="cnn_digits_learning_curve.png",
+                    help="PNG to write")
     ap.add_argument("--shift", type=int, default=None,
                     help="random shift in pixels (default: 2 digits, 0 MNIST)")
     ap.add_argument("--lr", type=float, default=1e-3)

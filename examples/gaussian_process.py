@@ -1,4 +1,8 @@
-"""Gaussian-process regression fitted by maximising its marginal likelihood.
+"""
+Gaussian-process hyperparameters
+================================
+
+Gaussian-process regression fitted by maximising its marginal likelihood.
 
     python examples/gaussian_process.py            # writes gaussian_process.png
     python examples/gaussian_process.py --fast     # fewer points (CI)

@@ -1,4 +1,8 @@
-"""Recover the initial temperature of a rod from a noisy final state, through an FFT solver.
+"""
+The heat equation, inverted through an FFT solver
+=================================================
+
+Recover the initial temperature of a rod from a noisy final state, through an FFT solver.
 
     python examples/heat_inverse_fft.py                 # 512 points, writes heat_inverse_fft.png
     python examples/heat_inverse_fft.py --fast          # 128 points, a second or two

@@ -1,4 +1,8 @@
-"""A Gaussian mixture model fitted by maximum likelihood, with ``logsumexp``.
+"""
+A Gaussian mixture model
+========================
+
+A Gaussian mixture model fitted by maximum likelihood, with ``logsumexp``.
 
     python examples/mixture_model.py            # writes mixture_model.png
     python examples/mixture_model.py --fast     # fewer iterations (CI)

@@ -1,4 +1,8 @@
-"""A neural ODE: a small network's vector field fitted to a spiral through ``odeint``.
+"""
+A neural ODE
+============
+
+A neural ODE: a small network's vector field fitted to a spiral through ``odeint``.
 
     python examples/neural_ode.py            # writes neural_ode.png
     python examples/neural_ode.py --fast     # fewer iterations (CI)

@@ -1,4 +1,8 @@
-"""Sparse Jacobian of a 2-D nonlinear PDE residual, Newton's method, and a spy plot.
+"""
+A sparse PDE Jacobian
+=====================
+
+Sparse Jacobian of a 2-D nonlinear PDE residual, Newton's method, and a spy plot.
 
     python examples/sparse_pde_jacobian.py            # 300 x 300 grid: 90,000 unknowns
     python examples/sparse_pde_jacobian.py --fast     # 40 x 40 grid, a second or so

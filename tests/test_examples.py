@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SCRIPTS = sorted(p for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
+# Examples with tests of their own results (fast mode included) elsewhere.
+TESTED_ELSEWHERE = {"cnn_digits", "sparse_pde_jacobian", "heat_inverse_fft"}
+SCRIPTS = sorted(p for p in EXAMPLES.glob("*.py")
+                 if not p.name.startswith("_") and p.stem not in TESTED_ELSEWHERE)
 # What a script needs beyond the default install, by its name.
 NEEDS = {"dask_": ("dask", "distributed")}
 
