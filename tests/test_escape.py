@@ -214,6 +214,10 @@ def test_numpy_functions_chainrule_lacks_raise_when_a_derivative_would_be_lost()
     assert_allclose(np.interp(cr.tensor([1.0]), [0, 2], [0, 4]), [2.0])
     assert np.result_type(x) == np.float64 and np.shape(x) == (2,)
     assert np.any(x) and np.signbit(x).tolist() == [False, False]  # no derivative in these
+    with pytest.raises(TypeError, match=r"numpy\.sin with where="):
+        np.sin(x, where=np.array([True, False]))
+    with pytest.raises(TypeError, match=r"numpy\.sum.*where"):
+        np.sum(x, where=np.array([True, False]))
     out = np.zeros(2)
     with pytest.raises(TypeError, match="out="):
         np.add(x, 1.0, out=out)

@@ -60,7 +60,8 @@ class detect_anomaly:
     and the ``file:line`` of the code that called the operation.  A value
     that is already NaN/inf in an operation's inputs is not reported again
     downstream.  ``check_nan=False`` switches the mode off (handy to keep
-    one code path).  Slow: for debugging only.
+    one code path).  Slow: for debugging only.  The mode is process-wide (it
+    swaps implementations), not per thread.
 
     >>> import numpy as np, chainrule as cr, chainrule.numpy as cnp
     >>> x = cr.tensor([0.0, 1.0], requires_grad=True)

@@ -160,9 +160,20 @@ def array_function(self: Any, func: Any, types: Any, args: tuple, kwargs: dict) 
                                    args, kwargs)
     _running.funcs.append(func)
     try:
-        return fn(*args, **kwargs)
+        return _call(fn, what, args, kwargs)
     finally:
         _running.funcs.pop()
+
+
+def _call(fn: Any, what: str, args: tuple, kwargs: dict) -> Any:
+    """``fn(*args, **kwargs)``; a NumPy argument chainrule's version lacks is named."""
+    try:
+        return fn(*args, **kwargs)
+    except TypeError as exc:
+        if "argument" not in str(exc) or what in str(exc):
+            raise
+        raise TypeError(f"{what} on a Tensor runs chainrule.numpy's version, which could not "
+                        f"take these arguments: {exc}") from exc
 
 
 def array_ufunc(self: Any, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
@@ -172,6 +183,9 @@ def array_ufunc(self: Any, ufunc: Any, method: str, *inputs: Any, **kwargs: Any)
     func = getattr(ufunc, method)
     if _no_out(kwargs):
         return _without_derivative(func, what, "writes into out=", inputs, kwargs)
+    if method == "__call__" and kwargs:  # where=, dtype=, casting=...: NumPy's own options
+        return _without_derivative(func, what, f"with {', '.join(sorted(kwargs))}= has no "
+                                   "differentiable chainrule version", inputs, kwargs)
     if method == "__call__":
         fn = getattr(cnp, name, None)
     else:
@@ -184,7 +198,7 @@ def array_ufunc(self: Any, ufunc: Any, method: str, *inputs: Any, **kwargs: Any)
                                    inputs, kwargs)
     if method != "__call__" and "axis" not in kwargs:
         kwargs["axis"] = 0  # ufunc.reduce/accumulate's default, where sum's is every axis
-    return fn(*inputs, **kwargs)
+    return _call(fn, what, inputs, kwargs)
 
 
 def install() -> None:

@@ -312,6 +312,7 @@ def _forget_hooks(key: int, hooks: list) -> None:
     if tensor_hooks.get(key) is hooks:  # not a newer tensor that reuses the id
         del tensor_hooks[key]
 
+
 _EAGER = "eager"
 
 
