@@ -596,3 +596,10 @@ def test_odeint_refuses_a_closure_over_a_traced_value_and_passes_options():
     g = cr.grad(lambda a: I.odeint(lambda y, tt, a: -a * y, np.array([1.0]), t, (a,),
                                    mxstep=1000, hmax=0.1)[1, 0])(0.5)
     assert_allclose(g, -np.exp(-0.5), rtol=1e-6)
+
+
+def test_poisson_gradient_at_zero_rate_is_finite():
+    # logpmf(0; mu) = -mu: derivative -1 even at mu = 0 (xlogy(0, mu) contributes nothing)
+    assert cr.grad(lambda mu: T.poisson.logpmf(0.0, mu))(0.0) == -1.0
+    assert cr.jvp(lambda mu: T.poisson.logpmf(0.0, mu), (0.0,), (1.0,))[1] == -1.0
+    assert cr.grad(lambda y: S.xlogy(0.0, y))(0.0) == 0.0

@@ -100,7 +100,7 @@ def _as_cov(cov: Any, d: int | None) -> tuple[Any, int]:
         return cov, c.shape[0]
     dim = d if d is not None else (np.shape(c)[0] if nd == 1 else 1)
     if nd == 0:
-        return cnp.reshape(cov, (1, 1)) * np.eye(dim) if dim == 1 else cov * np.eye(dim), dim
+        return cov * np.eye(dim), dim
     if nd == 1:
         return cnp.diag(cov), dim
     raise ValueError(f"multivariate_normal: cov must be a scalar, a vector or a matrix, got "
