@@ -336,6 +336,9 @@ def test_multivariate_normal_values_equal_scipy():
     c2, x2 = v @ v.T, (v @ _rng.standard_normal((2, 4))).T
     assert_allclose(T.multivariate_normal.logpdf(x2, None, c2, allow_singular=True),
                     mvn.logpdf(x2, None, c2, allow_singular=True), rtol=1e-9)
+    off = x2 + np.cross(v[:, 0], v[:, 1])   # moved off the support: density 0
+    assert np.all(T.multivariate_normal.logpdf(off, None, c2, allow_singular=True) == -np.inf)
+    assert np.all(mvn.logpdf(off, None, c2, allow_singular=True) == -np.inf)
 
 
 def test_linalg_and_signal_values_equal_scipy():

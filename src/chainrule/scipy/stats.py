@@ -156,7 +156,11 @@ class _MultivariateNormal(_Distribution):
 
         def whiten(dev2):
             p = cnp.matmul(dev2, v)
-            return cnp.sum(p * p * inv, axis=-1)
+            maha = cnp.sum(p * p * inv, axis=-1)
+            # points off the support (a component along a null direction) have density 0
+            off = np.asarray(raw(p))[:, ~keep]
+            outside = np.sqrt(np.sum(off * off, axis=-1)) > 1e-8 * max(1.0, np.abs(wr).max())
+            return E.where(outside, np.inf, maha) if np.any(outside) else maha
 
         return logdet, whiten, int(keep.sum())
 
