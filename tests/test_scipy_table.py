@@ -606,3 +606,17 @@ def test_poisson_gradient_at_zero_rate_is_finite():
     assert cr.grad(lambda mu: T.poisson.logpmf(0.0, mu))(0.0) == -1.0
     assert cr.jvp(lambda mu: T.poisson.logpmf(0.0, mu), (0.0,), (1.0,))[1] == -1.0
     assert cr.grad(lambda y: S.xlogy(0.0, y))(0.0) == 0.0
+
+
+def test_distributions_take_lists_like_scipy():
+    assert_allclose(T.norm.logpdf([0.5, 1.0], [0.0, 0.1], 2.0),
+                    st.norm.logpdf([0.5, 1.0], [0.0, 0.1], 2.0), rtol=1e-12)
+    assert_allclose(T.gamma.pdf([0.5, 1.0], a=[2.0, 3.0]), st.gamma.pdf([0.5, 1.0], a=[2.0, 3.0]),
+                    rtol=1e-12)
+    assert_allclose(T.multivariate_normal.logpdf([0.5, 1.0], [0.0, 0.1], [[2.0, 0.3], [0.3, 1.0]]),
+                    st.multivariate_normal.logpdf([0.5, 1.0], [0.0, 0.1],
+                                                  [[2.0, 0.3], [0.3, 1.0]]), rtol=1e-12)
+    assert_allclose(S.logsumexp([1.0, 2.0], b=[0.5, 0.5]), sc.logsumexp([1.0, 2.0], b=[0.5, 0.5]),
+                    rtol=1e-12)
+    assert_allclose(S.gammaln([1.5, 2.5]), sc.gammaln([1.5, 2.5]), rtol=1e-12)
+    assert repr(T.norm) == "<chainrule.scipy.stats.norm>"

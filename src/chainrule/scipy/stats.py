@@ -45,10 +45,31 @@ def _log(v: Any) -> Any:
     return E.log(v) if hasattr(v, "shape") or not isinstance(v, (int, float)) else math.log(v)
 
 
+def _accepting_lists(method: Any) -> Any:
+    """``method`` with list and tuple arguments turned into float arrays (as SciPy takes)."""
+    def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
+        args = tuple(np.asarray(a, dtype=float) if isinstance(a, (list, tuple)) else a
+                     for a in args)
+        kwargs = {k: np.asarray(v, dtype=float) if isinstance(v, (list, tuple)) else v
+                  for k, v in kwargs.items()}
+        return method(self, *args, **kwargs)
+
+    wrapped.__name__ = method.__name__
+    wrapped.__qualname__ = method.__qualname__
+    wrapped.__doc__ = method.__doc__
+    return wrapped
+
+
 class _Distribution:
     """A namespace of SciPy-named functions (no state); ``repr`` names the distribution."""
 
     name = "distribution"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for key, value in list(vars(cls).items()):
+            if callable(value) and not key.startswith("_"):
+                setattr(cls, key, _accepting_lists(value))
 
     def __repr__(self) -> str:
         return f"<chainrule.scipy.stats.{self.name}>"
