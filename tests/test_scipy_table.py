@@ -109,6 +109,11 @@ CASES += [
          "log_softmax-axes"),
 ]
 
+# float32 stays float32 through SciPy's functions and the rules
+CASES += [Case(c.prims, c.fn, tuple(a.astype(np.float32) for a in c.args), c.id + "-f32")
+          for c in list(CASES) if c.id.endswith("-(3,)") and c.id.split("-")[0] in
+          ("gammaln", "digamma", "expit", "erfc", "ndtr", "log_ndtr", "xlogy", "j0", "i1")]
+
 # --- stats -------------------------------------------------------------------------------------
 
 
@@ -620,3 +625,11 @@ def test_distributions_take_lists_like_scipy():
                     rtol=1e-12)
     assert_allclose(S.gammaln([1.5, 2.5]), sc.gammaln([1.5, 2.5]), rtol=1e-12)
     assert repr(T.norm) == "<chainrule.scipy.stats.norm>"
+
+
+def test_float32_is_preserved_by_values_and_derivatives():
+    x = np.array([0.3, 1.7], dtype=np.float32)
+    for fn in (S.gammaln, S.digamma, S.expit, S.erfc, S.ndtr, S.log_ndtr, S.j0, S.i1):
+        assert fn(x).dtype == np.float32
+        assert cr.jvp(fn, (x,), (np.ones_like(x),))[1].dtype == np.float32
+        assert cr.elementwise_grad(fn)(x).dtype == np.float32
