@@ -633,3 +633,9 @@ def test_float32_is_preserved_by_values_and_derivatives():
         assert fn(x).dtype == np.float32
         assert cr.jvp(fn, (x,), (np.ones_like(x),))[1].dtype == np.float32
         assert cr.elementwise_grad(fn)(x).dtype == np.float32
+
+
+def test_cr_scipy_is_reachable_from_the_package():
+    assert cr.scipy.special.gammaln is S.gammaln
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        cr.no_such_thing  # noqa: B018

@@ -35,6 +35,15 @@ from .transforms import (  # noqa: E402
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # chainrule.scipy needs the optional SciPy: loaded on first use of cr.scipy
+    if name == "scipy":
+        import importlib
+
+        return importlib.import_module(".scipy", __name__)
+    raise AttributeError(f"module 'chainrule' has no attribute {name!r}")
+
 __all__ = [
     "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "Function",
     "FunctionCtx", "GradientTape", "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev",
