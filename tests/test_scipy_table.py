@@ -639,3 +639,34 @@ def test_cr_scipy_is_reachable_from_the_package():
     assert cr.scipy.special.gammaln is S.gammaln
     with pytest.raises(AttributeError, match="no_such_thing"):
         cr.no_such_thing  # noqa: B018
+
+
+def test_linalg_and_convolve_gradients_match_hips_autograd():
+    ag = pytest.importorskip("autograd")
+    asl = pytest.importorskip("autograd.scipy.linalg")
+    asg = pytest.importorskip("autograd.scipy.signal")
+    anp = ag.numpy
+    a, b, q = _tri(3), _rng.standard_normal((3, 2)), _rng.standard_normal((3, 3))
+    spd = _spd(3)
+    w = _rng.standard_normal((3, 2))
+    programs = [
+        ("solve_triangular", lambda m, lib, sl: lib.sum(sl.solve_triangular(m, b, lower=True) * w),
+         a),
+        ("sqrtm", lambda m, lib, sl: lib.sum(sl.sqrtm(m) * q), spd),
+        ("solve_sylvester", lambda m, lib, sl: lib.sum(sl.solve_sylvester(m, spd, q) * q), spd),
+    ]
+    for name, prog, point in programs:
+        if not hasattr(asl, name):
+            continue
+        ours = cr.grad(prog)(point, cnp, L)
+        theirs = ag.grad(prog)(point, anp, asl)
+        assert_allclose(ours, theirs, rtol=1e-8, atol=1e-12, err_msg=name)
+    u, k = _rng.standard_normal((5, 4)), _rng.standard_normal((2, 3))
+    for mode in ("full", "valid"):
+        for i in range(2):
+            def conv(v, lib, sg, mode=mode, i=i):
+                pair = [u, k]
+                pair[i] = v
+                return lib.sum(sg.convolve(*pair, mode=mode) ** 2)
+            assert_allclose(cr.grad(conv)([u, k][i], cnp, G), ag.grad(conv)([u, k][i], anp, asg),
+                            rtol=1e-10, err_msg=f"convolve {mode} argument {i}")
