@@ -171,9 +171,11 @@ def logsumexp(a: Any, axis: Any = None, b: Any = None, keepdims: bool = False,
 def softmax(x: Any, axis: Any = None) -> Any:
     """``exp(x) / sum(exp(x))`` over ``axis`` (all entries when ``None``, as in SciPy).
 
-    >>> softmax(np.array([0.0, 0.0]))
+    >>> softmax([0.0, 0.0])
     array([0.5, 0.5])
     """
+    if not hasattr(x, "shape"):
+        x = np.asarray(x, dtype=float)
     if isinstance(axis, int) and np.ndim(raw(x)) > 0:
         return N.softmax(x, axis=axis)
     return E.exp(log_softmax(x, axis=axis))
@@ -181,6 +183,8 @@ def softmax(x: Any, axis: Any = None) -> Any:
 
 def log_softmax(x: Any, axis: Any = None) -> Any:
     """``x - logsumexp(x)`` over ``axis`` (all entries when ``None``, as in SciPy)."""
+    if not hasattr(x, "shape"):
+        x = np.asarray(x, dtype=float)
     if isinstance(axis, int) and np.ndim(raw(x)) > 0:
         return N.log_softmax(x, axis=axis)
     return x - R.logsumexp(x, axis=axis, keepdims=True)
