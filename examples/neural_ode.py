@@ -4,7 +4,7 @@ A neural ODE
 
 A neural ODE: a small network's vector field fitted to a spiral through ``odeint``.
 
-    python examples/neural_ode.py            # writes neural_ode.png
+    python examples/neural_ode.py            # writes neural_ode.png (about two minutes)
     python examples/neural_ode.py --fast     # fewer iterations (CI)
 
 The training trajectory solves a damped linear spiral.  The model's

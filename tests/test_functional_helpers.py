@@ -184,3 +184,11 @@ def test_fixed_point_refuses_a_closure_over_a_traced_value():
 
     with pytest.raises(ValueError, match="closure"):
         cr.grad(fp)(4.0)
+
+
+def test_fixed_point_start_has_zero_derivative_in_both_modes():
+    fp = lambda x0: fixed_point(_newton_sqrt, np.array([4.0, 9.0]), x0, _dist, 1e-13)
+    assert_allclose(cr.jacrev(fp)(np.array([1.0, 2.0])), np.zeros((2, 2)))
+    assert_allclose(cr.jacfwd(fp)(np.array([1.0, 2.0])), np.zeros((2, 2)))
+    scalar_start = lambda x0: fixed_point(_newton_sqrt, np.array([4.0, 9.0]), x0, _dist, 1e-13)
+    assert_allclose(cr.jacrev(scalar_start)(1.0), np.zeros(2))

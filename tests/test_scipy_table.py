@@ -109,6 +109,11 @@ CASES += [
          "log_softmax-axes"),
 ]
 
+# float32 stays float32 through SciPy's functions and the rules
+CASES += [Case(c.prims, c.fn, tuple(a.astype(np.float32) for a in c.args), c.id + "-f32")
+          for c in list(CASES) if c.id.endswith("-(3,)") and c.id.split("-")[0] in
+          ("gammaln", "digamma", "expit", "erfc", "ndtr", "log_ndtr", "xlogy", "j0", "i1")]
+
 # --- stats -------------------------------------------------------------------------------------
 
 
@@ -336,6 +341,9 @@ def test_multivariate_normal_values_equal_scipy():
     c2, x2 = v @ v.T, (v @ _rng.standard_normal((2, 4))).T
     assert_allclose(T.multivariate_normal.logpdf(x2, None, c2, allow_singular=True),
                     mvn.logpdf(x2, None, c2, allow_singular=True), rtol=1e-9)
+    off = x2 + np.cross(v[:, 0], v[:, 1])   # moved off the support: density 0
+    assert np.all(T.multivariate_normal.logpdf(off, None, c2, allow_singular=True) == -np.inf)
+    assert np.all(mvn.logpdf(off, None, c2, allow_singular=True) == -np.inf)
 
 
 def test_linalg_and_signal_values_equal_scipy():
@@ -596,3 +604,69 @@ def test_odeint_refuses_a_closure_over_a_traced_value_and_passes_options():
     g = cr.grad(lambda a: I.odeint(lambda y, tt, a: -a * y, np.array([1.0]), t, (a,),
                                    mxstep=1000, hmax=0.1)[1, 0])(0.5)
     assert_allclose(g, -np.exp(-0.5), rtol=1e-6)
+
+
+def test_poisson_gradient_at_zero_rate_is_finite():
+    # logpmf(0; mu) = -mu: derivative -1 even at mu = 0 (xlogy(0, mu) contributes nothing)
+    assert cr.grad(lambda mu: T.poisson.logpmf(0.0, mu))(0.0) == -1.0
+    assert cr.jvp(lambda mu: T.poisson.logpmf(0.0, mu), (0.0,), (1.0,))[1] == -1.0
+    assert cr.grad(lambda y: S.xlogy(0.0, y))(0.0) == 0.0
+
+
+def test_distributions_take_lists_like_scipy():
+    assert_allclose(T.norm.logpdf([0.5, 1.0], [0.0, 0.1], 2.0),
+                    st.norm.logpdf([0.5, 1.0], [0.0, 0.1], 2.0), rtol=1e-12)
+    assert_allclose(T.gamma.pdf([0.5, 1.0], a=[2.0, 3.0]), st.gamma.pdf([0.5, 1.0], a=[2.0, 3.0]),
+                    rtol=1e-12)
+    assert_allclose(T.multivariate_normal.logpdf([0.5, 1.0], [0.0, 0.1], [[2.0, 0.3], [0.3, 1.0]]),
+                    st.multivariate_normal.logpdf([0.5, 1.0], [0.0, 0.1],
+                                                  [[2.0, 0.3], [0.3, 1.0]]), rtol=1e-12)
+    assert_allclose(S.logsumexp([1.0, 2.0], b=[0.5, 0.5]), sc.logsumexp([1.0, 2.0], b=[0.5, 0.5]),
+                    rtol=1e-12)
+    assert_allclose(S.gammaln([1.5, 2.5]), sc.gammaln([1.5, 2.5]), rtol=1e-12)
+    assert repr(T.norm) == "<chainrule.scipy.stats.norm>"
+
+
+def test_float32_is_preserved_by_values_and_derivatives():
+    x = np.array([0.3, 1.7], dtype=np.float32)
+    for fn in (S.gammaln, S.digamma, S.expit, S.erfc, S.ndtr, S.log_ndtr, S.j0, S.i1):
+        assert fn(x).dtype == np.float32
+        assert cr.jvp(fn, (x,), (np.ones_like(x),))[1].dtype == np.float32
+        assert cr.elementwise_grad(fn)(x).dtype == np.float32
+
+
+def test_cr_scipy_is_reachable_from_the_package():
+    assert cr.scipy.special.gammaln is S.gammaln
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        cr.no_such_thing  # noqa: B018
+
+
+def test_linalg_and_convolve_gradients_match_hips_autograd():
+    ag = pytest.importorskip("autograd")
+    asl = pytest.importorskip("autograd.scipy.linalg")
+    asg = pytest.importorskip("autograd.scipy.signal")
+    anp = ag.numpy
+    a, b, q = _tri(3), _rng.standard_normal((3, 2)), _rng.standard_normal((3, 3))
+    spd = _spd(3)
+    w = _rng.standard_normal((3, 2))
+    programs = [
+        ("solve_triangular", lambda m, lib, sl: lib.sum(sl.solve_triangular(m, b, lower=True) * w),
+         a),
+        ("sqrtm", lambda m, lib, sl: lib.sum(sl.sqrtm(m) * q), spd),
+        ("solve_sylvester", lambda m, lib, sl: lib.sum(sl.solve_sylvester(m, spd, q) * q), spd),
+    ]
+    for name, prog, point in programs:
+        if not hasattr(asl, name):
+            continue
+        ours = cr.grad(prog)(point, cnp, L)
+        theirs = ag.grad(prog)(point, anp, asl)
+        assert_allclose(ours, theirs, rtol=1e-8, atol=1e-12, err_msg=name)
+    u, k = _rng.standard_normal((5, 4)), _rng.standard_normal((2, 3))
+    for mode in ("full", "valid"):
+        for i in range(2):
+            def conv(v, lib, sg, mode=mode, i=i):
+                pair = [u, k]
+                pair[i] = v
+                return lib.sum(sg.convolve(*pair, mode=mode) ** 2)
+            assert_allclose(cr.grad(conv)([u, k][i], cnp, G), ag.grad(conv)([u, k][i], anp, asg),
+                            rtol=1e-10, err_msg=f"convolve {mode} argument {i}")

@@ -39,6 +39,15 @@ from .transforms import (  # noqa: E402
 
 stop_gradient = numpy.stop_gradient  # (the graph-aware version, once graph is loaded)
 
+
+def __getattr__(name: str):
+    # chainrule.scipy needs the optional SciPy: loaded on first use of cr.scipy
+    if name == "scipy":
+        import importlib
+
+        return importlib.import_module(".scipy", __name__)
+    raise AttributeError(f"module 'chainrule' has no attribute {name!r}")
+
 __all__ = [
     "Tensor", "tensor", "from_numpy", "stop_gradient", "no_grad", "enable_grad",
     "is_grad_enabled", "detect_anomaly", "is_anomaly_enabled", "Function", "FunctionCtx",

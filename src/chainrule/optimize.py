@@ -534,13 +534,13 @@ def _fp_vjp(g, out, a, x0, f, distance, tol):
         w = _iterate(lambda w: gk + back(w)[1], gk, distance, tol, "adjoint iteration")
         return back(w)[0]
 
-    return _batched(one, g, out), g * 0.0
+    return _batched(one, g, out), None   # x* does not depend on x0
 
 
 def _fp_jvp(tangents, out, a, x0, f, distance, tol):
-    ta, tx0 = tangents
-    if ta is None:
-        return tx0 * 0.0
+    ta = tangents[0]
+    if ta is None:   # only x0 moves: x* does not depend on it (None is a zero tangent)
+        return None
 
     def one(tk):
         _, u = _jvp(lambda aa: f(aa, out), (a,), (tk,))        # df/da . ta

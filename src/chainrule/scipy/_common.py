@@ -49,6 +49,16 @@ def partials(name: str, fn: Callable[..., Any],
     ``None`` where the function is not differentiable in that input (an
     integer order, a parameter SciPy does not differentiate).
     """
+    continuous = [i for i, d in enumerate(derivs) if d is not None]
+
+    def keep_dtype(*args: Any) -> Any:
+        # an integer order must not turn float32 values into float64 ones
+        out = fn(*args)
+        want = np.result_type(np.float32, *(np.asarray(args[i]).dtype for i in continuous))
+        if getattr(out, "dtype", want) != want and np.issubdtype(out.dtype, np.floating):
+            out = out.astype(want)
+        return out
+
     def make_vjp(i: int, d: Callable[..., Any] | None) -> Any:
         if d is None:
             return None
@@ -60,7 +70,7 @@ def partials(name: str, fn: Callable[..., Any],
         return lambda t, out, *xs: align(t, xs[i], out) * d(*xs, out)
 
     return primitive(
-        "scipy." + name, numpy_only(name, fn), fn,
+        "scipy." + name, numpy_only(name, keep_dtype), keep_dtype,
         vjp=tuple(make_vjp(i, d) for i, d in enumerate(derivs)),
         jvp=tuple(make_jvp(i, d) for i, d in enumerate(derivs)),
     )

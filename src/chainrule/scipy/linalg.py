@@ -39,8 +39,8 @@ def _over_batches(solve2d: Any, *arrays: np.ndarray, core: int = 2) -> np.ndarra
     lead = np.broadcast_shapes(*(a.shape[:-core] for a in arrays))
     if not lead:
         return solve2d(*arrays)
-    arrays = [np.broadcast_to(a, lead + a.shape[-core:]) for a in arrays]
-    results = [solve2d(*(a[idx] for a in arrays)) for idx in np.ndindex(*lead)]
+    full = [np.broadcast_to(a, lead + a.shape[-core:]) for a in arrays]
+    results = [solve2d(*(a[idx] for a in full)) for idx in np.ndindex(*lead)]
     return np.stack(results).reshape(lead + results[0].shape)
 
 

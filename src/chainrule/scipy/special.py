@@ -118,10 +118,19 @@ log_ndtr = unary("log_ndtr", sc.log_ndtr,
 # expit(x) expit(-x) rather than out (1 - out): no cancellation in the upper tail
 expit = unary("expit", sc.expit, lambda x, out: out * expit(E.negative(x)))
 logit = unary("logit", sc.logit, lambda x, out: 1.0 / (x * (1.0 - x)))
+
+
+def _ratio(x: Any, y: Any) -> Any:
+    """``x / y``, and 0 where both are 0 (``xlogy(0, y)`` is 0 for every ``y``: its
+    derivative in ``y`` is 0 at ``x = 0``, also at ``y = 0``)."""
+    both = (np.asarray(raw(x)) == 0) & (np.asarray(raw(y)) == 0)
+    return x / (E.where(both, 1.0, y) if np.any(both) else y)
+
+
 xlogy = partials("xlogy", sc.xlogy,
-                 (lambda x, y, out: E.log(y), lambda x, y, out: x / y))
+                 (lambda x, y, out: E.log(y), lambda x, y, out: _ratio(x, y)))
 xlog1py = partials("xlog1py", sc.xlog1py,
-                   (lambda x, y, out: E.log1p(y), lambda x, y, out: x / (y + 1.0)))
+                   (lambda x, y, out: E.log1p(y), lambda x, y, out: _ratio(x, y + 1.0)))
 entr = unary("entr", sc.entr, lambda x, out: E.negative(E.log(x) + 1.0))
 
 
@@ -162,9 +171,11 @@ def logsumexp(a: Any, axis: Any = None, b: Any = None, keepdims: bool = False,
 def softmax(x: Any, axis: Any = None) -> Any:
     """``exp(x) / sum(exp(x))`` over ``axis`` (all entries when ``None``, as in SciPy).
 
-    >>> softmax(np.array([0.0, 0.0]))
+    >>> softmax([0.0, 0.0])
     array([0.5, 0.5])
     """
+    if not hasattr(x, "shape"):
+        x = np.asarray(x, dtype=float)
     if isinstance(axis, int) and np.ndim(raw(x)) > 0:
         return N.softmax(x, axis=axis)
     return E.exp(log_softmax(x, axis=axis))
@@ -172,6 +183,8 @@ def softmax(x: Any, axis: Any = None) -> Any:
 
 def log_softmax(x: Any, axis: Any = None) -> Any:
     """``x - logsumexp(x)`` over ``axis`` (all entries when ``None``, as in SciPy)."""
+    if not hasattr(x, "shape"):
+        x = np.asarray(x, dtype=float)
     if isinstance(axis, int) and np.ndim(raw(x)) > 0:
         return N.log_softmax(x, axis=axis)
     return x - R.logsumexp(x, axis=axis, keepdims=True)

@@ -45,10 +45,31 @@ def _log(v: Any) -> Any:
     return E.log(v) if hasattr(v, "shape") or not isinstance(v, (int, float)) else math.log(v)
 
 
+def _accepting_lists(method: Any) -> Any:
+    """``method`` with list and tuple arguments turned into float arrays (as SciPy takes)."""
+    def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
+        args = tuple(np.asarray(a, dtype=float) if isinstance(a, (list, tuple)) else a
+                     for a in args)
+        kwargs = {k: np.asarray(v, dtype=float) if isinstance(v, (list, tuple)) else v
+                  for k, v in kwargs.items()}
+        return method(self, *args, **kwargs)
+
+    wrapped.__name__ = method.__name__
+    wrapped.__qualname__ = method.__qualname__
+    wrapped.__doc__ = method.__doc__
+    return wrapped
+
+
 class _Distribution:
     """A namespace of SciPy-named functions (no state); ``repr`` names the distribution."""
 
     name = "distribution"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for key, value in list(vars(cls).items()):
+            if callable(value) and not key.startswith("_"):
+                setattr(cls, key, _accepting_lists(value))
 
     def __repr__(self) -> str:
         return f"<chainrule.scipy.stats.{self.name}>"
@@ -100,7 +121,7 @@ def _as_cov(cov: Any, d: int | None) -> tuple[Any, int]:
         return cov, c.shape[0]
     dim = d if d is not None else (np.shape(c)[0] if nd == 1 else 1)
     if nd == 0:
-        return cnp.reshape(cov, (1, 1)) * np.eye(dim) if dim == 1 else cov * np.eye(dim), dim
+        return cov * np.eye(dim), dim
     if nd == 1:
         return cnp.diag(cov), dim
     raise ValueError(f"multivariate_normal: cov must be a scalar, a vector or a matrix, got "
@@ -156,7 +177,11 @@ class _MultivariateNormal(_Distribution):
 
         def whiten(dev2):
             p = cnp.matmul(dev2, v)
-            return cnp.sum(p * p * inv, axis=-1)
+            maha = cnp.sum(p * p * inv, axis=-1)
+            # points off the support (a component along a null direction) have density 0
+            off = np.asarray(raw(p))[:, ~keep]
+            outside = np.sqrt(np.sum(off * off, axis=-1)) > 1e-8 * max(1.0, np.abs(wr).max())
+            return E.where(outside, np.inf, maha) if np.any(outside) else maha
 
         return logdet, whiten, int(keep.sum())
 
