@@ -1,0 +1,281 @@
+"""The batching trace level: boxes that carry a batched value, and the interpreter behind them.
+
+:func:`chainrule.vmap` opens a *staging level* (``core.trace.new_staging_level``)
+whose handler is :meth:`BatchTrace.handle`.  Its boxes, :class:`BatchTracer`,
+stand for ONE example; they hold the whole batch in ``_bval`` with the mapped
+axis first (the canonical position: every rule receives batched values with
+their batch axis at 0, or unbatched values).  Every primitive bound on a
+tracer reaches the handler, which looks the primitive's *batching rule* up
+by name in :data:`BATCHING_RULES` and applies it to the batched values --
+one call of the primitive (or a few) for the whole batch, never a loop.
+
+Batched values may themselves be boxes of lower levels (an eager tensor that
+requires grad, a transform opened outside ``vmap``); transforms opened
+inside ``vmap`` box the tracers.  So ``vmap`` nests with every transform in
+both orders, as levels do.
+
+A tracer answers ``shape``, ``ndim``, ``size`` and ``dtype`` for one example.
+Reading its value (``bool()``, ``float()``, ``np.asarray()``...) is impossible:
+the value differs per example, so :class:`BatchedValueError` is raised, naming
+the operation that made it and suggesting ``cr.cond`` / ``cnp.where``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..core.primitive import Box, Primitive
+from ..core.trace import new_staging_level, release_level
+from ..graph.trace import (
+    EXTRA_BOX_SLOTS,
+    RawView,
+    StagedOps,
+    _tensor_methods,
+    register_staged_type,
+    stop_gradient_p,
+)
+from ..tensor import Tensor
+
+__all__ = ["BatchTracer", "BatchTrace", "BatchedValueError", "BATCHING_RULES",
+           "register_batching_rule", "BatchingRule"]
+
+#: ``rule(size, vals, dims, **params) -> (out, out_dim)``: ``vals`` are the primitive's
+#: inputs, batched ones with their batch axis at 0 (``dims[i] == 0``), unbatched ones as
+#: they are (``dims[i] is None``); ``size`` is the batch size.  ``out`` is the batched
+#: result (a tuple for tuple-valued primitives, every entry batched at 0) and ``out_dim``
+#: is 0, or ``None`` when the result does not depend on the mapped axis.
+BatchingRule = Callable[..., tuple[Any, "int | None"]]
+
+#: Batching rules by primitive name (``Primitive.name``; unregistered primitives too).
+BATCHING_RULES: dict[str, BatchingRule] = {}
+
+
+def register_batching_rule(prim: Any, rule: BatchingRule) -> None:
+    """Register ``rule`` as the batching rule of ``prim`` under :func:`chainrule.vmap`.
+
+    ``prim`` is a :class:`~chainrule.core.primitive.Primitive`, its name, or a
+    ``cr.Function`` subclass.  See :data:`BatchingRule` for the signature; the
+    helpers of :mod:`chainrule.batching.rules` (``elementwise``, ``leading``)
+    are ready-made rules.
+
+    >>> import chainrule as cr
+    >>> from chainrule.batching import register_batching_rule, rules
+    >>> class Cube(cr.Function):
+    ...     @staticmethod
+    ...     def forward(ctx, x):
+    ...         return x ** 3
+    >>> register_batching_rule(Cube, rules.elementwise)  # forward works on any shape
+    >>> cr.vmap(Cube.apply)([1.0, 2.0])
+    array([1., 8.])
+    """
+    if isinstance(prim, type) and hasattr(prim, "_primitive"):
+        prim = prim._primitive
+    name = prim.name if isinstance(prim, Primitive) else str(prim)
+    BATCHING_RULES[name] = rule
+
+
+class BatchedValueError(TypeError):
+    """A batched value was read concretely (``bool()``, ``float()``...) inside ``vmap``."""
+
+
+def _shape_of(v: Any) -> tuple:
+    s = getattr(v, "shape", None)
+    return tuple(s) if s is not None else tuple(np.shape(v))
+
+
+class _BatchedRaw(RawView):
+    """What ``tracer.data`` holds: static facts answered, value reads refused."""
+
+    __slots__ = ("_tracer",)
+
+    def __init__(self, tracer: BatchTracer) -> None:
+        self._tracer = tracer
+
+    def _box(self) -> Any:
+        return self._tracer
+
+    def _read(self) -> Any:
+        raise self._tracer._read_error("reading the value")
+
+    def __len__(self) -> int:
+        v = self._tracer._bval
+        if isinstance(v, tuple):
+            return len(v)
+        return len(self._tracer)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _tensor_methods():
+            return getattr(self._as_box(), name)
+        raise AttributeError(name)  # hasattr() probes (``.get``, ``.compute``) must say no
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        # NumPy functions applied to the raw value are staged through chainrule.numpy on the
+        # tracer, gradient stopped (e.g. ``np.expand_dims(labels, -1)`` inside a rule).
+        from .. import numpy as cnp  # a cycle at import time otherwise: numpy loads every op
+
+        fn = getattr(cnp, func.__name__, None)
+        if fn is None or not callable(fn):
+            raise self._tracer._read_error(f"numpy.{func.__name__}")
+
+        def lift(a: Any) -> Any:
+            if type(a) is _BatchedRaw:
+                return stop_gradient_p(a._tracer)
+            if type(a) in (list, tuple):
+                return type(a)(lift(x) for x in a)
+            return a
+
+        return fn(*lift(tuple(args)), **{k: lift(v) for k, v in kwargs.items()})
+
+    def __repr__(self) -> str:
+        return f"<batched value of shape {self.shape} and dtype {self.dtype}>"
+
+
+class BatchTracer(StagedOps, Tensor):
+    """A box at a ``vmap`` level: one example's view of a batched value.
+
+    ``_bval`` holds the whole batch (batch axis first), ``_bdim`` is that
+    axis (always 0: the canonical position), ``_size`` the batch size and
+    ``_origin`` the name of the operation that made it (for error messages).
+    """
+
+    __slots__ = ("_bval", "_bdim", "_size", "_origin", "_trace")
+
+    @property
+    def shape(self) -> tuple:
+        v = self._bval
+        if isinstance(v, tuple):
+            return tuple(_shape_of(e)[1:] for e in v)
+        return _shape_of(v)[1:]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= int(s)
+        return n
+
+    @property
+    def dtype(self) -> Any:
+        v = self._bval
+        if isinstance(v, tuple):
+            v = v[0]
+        d = getattr(v, "dtype", None)
+        return d if d is not None else np.result_type(v)
+
+    def __repr__(self) -> str:
+        return f"BatchTracer(shape={self.shape}, dtype={self.dtype}, batch={self._size})"
+
+    def _read_error(self, what: str) -> BatchedValueError:
+        return BatchedValueError(
+            f"vmap: {what} of a batched value (the result of {self._origin!r}, shape "
+            f"{self.shape} per example) is not possible: it differs from example to example. "
+            "Python control flow cannot branch on it; use cr.cond(pred, true_fun, false_fun, "
+            "*operands) or cnp.where(cond, a, b) instead, or move the value out of the "
+            "mapped arguments (in_axes=None)"
+        )
+
+    def __bool__(self) -> bool:
+        raise self._read_error("bool()")
+
+    def __float__(self) -> float:
+        raise self._read_error("float()")
+
+    def __int__(self) -> int:
+        raise self._read_error("int()")
+
+    def __index__(self) -> int:
+        raise self._read_error("using as an index")
+
+    def __complex__(self) -> complex:
+        raise self._read_error("complex()")
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise self._read_error("numpy.asarray()")
+
+    def numpy(self) -> np.ndarray:
+        raise self._read_error(".numpy()")
+
+    def item(self) -> Any:
+        raise self._read_error(".item()")
+
+    def tolist(self) -> Any:
+        raise self._read_error(".tolist()")
+
+
+register_staged_type(BatchTracer)
+register_staged_type(_BatchedRaw)
+
+
+class BatchTrace:
+    """One ``vmap`` call: its level, its batch size and the handler bound at that level."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.level = new_staging_level(self.handle)
+
+    def close(self) -> None:
+        release_level(self.level)
+
+    def box(self, value: Any, origin: str) -> BatchTracer:
+        """A tracer standing for ``value`` (batched, batch axis first)."""
+        t = BatchTracer.__new__(BatchTracer)
+        for s in EXTRA_BOX_SLOTS:
+            setattr(t, s, None)
+        t._bval = value
+        t._bdim = 0
+        t._size = self.size
+        t._origin = origin
+        t._trace = self
+        t.data = _BatchedRaw(t)
+        t.grad = None
+        t.requires_grad = bool(getattr(value, "requires_grad", False))
+        t._level = self.level
+        t._tangent = None
+        t._prim = None
+        return t
+
+    def lower(self, a: Any) -> tuple[Any, int | None]:
+        """``(value one level down, batch dim)`` for one input of a primitive."""
+        if isinstance(a, BatchTracer) and a._level == self.level:
+            return a._bval, 0
+        if type(a) is _BatchedRaw and a._tracer._level == self.level:
+            return stop_gradient_p(a._tracer._bval), 0  # a raw value: no derivative
+        return a, None
+
+    def handle(self, prim: Primitive, args: tuple, params: dict) -> Any:
+        vals, dims = [], []
+        for a in args:
+            v, d = self.lower(a)
+            vals.append(v)
+            dims.append(d)
+        rule = BATCHING_RULES.get(prim.name)
+        if rule is None:
+            raise NotImplementedError(_no_rule_message(prim))
+        out, out_dim = rule(self.size, vals, dims, **(params or {}))
+        if out_dim is None:
+            return out
+        return self.box(out, prim.name)
+
+
+def _no_rule_message(prim: Primitive) -> str:
+    if "#" in prim.name:  # a cr.Function
+        cls = prim.name.split("#")[0].rsplit(".", 1)[-1]
+        return (
+            f"vmap: the custom operation {cls} (cr.Function) has no batching rule: its forward "
+            "runs on raw arrays and chainrule cannot know whether it treats a leading axis as "
+            f"a batch. Register one: chainrule.batching.register_batching_rule({cls}, "
+            "chainrule.batching.rules.elementwise) when forward is elementwise or works on "
+            "leading batch axes, or a rule of your own"
+        )
+    return (
+        f"vmap: the primitive {prim.name!r} has no batching rule; register one with "
+        "chainrule.batching.register_batching_rule(prim, rule)"
+    )
+
