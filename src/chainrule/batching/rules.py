@@ -1,6 +1,6 @@
 """Batching rules: how each primitive runs on a whole batch at once.
 
-A rule has the signature ``rule(size, vals, dims, **params) -> (out, out_dim)``
+A rule has the signature ``rule(size, vals, dims, /, **params) -> (out, out_dim)``
 (see :data:`chainrule.batching.tracer.BatchingRule`): batched inputs arrive
 with their batch axis at 0 (``dims[i] == 0``), unbatched ones as they are
 (``dims[i] is None``).  Rules call primitives on those values, so they work
@@ -22,17 +22,25 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from ..core.primitive import registry
-from ..graph.trace import _all_p, _and_p, _any_p, _full_like_p, _not_p, _np_prim, _or_p, _xor_p, stop_gradient_p
+from ..graph.trace import (
+    _all_p,
+    _and_p,
+    _any_p,
+    _full_like_p,
+    _not_p,
+    _np_prim,
+    _or_p,
+    _xor_p,
+    stop_gradient_p,
+)
 from ..ops._broadcast import broadcast_to, reshape
 from ..ops.linalg import _mT, einsum_p, matmul_p
 from ..ops.nn import patches_p
 from ..ops.reductions import reduce_sum
 from ..transforms import _pad as _pad_block
 from ..transforms import _take as _take_block
-from .tracer import BATCHING_RULES, _shape_of
+from .tracer import BATCHING_RULES, FAMILY_RULES, _shape_of
 
 __all__ = ["elementwise", "leading", "leading_aligned", "move_to_front", "align"]
 
@@ -67,7 +75,7 @@ def _example_rank(v: Any, d: int | None) -> int:
 def elementwise(prim: Any):
     """Rule of an elementwise primitive with NumPy broadcasting (any number of operands)."""
 
-    def rule(size, vals, dims, **params):
+    def rule(size, vals, dims, /, **params):
         rank = max(_example_rank(v, d) for v, d in zip(vals, dims))
         return prim(*[align(v, d, rank) for v, d in zip(vals, dims)], **params), 0
 
@@ -77,7 +85,7 @@ def elementwise(prim: Any):
 def leading(prim: Any):
     """Rule of a primitive that treats extra leading axes as a batch (every operand batched)."""
 
-    def rule(size, vals, dims, **params):
+    def rule(size, vals, dims, /, **params):
         return prim(*[move_to_front(v, d, size) for v, d in zip(vals, dims)], **params), 0
 
     return rule
@@ -86,7 +94,7 @@ def leading(prim: Any):
 def leading_aligned(prim: Any):
     """Like :func:`leading`, with operand ranks lined up first (stacks that broadcast)."""
 
-    def rule(size, vals, dims, **params):
+    def rule(size, vals, dims, /, **params):
         rank = max(_example_rank(v, d) for v, d in zip(vals, dims))
         vals = [align(move_to_front(v, d, size), 0, rank) for v, d in zip(vals, dims)]
         return prim(*vals, **params), 0
@@ -100,22 +108,22 @@ def _rule(name: str, maker: Any) -> None:
 
 # --- shape parameters get the batch size in front ------------------------------------------------
 
-def _reshape_rule(size, vals, dims, shape):
+def _reshape_rule(size, vals, dims, /, shape):
     return reshape(vals[0], shape=(size,) + tuple(shape)), 0
 
 
-def _broadcast_to_rule(size, vals, dims, shape):
+def _broadcast_to_rule(size, vals, dims, /, shape):
     v = align(vals[0], dims[0], len(shape))
     return broadcast_to(v, shape=(size,) + tuple(shape)), 0
 
 
-def _sum_to_rule(size, vals, dims, shape):
+def _sum_to_rule(size, vals, dims, /, shape):
     return registry["sum_to"](vals[0], shape=(size,) + tuple(shape)), 0
 
 
 # --- matmul, einsum, linear, conv2d --------------------------------------------------------------
 
-def _matmul_rule(size, vals, dims):
+def _matmul_rule(size, vals, dims, /):
     (a, b), (da, db) = vals, dims
     sa, sb = _shape_of(a), _shape_of(b)
     vec_a = da is not None and len(sa) == 2  # one vector per example: a row
@@ -140,7 +148,7 @@ def _matmul_rule(size, vals, dims):
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-def _einsum_rule(size, vals, dims, spec):
+def _einsum_rule(size, vals, dims, /, spec):
     ins, out = spec.split("->")
     used = set(spec)
     z = next(c for c in _LETTERS if c not in used)
@@ -151,7 +159,7 @@ def _einsum_rule(size, vals, dims, spec):
 def _linear_rule(name: str):
     prim = registry[name]
 
-    def rule(size, vals, dims):
+    def rule(size, vals, dims, /):
         if all(d is None for d in dims[1:]):  # only the input is batched: a leading axis
             return prim(*vals), 0
         x, w = vals[0], vals[1]
@@ -166,7 +174,7 @@ def _linear_rule(name: str):
 def _conv_rule(name: str):
     prim = registry[name]
 
-    def rule(size, vals, dims, stride, padding):
+    def rule(size, vals, dims, /, stride, padding):
         if all(d is None for d in dims[1:]):  # a batch of inputs, one kernel: leading axes
             return prim(*vals, stride=stride, padding=padding), 0
         x, w = vals[0], vals[1]
@@ -189,9 +197,9 @@ def _conv_rule(name: str):
     return rule
 
 
-# --- fused losses that reduce over the example -----------------------------------------------------
+# --- fused losses that reduce over the example ------------------------------------------------
 
-def _xent_rule(size, vals, dims, axis, reduction):
+def _xent_rule(size, vals, dims, /, axis, reduction):
     z = move_to_front(vals[0], dims[0], size)
     labels = move_to_front(vals[1], dims[1], size)
     loss = registry["softmax_cross_entropy"](z, labels, axis=axis, reduction="none")
@@ -205,7 +213,7 @@ def _xent_rule(size, vals, dims, axis, reduction):
     return total, 0
 
 
-# --- NumPy-style helpers staged by the graph namespace (argmax, all, ...) ---------------------------
+# --- NumPy-style helpers staged by the graph namespace (argmax, all, ...) -----------------------
 
 def _shift_axis(axis: Any) -> Any:
     if isinstance(axis, (tuple, list)):
@@ -217,7 +225,7 @@ def _shift_axis(axis: Any) -> Any:
 def _np_axis_rule(prim: Any, flatten_none: bool):
     """NumPy's ``axis`` (``None``: all axes, or the flattened array for arg-functions)."""
 
-    def rule(size, vals, dims, *rest, **params):
+    def rule(size, vals, dims, /, *rest, **params):
         x = move_to_front(vals[0], dims[0], size)
         extra = list(vals[1:])
         if extra:  # the axis given positionally
@@ -238,7 +246,7 @@ def _np_axis_rule(prim: Any, flatten_none: bool):
     return rule
 
 
-def _stop_rule(size, vals, dims):
+def _stop_rule(size, vals, dims, /):
     return stop_gradient_p(vals[0]), 0
 
 
@@ -259,6 +267,8 @@ LEADING = (
     "_linalg_mT tuple_get inv det slogdet cholesky eigh qr svd norm2 transpose concatenate flip "
     "roll pad diagonal diag_embed softmax log_softmax im2col col2im max_pool2d avg_pool2d"
 ).split()
+
+FAMILY_RULES.update(elementwise=elementwise, leading=leading, leading_aligned=leading_aligned)
 
 for _name in ELEMENTWISE:
     _rule(_name, elementwise)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.primitive import Box, Primitive
+from ..core.primitive import Primitive
 from ..core.trace import new_staging_level, release_level
 from ..graph.trace import (
     EXTRA_BOX_SLOTS,
@@ -42,7 +42,8 @@ from ..tensor import Tensor
 __all__ = ["BatchTracer", "BatchTrace", "BatchedValueError", "BATCHING_RULES",
            "register_batching_rule", "BatchingRule"]
 
-#: ``rule(size, vals, dims, **params) -> (out, out_dim)``: ``vals`` are the primitive's
+#: ``rule(size, vals, dims, /, **params) -> (out, out_dim)`` (positional-only: a parameter
+#: of the primitive may be called ``size``): ``vals`` are the primitive's
 #: inputs, batched ones with their batch axis at 0 (``dims[i] == 0``), unbatched ones as
 #: they are (``dims[i] is None``); ``size`` is the batch size.  ``out`` is the batched
 #: result (a tuple for tuple-valued primitives, every entry batched at 0) and ``out_dim``
@@ -57,24 +58,37 @@ def register_batching_rule(prim: Any, rule: BatchingRule) -> None:
     """Register ``rule`` as the batching rule of ``prim`` under :func:`chainrule.vmap`.
 
     ``prim`` is a :class:`~chainrule.core.primitive.Primitive`, its name, or a
-    ``cr.Function`` subclass.  See :data:`BatchingRule` for the signature; the
-    helpers of :mod:`chainrule.batching.rules` (``elementwise``, ``leading``)
-    are ready-made rules.
+    ``cr.Function`` subclass.  ``rule`` is a function (see :data:`BatchingRule`
+    for the signature) or the name of a ready-made family rule of
+    :mod:`chainrule.batching.rules`: ``"elementwise"`` (operands broadcast
+    like NumPy's, axes lined up from the end) or ``"leading"`` (the operation
+    treats extra leading axes as a batch; unbatched operands are broadcast).
 
     >>> import chainrule as cr
-    >>> from chainrule.batching import register_batching_rule, rules
+    >>> from chainrule.batching import register_batching_rule
     >>> class Cube(cr.Function):
     ...     @staticmethod
     ...     def forward(ctx, x):
     ...         return x ** 3
-    >>> register_batching_rule(Cube, rules.elementwise)  # forward works on any shape
+    >>> register_batching_rule(Cube, "elementwise")  # forward works on any shape
     >>> cr.vmap(Cube.apply)([1.0, 2.0])
     array([1., 8.])
     """
     if isinstance(prim, type) and hasattr(prim, "_primitive"):
         prim = prim._primitive
     name = prim.name if isinstance(prim, Primitive) else str(prim)
+    if isinstance(rule, str):
+        if rule not in FAMILY_RULES:
+            raise ValueError(f"register_batching_rule: unknown family rule {rule!r}; use one of "
+                             f"{sorted(FAMILY_RULES)} or a function")
+        if not isinstance(prim, Primitive):
+            raise TypeError("register_batching_rule: a family rule needs the primitive itself")
+        rule = FAMILY_RULES[rule](prim)
     BATCHING_RULES[name] = rule
+
+
+#: Family rule makers by name (``maker(prim) -> rule``), filled in by ``rules``.
+FAMILY_RULES: dict[str, Callable[[Primitive], BatchingRule]] = {}
 
 
 class BatchedValueError(TypeError):
@@ -271,8 +285,8 @@ def _no_rule_message(prim: Primitive) -> str:
             f"vmap: the custom operation {cls} (cr.Function) has no batching rule: its forward "
             "runs on raw arrays and chainrule cannot know whether it treats a leading axis as "
             f"a batch. Register one: chainrule.batching.register_batching_rule({cls}, "
-            "chainrule.batching.rules.elementwise) when forward is elementwise or works on "
-            "leading batch axes, or a rule of your own"
+            "'elementwise') when forward is elementwise, 'leading') when it treats leading "
+            "axes as a batch, or a rule function of your own"
         )
     return (
         f"vmap: the primitive {prim.name!r} has no batching rule; register one with "
