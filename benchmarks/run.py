@@ -43,6 +43,7 @@ WORKLOADS: list[tuple[str, str, str]] = [
     ("W5", "w5_hvp", "Hessian-vector product"),
     ("WC", "compiled", "cr.compile: W1, W2, W3 compiled"),
     ("DASK", "dask_example", "Dask logistic regression step, 1 and 2 workers"),
+    ("W6", "w6_vmap", "per-example gradients: vmap(grad) vs a loop of grad"),
     # --- compiled variants (issue 5) -------------------------------------------------
     # Add compiled workloads here as ("W1c", "w1_chain_compiled", "..."), each module
     # exposing run(repeats) -> dict like the eager ones; they join --only automatically.
