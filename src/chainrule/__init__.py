@@ -21,6 +21,7 @@ from . import data, datasets, graph, nn, optim, optimize, pytree  # noqa: E402
 from .batching import vmap  # noqa: E402
 from .checks import check_grads  # noqa: E402
 from .compile import compile  # noqa: E402
+from .remat import checkpoint, linearize, remat  # noqa: E402
 from .transforms import (  # noqa: E402
     grad,
     hessian,
@@ -39,5 +40,5 @@ __all__ = [
     "Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "Function",
     "FunctionCtx", "GradientTape", "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev",
     "jacobian", "hessian", "hvp", "check_grads", "compile", "pytree", "graph", "nn", "optim",
-    "optimize", "data", "datasets", "vmap",
+    "optimize", "data", "datasets", "vmap", "linearize", "checkpoint", "remat",
 ]
