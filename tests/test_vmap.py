@@ -158,3 +158,30 @@ def test_custom_function_needs_a_rule():
     register_batching_rule(Cube, "elementwise")
     assert_allclose(cr.vmap(Cube.apply)(xs), xs ** 3)
     assert_allclose(cr.vmap(cr.grad(Cube.apply))(xs), 3 * xs ** 2)
+
+
+def test_gradient_tape_inside_vmap():
+    f = lambda x, w: cnp.sum(cnp.tanh(x @ w) ** 2)  # noqa: E731
+    shared = cr.tensor(W)
+
+    def per_example(x):
+        with cr.GradientTape() as tape:
+            tape.watch(x)
+            tape.watch(shared)
+            y = f(x, shared)
+        return tape.gradient(y, [x, shared])
+
+    xs = XS[:, 0, :]
+    gx, gw = cr.vmap(per_example)(xs)
+    assert_allclose(gx, stack(lambda x: cr.grad(f)(x, W), xs), rtol=1e-12)
+    assert_allclose(gw, stack(lambda x: cr.grad(f, 1)(x, W), xs), rtol=1e-12)
+    # a source the target does not depend on
+    def unrelated(x):
+        with cr.GradientTape() as tape:
+            tape.watch(x)
+            z = cr.tensor(np.ones(2))
+            tape.watch(z)
+            y = cnp.sum(x ** 2)
+        return tape.gradient(y, z, unconnected="zero")
+
+    assert_allclose(cr.vmap(unrelated)(xs), np.zeros((5, 2)))

@@ -7,7 +7,7 @@ A new primitive -- a control-flow operation, a ``cr.Function`` -- joins with
 :func:`register_batching_rule`.
 """
 
-from . import rules
+from . import gradient_tape, rules  # noqa: F401  (gradient_tape registers a tape hook)
 from .api import vmap
 from .tracer import (
     BATCHING_RULES,

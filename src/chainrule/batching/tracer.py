@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.primitive import Primitive
-from ..core.trace import new_staging_level, release_level
+from ..core.primitive import Box, Primitive
+from ..core.trace import EAGER_LEVEL, new_staging_level, release_level
 from ..graph.trace import (
     EXTRA_BOX_SLOTS,
     RawView,
@@ -186,6 +186,24 @@ class BatchTracer(StagedOps, Tensor):
     def __repr__(self) -> str:
         return f"BatchTracer(shape={self.shape}, dtype={self.dtype}, batch={self._size})"
 
+    @property  # type: ignore[override]
+    def requires_grad(self) -> bool:
+        return bool(getattr(self._bval, "requires_grad", False))
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        # Watching a batched value (GradientTape.watch) watches the whole batch: its array
+        # becomes an eager leaf that records, so the tape can pull per-example gradients.
+        if not flag or self.requires_grad:
+            return
+        v = self._bval
+        if isinstance(v, Box):
+            v.requires_grad = True
+        elif isinstance(v, tuple):
+            raise TypeError("cannot watch a tuple-valued result")
+        else:
+            self._bval = Tensor(v, EAGER_LEVEL, None, True)
+
     def _read_error(self, what: str) -> BatchedValueError:
         return BatchedValueError(
             f"vmap: {what} of a batched value (the result of {self._origin!r}, shape "
@@ -249,7 +267,6 @@ class BatchTrace:
         t._trace = self
         t.data = _BatchedRaw(t)
         t.grad = None
-        t.requires_grad = bool(getattr(value, "requires_grad", False))
         t._level = self.level
         t._tangent = None
         t._prim = None
