@@ -185,3 +185,20 @@ def test_gradient_tape_inside_vmap():
         return tape.gradient(y, z, unconnected="zero")
 
     assert_allclose(cr.vmap(unrelated)(xs), np.zeros((5, 2)))
+
+
+def test_indexing_a_batched_value_with_batched_integers():
+    z = rng.standard_normal((5, 4, 3))
+    y = np.array([0, 3, 1, 1, 2])
+    got = cr.vmap(lambda a, i: a[i, 1:])(z, y)
+    assert_allclose(got, np.stack([z[k][y[k], 1:] for k in range(5)]))
+    idx = rng.integers(0, 4, (5, 2))
+    assert_allclose(cr.vmap(lambda a, i: a[i])(z, idx), np.stack([z[k][idx[k]] for k in range(5)]))
+    g = cr.grad(lambda a: cnp.sum(cr.vmap(lambda r, i: r[i] ** 2)(a, y)))(z[:, :, 0])
+    want = np.zeros((5, 4))
+    want[np.arange(5), y] = 2 * z[np.arange(5), y, 0]
+    assert_allclose(g, want)
+    with pytest.raises(IndexError, match="come first"):
+        cr.vmap(lambda a, i: a[:, i])(z, y)
+    with pytest.raises(BatchedValueError, match="reading the value"):
+        cr.vmap(lambda a, i: cnp.take_along_axis(a, i[None], axis=0))(z[:, :, 0], y)

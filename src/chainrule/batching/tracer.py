@@ -37,6 +37,8 @@ from ..graph.trace import (
     register_staged_type,
     stop_gradient_p,
 )
+from ..ops._broadcast import reshape as _reshape
+from ..ops.indexing import getitem as _getitem
 from ..tensor import Tensor
 
 __all__ = ["BatchTracer", "BatchTrace", "BatchedValueError", "BATCHING_RULES",
@@ -112,7 +114,8 @@ class _BatchedRaw(RawView):
         return self._tracer
 
     def _read(self) -> Any:
-        raise self._tracer._read_error("reading the value")
+        raise self._tracer._read_error("reading the value (np.asarray, or indexing an array "
+                                       "or a chainrule function with it)")
 
     def __len__(self) -> int:
         v = self._tracer._bval
@@ -213,6 +216,12 @@ class BatchTracer(StagedOps, Tensor):
             "mapped arguments (in_axes=None)"
         )
 
+    def __getitem__(self, key: Any) -> Any:
+        entries = key if isinstance(key, tuple) else (key,)
+        if not any(self._trace.batched_entry(e) for e in entries):
+            return _getitem(self, key)
+        return self._trace.gather(self, entries)
+
     def __bool__(self) -> bool:
         raise self._read_error("bool()")
 
@@ -271,6 +280,49 @@ class BatchTrace:
         t._tangent = None
         t._prim = None
         return t
+
+    def batched_entry(self, e: Any) -> bool:
+        return (isinstance(e, BatchTracer) and e._level == self.level) or \
+            (type(e) is _BatchedRaw and e._tracer._level == self.level)
+
+    def gather(self, x: BatchTracer, entries: tuple) -> BatchTracer:
+        """``x[key]`` where the key holds batched integer arrays (one gather for the batch).
+
+        Supported: the integer arrays (batched or not) and ints come first, slices after,
+        so NumPy puts the broadcast index axes in front, after the batch axis.
+        """
+        vals, n_adv, rank = [], 0, 0
+        for e in entries:
+            if isinstance(e, slice):
+                vals.append(e)
+                continue
+            if vals and isinstance(vals[-1], slice) or e is None or e is Ellipsis:
+                raise IndexError(
+                    "vmap: indexing with a batched integer array is supported when the integer "
+                    "arrays and ints come first in the key and slices after (x[i], x[i, j], "
+                    f"x[i, :]); got {entries!r}")
+            v, d = self.lower(e)
+            if isinstance(v, Box) and not isinstance(v, BatchTracer):
+                v = v.data if v._level == EAGER_LEVEL else v
+            kind = getattr(getattr(v, "dtype", None), "kind", "i")
+            if kind not in "iu":
+                raise IndexError("vmap: a batched index must be an integer array (boolean masks "
+                                 "give a data-dependent shape, which vmap cannot batch)")
+            n_adv += 1
+            r = len(_shape_of(v)) - (0 if d is None else 1)
+            rank = max(rank, r)
+            vals.append((v, d))
+        key: list = [np.arange(self.size).reshape((self.size,) + (1,) * rank)]
+        for v in vals:
+            if isinstance(v, slice):
+                key.append(v)
+                continue
+            a, d = v
+            if d is not None:
+                shape = _shape_of(a)
+                a = _reshape(a, shape=shape[:1] + (1,) * (rank + 1 - len(shape)) + shape[1:])
+            key.append(a)
+        return self.box(_getitem(x._bval, tuple(key)), "getitem")
 
     def lower(self, a: Any) -> tuple[Any, int | None]:
         """``(value one level down, batch dim)`` for one input of a primitive."""
