@@ -45,8 +45,8 @@ def _axes_for(spec: Any, td: PyTreeDef, what: str, where: str = "") -> list:
 def _normal_axis(axis: int, ndim: int, what: str) -> int:
     if not -ndim <= axis < ndim:
         raise ValueError(
-            f"vmap: {what} is out of bounds for a value of dimension {ndim - 1 if ndim else 0} "
-            f"(mapped axes must lie within the value's axes)")
+            f"vmap: {what} is out of bounds for a value with {ndim} dimension(s) (mapped axes "
+            "must lie within the value's axes)")
     return axis % ndim
 
 
@@ -83,8 +83,8 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0) -> Callable:
     array([3., 4.])
     >>> cr.vmap(cr.grad(lambda w, x: cnp.sum(w * x) ** 2), in_axes=(None, 0))(
     ...     np.ones(2), np.array([[1.0, 0.0], [1.0, 2.0]]))
-    array([[2., 0.],
-           [6., 12.]])
+    array([[ 2.,  0.],
+           [ 6., 12.]])
     """
 
     @functools.wraps(f)

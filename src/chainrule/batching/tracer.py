@@ -66,14 +66,14 @@ def register_batching_rule(prim: Any, rule: BatchingRule) -> None:
     like NumPy's, axes lined up from the end) or ``"leading"`` (the operation
     treats extra leading axes as a batch; unbatched operands are broadcast).
 
-    >>> import chainrule as cr
+    >>> import numpy as np, chainrule as cr
     >>> from chainrule.batching import register_batching_rule
     >>> class Cube(cr.Function):
     ...     @staticmethod
     ...     def forward(ctx, x):
     ...         return x ** 3
     >>> register_batching_rule(Cube, "elementwise")  # forward works on any shape
-    >>> cr.vmap(Cube.apply)([1.0, 2.0])
+    >>> cr.vmap(Cube.apply)(np.array([1.0, 2.0]))
     array([1., 8.])
     """
     if isinstance(prim, type) and hasattr(prim, "_primitive"):
