@@ -202,3 +202,17 @@ def test_indexing_a_batched_value_with_batched_integers():
         cr.vmap(lambda a, i: a[:, i])(z, y)
     with pytest.raises(BatchedValueError, match="reading the value"):
         cr.vmap(lambda a, i: cnp.take_along_axis(a, i[None], axis=0))(z[:, :, 0], y)
+
+
+def test_more_compositions():
+    xs, ts = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    h = lambda x: cnp.sin(x) * cnp.sum(x)  # noqa: E731
+    _, t = cr.jvp(cr.vmap(h), (xs,), (ts,))
+    assert_allclose(t, stack(lambda x, v: cr.jvp(h, (x,), (v,))[1], xs, ts), rtol=1e-12)
+    assert_allclose(cr.vmap(cr.jacrev(h))(xs), stack(cr.jacrev(h), xs), rtol=1e-12)
+    pulled = cr.vmap(lambda x, v: cr.vjp(h, x)[1](v)[0])(xs, ts)
+    assert_allclose(pulled, stack(lambda x, v: cr.vjp(h, x)[1](v)[0], xs, ts), rtol=1e-12)
+    assert_allclose(cr.vmap(cr.compile(h))(xs), stack(h, xs), rtol=1e-12)
+    # reverse over vmap over reverse, checked numerically to second order in both modes
+    f2 = lambda x: cnp.sum(cr.vmap(cr.grad(lambda r: cnp.sum(cnp.sin(r) ** 2)))(x) ** 2)  # noqa: E731
+    cr.check_grads(f2, (xs,), order=2, modes=("fwd", "rev"))

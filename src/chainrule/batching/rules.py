@@ -225,7 +225,7 @@ def _shift_axis(axis: Any) -> Any:
 def _np_axis_rule(prim: Any, flatten_none: bool):
     """NumPy's ``axis`` (``None``: all axes, or the flattened array for arg-functions)."""
 
-    def rule(size, vals, dims, /, *rest, **params):
+    def rule(size, vals, dims, /, **params):
         x = move_to_front(vals[0], dims[0], size)
         extra = list(vals[1:])
         if extra:  # the axis given positionally

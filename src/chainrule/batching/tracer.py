@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import numpy as cnp
 from ..core.primitive import Box, Primitive
 from ..core.trace import EAGER_LEVEL, new_staging_level, release_level
 from ..graph.trace import (
@@ -131,8 +132,6 @@ class _BatchedRaw(RawView):
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         # NumPy functions applied to the raw value are staged through chainrule.numpy on the
         # tracer, gradient stopped (e.g. ``np.expand_dims(labels, -1)`` inside a rule).
-        from .. import numpy as cnp  # a cycle at import time otherwise: numpy loads every op
-
         fn = getattr(cnp, func.__name__, None)
         if fn is None or not callable(fn):
             raise self._tracer._read_error(f"numpy.{func.__name__}")
