@@ -216,3 +216,20 @@ def test_more_compositions():
     # reverse over vmap over reverse, checked numerically to second order in both modes
     f2 = lambda x: cnp.sum(cr.vmap(cr.grad(lambda r: cnp.sum(cnp.sin(r) ** 2)))(x) ** 2)  # noqa: E731
     cr.check_grads(f2, (xs,), order=2, modes=("fwd", "rev"))
+
+
+def test_modules_under_vmap():
+    from chainrule import nn
+
+    m = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(0),
+                      nn.Linear(2 * 4 * 4, 3))
+    xs = rng.standard_normal((5, 1, 8, 8))
+    out = cr.vmap(m)(xs)
+    ref = np.stack([m(cr.tensor(x)).data for x in xs])
+    assert_allclose(out.data, ref, rtol=1e-12, atol=1e-14)
+    out.sum().backward()
+    g_vmap = m[0].weight.grad.copy()
+    m.zero_grad()
+    for x in xs:
+        m(cr.tensor(x)).sum().backward()
+    assert_allclose(g_vmap, m[0].weight.grad, rtol=1e-12)
