@@ -22,8 +22,10 @@ _install_dispatch()
 
 # Everything below builds on the tensor methods installed above.
 from . import data, datasets, graph, nn, optim, optimize, pytree, sparse  # noqa: E402
+from .batching import vmap  # noqa: E402
 from .checks import check_grads  # noqa: E402
 from .compile import compile  # noqa: E402
+from .remat import checkpoint, linearize, remat  # noqa: E402
 from .transforms import (  # noqa: E402
     elementwise_grad,
     grad,
@@ -53,5 +55,6 @@ __all__ = [
     "is_grad_enabled", "detect_anomaly", "is_anomaly_enabled", "Function", "FunctionCtx",
     "GradientTape", "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev",
     "jacobian", "hessian", "hvp", "check_grads", "compile", "pytree", "graph", "nn", "optim",
-    "optimize", "data", "datasets", "elementwise_grad", "sparse", "__version__",
+    "optimize", "data", "datasets", "elementwise_grad", "sparse", "vmap", "linearize",
+    "checkpoint", "remat", "__version__",
 ]

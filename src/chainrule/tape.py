@@ -24,6 +24,12 @@ __all__ = ["GradientTape"]
 _INF = float("inf")
 
 
+#: ``hook(tape, target, sources, output_gradients, unconnected)`` functions that
+#: ``gradient`` asks first; one that does not apply returns ``NotImplemented``
+#: (``vmap`` answers for batched values, see ``chainrule.batching``).
+GRADIENT_HOOKS: list = []
+
+
 def _active_tapes() -> list[GradientTape]:
     return state.tapes
 
@@ -101,6 +107,10 @@ class GradientTape:
                 "use GradientTape(persistent=True) to call gradient() several times"
             )
         self._used = True
+        for hook in GRADIENT_HOOKS:
+            res = hook(self, target, sources, output_gradients, unconnected)
+            if res is not NotImplemented:
+                return res
         srcs, many = _flatten(sources)
         targets, _ = _flatten(target)
         outs = _flatten(output_gradients)[0] if output_gradients is not None else None
