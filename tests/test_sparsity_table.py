@@ -205,3 +205,13 @@ def test_second_order_couplings():
     H = cr.sparse.hessian_sparsity(lambda v: v[0] / v[1] + 3.0 * v[2], x).toarray()
     assert (H == np.array([[0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]],
                           dtype=bool)).all()
+
+
+def test_matmul_couples_only_across_its_factors():
+    def f(v):
+        return cnp.sum(v[:6].reshape(2, 3) @ v[6:].reshape(3, 2))
+
+    x = _rng.standard_normal(12)
+    P = cr.sparse.hessian_sparsity(f, x).toarray()
+    assert (P == (np.asarray(cr.hessian(f)(x)) != 0)).all()
+    assert not P[:6, :6].any() and not P[6:, 6:].any()

@@ -359,7 +359,23 @@ def _matmul_const(this: Arg, const: np.ndarray, rowwise: bool, out_shape: tuple)
 
 
 DEPENDENCY_RULES["matmul"] = _matmul
-HESSIAN_RULES["matmul"] = "bilinear"
+HESSIAN_RULES["matmul"] = "matmul"
+
+
+def matmul_couplings(args: list) -> list:
+    """Second-order couplings of ``a @ b`` (both depending on x): ``a[..., i, k]`` meets
+    ``b[..., k, j]`` for every i, j -- the pairs (union over i of a[..., :, k]) x (union
+    over j of b[..., k, :]) for each batch entry and k."""
+    a, b = args
+    a2 = tuple(a.shape) if len(a.shape) > 1 else (1,) + tuple(a.shape)
+    b2 = tuple(b.shape) if len(b.shape) > 1 else tuple(b.shape) + (1,)
+    if a2[:-2] != b2[:-2]:  # broadcast batches: every pair of their dependencies, safely
+        return None
+    la, ga = _reduce_labels(a2, (len(a2) - 2,))
+    lb, gb = _reduce_labels(b2, (len(b2) - 1,))
+    A = pt.apply(pt.labels_matrix(la, ga), a.pattern)
+    B = pt.apply(pt.labels_matrix(lb, gb), b.pattern)
+    return [(A, B)]
 
 
 def _linear(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
