@@ -25,5 +25,6 @@ def test_page_python_blocks_run(page: Path, tmp_path: Path, monkeypatch) -> None
 def test_the_guides_exist() -> None:
     for name in ("getting_started", "coming_from_pytorch", "coming_from_jax",
                  "coming_from_autograd", "how_it_works", "adding_a_primitive",
-                 "adding_a_transform", "backends", "architecture"):
+                 "adding_a_transform", "backends", "architecture", "complex_numbers", "fft",
+                 "hooks_and_anomaly", "no_escape", "sparse", "scipy"):
         assert (DOCS / f"{name}.md").exists(), name
