@@ -431,8 +431,7 @@ def _fresh_times(g, d, prep=None, ufunc=np.multiply):
     """``ufunc(g, prep(d))`` for NumPy values, reusing the temporary ``d`` as the result."""
     if prep is not None:
         d = prep(d)
-    if type(d) is np.ndarray and d.shape == np.broadcast_shapes(d.shape, np.shape(g)) \
-            and np.result_type(g, d) == d.dtype:
+    if type(d) is np.ndarray and d.shape == np.shape(g) and np.result_type(g, d) == d.dtype:
         return ufunc(g, d, out=d)
     return ufunc(g, d)
 
@@ -442,9 +441,14 @@ def _fresh_times(g, d, prep=None, ufunc=np.multiply):
 
 def _into(g, d, ufunc=np.multiply):
     """``ufunc(g, d)`` written into ``g`` when that keeps its shape and dtype, else a new array."""
-    if type(g) is np.ndarray and np.result_type(g, d) == g.dtype \
-            and np.broadcast_shapes(np.shape(d), g.shape) == g.shape:
-        return ufunc(g, d, out=g)
+    if type(g) is np.ndarray:
+        if type(d) is float and g.dtype.kind in "fc":  # a Python float keeps g's dtype
+            return ufunc(g, d, out=g)
+        if type(d) is np.ndarray and d.dtype == g.dtype and (d.shape == g.shape or not d.ndim):
+            return ufunc(g, d, out=g)
+        if np.result_type(g, d) == g.dtype \
+                and np.broadcast_shapes(np.shape(d), g.shape) == g.shape:
+            return ufunc(g, d, out=g)
     return ufunc(g, d)
 
 
