@@ -14,7 +14,10 @@ from numpy.testing import assert_allclose
 
 import chainrule as cr
 import chainrule.numpy as cnp
+import test_primitive_table as T
 from chainrule import graph as G
+from chainrule.ops import indexing as I
+from chainrule.ops import shape as S
 from chainrule.ops import updates as U
 
 rng = np.random.default_rng(16)
@@ -436,6 +439,45 @@ def test_boolean_mask_of_unknown_size_gives_a_none_axis():
     w = G.variable(data, name="w_mask")
     gw, = G.gradients(cnp.sum(w[w > 0] ** 2), [w])
     assert_allclose(gw.forward(), np.where(data > 0, 2 * data, 0.0))
+
+
+# --- the run-time primitives graph nodes use (NumPy data: graphs run on NumPy) -------------------
+# Same Case machinery and checks as the primitive table; kept out of its CASES because the
+# other backends' table runs (array-api-strict, Dask) have no run-time sort or mask there.
+
+Case, ANY, COND23, _distinct = T.Case, T.ANY, T.COND23, T._distinct
+GRAPH_CASES = [
+    Case(("sort_like",), lambda x: S.sort_like_p(x, x, axis=-1), (_distinct((2, 3)),),
+         "sort_like-self"),
+    Case(("sort_like",), lambda t, x: S.sort_like_p(t, x, axis=-2),
+         (ANY((3, 2)), _distinct((3, 2))), "sort_like-two"),
+    Case(("unsort",), lambda t, x: S.unsort_p(t, x, axis=-1), (ANY((2, 3)), _distinct((2, 3))),
+         "unsort"),
+    Case(("mask_select",), lambda x: I.mask_select_p(x, COND23, ndim=2), (ANY((2, 3)),),
+         "mask_select-full"),
+    Case(("mask_select",), lambda x: I.mask_select_p(x, np.array([False, True]), ndim=2),
+         (ANY((2, 3)),), "mask_select-rows"),
+    Case(("mask_scatter",), lambda v: I.mask_scatter_p(v, COND23, ndim=2), (ANY((3,)),),
+         "mask_scatter-full"),
+    Case(("mask_scatter",), lambda v: I.mask_scatter_p(v, np.array([True, False, True]),
+                                                       ndim=2), (ANY((2, 4)),),
+         "mask_scatter-rows"),
+]
+
+
+@pytest.mark.parametrize("case", GRAPH_CASES, ids=[c.id for c in GRAPH_CASES])
+def test_graph_primitive_derivatives(case):
+    T.test_primitive_derivatives_match_finite_differences(case)
+    T._check_batched(case)
+
+
+def test_sort_like_values():
+    x = rng.standard_normal((3, 4))
+    assert_allclose(S.sort_like_p(x, x, axis=-1), np.sort(x, axis=-1))
+    t = rng.standard_normal((2, 3, 4))  # leading batch axes follow x's permutation
+    assert_allclose(S.sort_like_p(t, x, axis=-2),
+                    np.take_along_axis(t, np.argsort(x, axis=0)[None], axis=1))
+    assert_allclose(S.unsort_p(S.sort_like_p(t, x, axis=-1), x, axis=-1), t)
 
 
 # --- 6. bad input ---------------------------------------------------------------------------------

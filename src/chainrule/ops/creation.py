@@ -61,11 +61,19 @@ def library_of(*values: Any) -> Any:
 
 def to_library(value: Any, xp: Any) -> Any:
     """A NumPy array or Python number as an array of ``xp`` (tensors and xp's arrays stay)."""
-    if xp is np or isinstance(value, Box):
-        return value
+    if xp is np or isinstance(value, Box) or getattr(xp, "_accepts_numpy", False):
+        return value  # (Dask takes NumPy operands as they are)
     if isinstance(value, np.ndarray | np.generic | float | int | bool | complex | list | tuple):
         return xp.asarray(np.asarray(value))
     return value
+
+
+def numpy_dtype(raw: Any) -> np.dtype:
+    """The NumPy dtype of an array of any library (array-API dtypes map by name)."""
+    try:
+        return np.dtype(raw.dtype)
+    except TypeError:
+        return np.dtype(str(raw.dtype).rsplit(".", 1)[-1])  # 'array_api_strict.float64
 
 
 def _foreign(obj: Any) -> bool:
