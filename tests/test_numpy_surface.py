@@ -441,6 +441,25 @@ def test_boolean_mask_of_unknown_size_gives_a_none_axis():
     assert_allclose(gw.forward(), np.where(data > 0, 2 * data, 0.0))
 
 
+def test_new_functions_on_graph_nodes_and_compiled_programs():
+    x = G.placeholder(shape=(None, 3), name="x_new")
+    p = G.placeholder(shape=(3,), name="p_new")
+    data, pv = rng.standard_normal((4, 3)), np.array([0.5, 1.5, 2.0])
+    assert cnp.cross(x, p).shape == (None, 3)
+    assert_allclose(cnp.cross(x, p).forward({x: data, p: pv}), np.cross(data, pv))
+    assert cnp.diff(x, axis=1).shape == (None, 2)
+    assert_allclose(cnp.array([p, p * 2]).forward({p: pv}), [pv, 2 * pv])
+    assert_allclose(cnp.full((2, 3), p[0]).forward({p: pv}), np.full((2, 3), 0.5))
+    assert_allclose(cnp.linspace(p[0], p[2], 4).forward({p: pv}), np.linspace(0.5, 2.0, 4))
+    with pytest.raises(TypeError, match="known only when the graph runs"):
+        x.at[0].set(1.0)
+    f = cr.compile(lambda v: cnp.sum(cnp.array([v, 2 * v])) + cnp.sum(v.at[0].add(1.0)))
+    assert_allclose(f(np.ones(2)), 9.0)
+    g = cr.compile(cr.grad(lambda v: cnp.sum(cnp.array([v, 2 * v]) * cnp.full((2,), v[0]))))
+    v = np.array([1.0, 2.0])
+    assert_allclose(g(v), cr.grad(lambda v: cnp.sum(cnp.array([v, 2 * v]) * v[0]))(v))
+
+
 # --- the run-time primitives graph nodes use (NumPy data: graphs run on NumPy) -------------------
 # Same Case machinery and checks as the primitive table; kept out of its CASES because the
 # other backends' table runs (array-api-strict, Dask) have no run-time sort or mask there.

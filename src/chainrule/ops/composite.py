@@ -265,7 +265,8 @@ def cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1,
             "incompatible dimensions for cross product (dimension must be 2 or 3), "
             f"got vectors of length {na} and {nb}")
     try:
-        np.broadcast_shapes(_shape(a)[:-1], _shape(b)[:-1])
+        if all(isinstance(n, int) for n in _shape(a) + _shape(b)):  # (graph sizes: later)
+            np.broadcast_shapes(_shape(a)[:-1], _shape(b)[:-1])
     except ValueError:
         raise ValueError(f"shape mismatch: vectors of shapes {_shape(a)} and {_shape(b)} "
                          "cannot be broadcast together") from None
@@ -281,10 +282,7 @@ def cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1,
     c0 = (a1 * b2 if b2 is not None else 0.0) - (a2 * b1 if a2 is not None else 0.0)
     c1 = (a2 * b0 if a2 is not None else 0.0) - (a0 * b2 if b2 is not None else 0.0)
     c2 = a0 * b1 - a1 * b0
-    out_shape = np.broadcast_shapes(_shape(a0), _shape(b0))
-    parts = [_bc.broadcast_to(asarray(c), shape=out_shape)
-             if _shape(c) != out_shape else c for c in (c0, c1, c2)]
-    out = stack(parts, axis=-1)
+    out = stack([c0, c1, c2], axis=-1)  # each component has the broadcast shape already
     return moveaxis(out, -1, _axis(axisc, out.ndim, "cross"))
 
 
