@@ -133,7 +133,8 @@ def array(obj: Any, dtype: Any = None, *, copy: bool = True, order: Any = "K",
     return _xp(obj).asarray(obj, dtype=dtype, copy=copy)
 
 
-def asarray(a: Any, dtype: Any = None, order: Any = None, *, like: Any = None) -> Any:
+def asarray(a: Any, dtype: Any = None, order: Any = None, *, device: Any = None,
+            copy: Any = None, like: Any = None) -> Any:
     """Like ``numpy.asarray``; tensors (and lists holding them) stay differentiable.
 
     >>> import chainrule.numpy as cnp
@@ -143,12 +144,12 @@ def asarray(a: Any, dtype: Any = None, order: Any = None, *, like: Any = None) -
     if _traced(a) or (type(a) in (list, tuple) and _foreign(a)):
         return _traced_array(a, dtype)
     if isinstance(a, (np.ndarray, np.generic, list, tuple, float, int, bool, complex)):
-        return np.asarray(a, dtype=dtype)
-    return _xp(a).asarray(a, dtype=dtype)
+        return np.asarray(a, dtype=dtype, copy=copy)
+    return _xp(a).asarray(a, dtype=dtype, copy=copy)
 
 
 def full(shape: Any, fill_value: Any, dtype: Any = None, order: str = "C", *,
-         like: Any = None) -> Any:
+         device: Any = None, like: Any = None) -> Any:
     """An array of ``shape`` filled with ``fill_value``; differentiable in ``fill_value``.
 
     >>> import chainrule as cr, chainrule.numpy as cnp
