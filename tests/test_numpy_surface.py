@@ -436,9 +436,16 @@ def test_boolean_mask_of_unknown_size_gives_a_none_axis():
     data = rng.standard_normal((4, 3))
     assert_allclose(cnp.mean(y[y > 0]).forward({y: data}), np.mean(data[data > 0]))
     assert_allclose(y[y[:, 0] > 0].forward({y: data}), data[data[:, 0] > 0])
+    assert y[:, y[0] > 0].shape == (4, None)
+    assert_allclose(y[:, y[0] > 0].forward({y: data}), data[:, data[0] > 0])
+    assert_allclose(cnp.sum(x[..., x[0] > 0]).forward({x: data}), np.sum(data[:, data[0] > 0]))
+    with pytest.raises(NotImplementedError, match="full slices"):
+        y[y[:, 0] > 0, 1]
     w = G.variable(data, name="w_mask")
     gw, = G.gradients(cnp.sum(w[w > 0] ** 2), [w])
     assert_allclose(gw.forward(), np.where(data > 0, 2 * data, 0.0))
+    gw, = G.gradients(cnp.sum(w[:, w[1] > 0] ** 3), [w])
+    assert_allclose(gw.forward(), np.where(data[1] > 0, 3 * data ** 2, 0.0))
 
 
 def test_new_functions_on_graph_nodes_and_compiled_programs():
@@ -472,15 +479,22 @@ GRAPH_CASES = [
          (ANY((3, 2)), _distinct((3, 2))), "sort_like-two"),
     Case(("unsort",), lambda t, x: S.unsort_p(t, x, axis=-1), (ANY((2, 3)), _distinct((2, 3))),
          "unsort"),
-    Case(("mask_select",), lambda x: I.mask_select_p(x, COND23, ndim=2), (ANY((2, 3)),),
-         "mask_select-full"),
-    Case(("mask_select",), lambda x: I.mask_select_p(x, np.array([False, True]), ndim=2),
+    Case(("mask_select",), lambda x: I.mask_select_p(x, COND23, ndim=2, skip=0),
+         (ANY((2, 3)),), "mask_select-full"),
+    Case(("mask_select",), lambda x: I.mask_select_p(x, np.array([False, True]), ndim=2,
+                                                     skip=0),
          (ANY((2, 3)),), "mask_select-rows"),
-    Case(("mask_scatter",), lambda v: I.mask_scatter_p(v, COND23, ndim=2), (ANY((3,)),),
-         "mask_scatter-full"),
+    Case(("mask_select",), lambda x: I.mask_select_p(x, np.array([True, False, True]), ndim=3,
+                                                     skip=1),
+         (ANY((2, 3, 2)),), "mask_select-skip1"),
+    Case(("mask_scatter",), lambda v: I.mask_scatter_p(v, COND23, ndim=2, skip=0),
+         (ANY((3,)),), "mask_scatter-full"),
     Case(("mask_scatter",), lambda v: I.mask_scatter_p(v, np.array([True, False, True]),
-                                                       ndim=2), (ANY((2, 4)),),
+                                                       ndim=2, skip=0), (ANY((2, 4)),),
          "mask_scatter-rows"),
+    Case(("mask_scatter",), lambda v: I.mask_scatter_p(v, np.array([True, False, True]),
+                                                       ndim=3, skip=1), (ANY((2, 2, 4)),),
+         "mask_scatter-skip1"),
 ]
 
 
