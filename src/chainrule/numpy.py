@@ -117,26 +117,50 @@ _ARRAY_PARAMS = frozenset({"a", "x", "m", "ary", "arr", "array", "f", "v", "A", 
 
 
 def _lists_as_arrays(fn):
+    """``fn`` with its array parameters' lists and tuples made arrays first.
+
+    The wrapper is generated with ``fn``'s own signature, so a call costs one plain
+    Python call more and no ``*args`` repacking (these are hot functions).
+    """
     try:
         params = list(_inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
         return fn
-    spots = [(i, p.name) for i, p in enumerate(params) if p.name in _ARRAY_PARAMS
-             and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    spots = [p.name for p in params if p.name in _ARRAY_PARAMS and p.kind in (
+        p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     if not spots:
         return fn
-
-    @_functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        for i, name in spots:
-            if i < len(args):
-                if type(args[i]) in (list, tuple):
-                    args = args[:i] + (_asarray(args[i]),) + args[i + 1:]
-            elif type(kwargs.get(name)) in (list, tuple):
-                kwargs[name] = _asarray(kwargs[name])
-        return fn(*args, **kwargs)
-
-    return wrapper
+    env = {"_fn": fn, "_asarray": _asarray, "_SEQ": (list, tuple)}
+    head, call = [], []
+    star = False
+    for i, p in enumerate(params):
+        default = ""
+        if p.default is not p.empty:
+            env[f"_d{i}"] = p.default
+            default = f"=_d{i}"
+        if p.kind is p.VAR_POSITIONAL:
+            head.append(f"*{p.name}")
+            call.append(f"*{p.name}")
+            star = True
+        elif p.kind is p.VAR_KEYWORD:
+            head.append(f"**{p.name}")
+            call.append(f"**{p.name}")
+        elif p.kind is p.KEYWORD_ONLY:
+            if not star:
+                head.append("*")
+                star = True
+            head.append(p.name + default)
+            call.append(f"{p.name}={p.name}")
+        else:
+            head.append(p.name + default)
+            call.append(p.name)
+        if p.kind is p.POSITIONAL_ONLY and (i + 1 == len(params)
+                                            or params[i + 1].kind is not p.POSITIONAL_ONLY):
+            head.append("/")
+    body = "".join(f"    if type({n}) in _SEQ:\n        {n} = _asarray({n})\n" for n in spots)
+    src = f"def wrapper({', '.join(head)}):\n{body}    return _fn({', '.join(call)})\n"
+    exec(src, env)  # noqa: S102  (source built above from the signature only)
+    return _functools.wraps(fn)(env["wrapper"])
 
 
 def _wrap_functions(namespace):

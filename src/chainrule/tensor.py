@@ -474,6 +474,7 @@ def _np():
 def _install_methods() -> None:
     from . import numpy as cnp
     from .ops import elementwise as E
+    from .ops import linalg as linalg_ops
     from .ops.updates import IndexUpdates, setitem_error
 
     def binop(prim):
@@ -484,7 +485,7 @@ def _install_methods() -> None:
 
     for name, prim in [("add", E.add), ("sub", E.subtract), ("mul", E.multiply),
                        ("truediv", E.divide), ("pow", E.power), ("mod", E.mod),
-                       ("matmul", cnp.matmul)]:
+                       ("matmul", linalg_ops.matmul)]:
         setattr(Tensor, f"__{name}__", binop(prim))
         setattr(Tensor, f"__r{name}__", rbinop(prim))
     for name, prim in [("lt", E.less), ("le", E.less_equal), ("gt", E.greater),

@@ -19,12 +19,22 @@ import numpy as np
 
 from ..core.primitive import Box
 from . import _broadcast as _bc
-from .creation import asarray, library_of, to_library
+from .creation import asarray, astype, library_of, numpy_dtype, to_library, zeros_like
 from .elementwise import absolute, isinf, isnan, multiply, where
 from .elementwise import clip as _clip_p
 from .elementwise import fmod as fmod  # noqa: PLC0414  (re-exported under NumPy's name)
 from .indexing import getitem, take_along_axis
-from .shape import concatenate, flip, moveaxis, ravel, split, stack, transpose, vstack
+from .shape import (
+    concatenate,
+    flip,
+    moveaxis,
+    ravel,
+    sort,
+    split,
+    stack,
+    transpose,
+    vstack,
+)
 
 __all__ = [
     "append", "diff", "gradient", "cross", "rot90", "rollaxis", "row_stack", "dsplit",
@@ -255,7 +265,8 @@ def cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1,
             "incompatible dimensions for cross product (dimension must be 2 or 3), "
             f"got vectors of length {na} and {nb}")
     try:
-        np.broadcast_shapes(_shape(a)[:-1], _shape(b)[:-1])
+        if all(isinstance(n, int) for n in _shape(a) + _shape(b)):  # (graph sizes: later)
+            np.broadcast_shapes(_shape(a)[:-1], _shape(b)[:-1])
     except ValueError:
         raise ValueError(f"shape mismatch: vectors of shapes {_shape(a)} and {_shape(b)} "
                          "cannot be broadcast together") from None
@@ -271,10 +282,7 @@ def cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1,
     c0 = (a1 * b2 if b2 is not None else 0.0) - (a2 * b1 if a2 is not None else 0.0)
     c1 = (a2 * b0 if a2 is not None else 0.0) - (a0 * b2 if b2 is not None else 0.0)
     c2 = a0 * b1 - a1 * b0
-    out_shape = np.broadcast_shapes(_shape(a0), _shape(b0))
-    parts = [_bc.broadcast_to(asarray(c), shape=out_shape)
-             if _shape(c) != out_shape else c for c in (c0, c1, c2)]
-    out = stack(parts, axis=-1)
+    out = stack([c0, c1, c2], axis=-1)  # each component has the broadcast shape already
     return moveaxis(out, -1, _axis(axisc, out.ndim, "cross"))
 
 
@@ -366,6 +374,9 @@ def partition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect",
               order: Any = None) -> Any:
     """NumPy's partition; the gradient follows the values to where they were taken from.
 
+    Other array libraries get a sorted array (also a valid partition: NumPy leaves
+    the order inside the two parts unspecified).
+
     >>> import chainrule.numpy as cnp
     >>> float(cnp.partition([3.0, 1.0, 2.0], 1)[1])
     2.0
@@ -378,10 +389,16 @@ def partition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect",
         axis = -1
     ax = _axis(axis, a.ndim, "partition")
     raw = _raw(a)
-    if not isinstance(raw, np.ndarray | np.generic):
-        raw = np.asarray(raw)
-    idx = to_library(np.argpartition(raw, _raw(kth), axis=ax, kind=kind), library_of(a))
-    if not isinstance(a, Box) and isinstance(idx, np.ndarray):
+    if library_of(a) is not np:
+        # No argpartition in the array API (nor a lazy one in Dask); a sorted array is a
+        # valid partition (NumPy leaves the order inside the two parts unspecified).
+        n = _shape(a)[ax]
+        for k in np.atleast_1d(np.asarray(_raw(kth))):
+            if not -n <= int(k) < n:
+                raise ValueError(f"kth(={int(k)}) out of bounds ({n})")
+        return sort(a, axis=ax)
+    idx = np.argpartition(raw, _raw(kth), axis=ax, kind=kind)
+    if not isinstance(a, Box):
         return np.take_along_axis(raw, idx, axis=ax)
     return take_along_axis(a, idx, axis=ax)
 
@@ -424,19 +441,19 @@ def nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None,
     """
     x = asarray(x)
     raw = _raw(x)
-    dtype = np.asarray(raw).dtype
+    dtype = numpy_dtype(raw)
     if not np.issubdtype(dtype, np.inexact):
         return x
     if np.issubdtype(dtype, np.complexfloating):
         raise NotImplementedError("nan_to_num: complex inputs are not supported yet")
     info = np.finfo(dtype)
-    hi = info.max if posinf is None else posinf
-    lo = info.min if neginf is None else neginf
-    bad_nan = np.asarray(isnan(raw))
-    inf = np.asarray(isinf(raw))
-    if not (bad_nan.any() or inf.any()):
+    hi = float(info.max if posinf is None else posinf)
+    lo = float(info.min if neginf is None else neginf)
+    bad_nan, inf = isnan(raw), isinf(raw)  # plain boolean arrays of x's library
+    if isinstance(raw, np.ndarray | np.generic) and not (bad_nan.any() or inf.any()):
         return x
-    replaced = np.where(bad_nan, nan, np.where(raw > 0, hi, lo)).astype(dtype)
+    big = zeros_like(raw) + hi  # (an array: the array API refuses where() on two scalars)
+    replaced = astype(where(bad_nan, float(nan), where(raw > 0, big, lo)), dtype)
     return where(bad_nan | inf, replaced, x)
 
 
@@ -473,7 +490,7 @@ def fabs(x: Any) -> Any:
     array([1.5, 2. ])
     """
     x = asarray(x)
-    if np.issubdtype(np.asarray(_raw(x)).dtype, np.complexfloating):
+    if np.issubdtype(numpy_dtype(_raw(x)), np.complexfloating):
         raise TypeError("ufunc 'fabs' not supported for complex input")
     return absolute(x)
 

@@ -62,11 +62,19 @@ def library_of(*values: Any) -> Any:
 
 def to_library(value: Any, xp: Any) -> Any:
     """A NumPy array or Python number as an array of ``xp`` (tensors and xp's arrays stay)."""
-    if xp is np or isinstance(value, Box):
-        return value
+    if xp is np or isinstance(value, Box) or getattr(xp, "_accepts_numpy", False):
+        return value  # (Dask takes NumPy operands as they are)
     if isinstance(value, np.ndarray | np.generic | float | int | bool | complex | list | tuple):
         return xp.asarray(np.asarray(value))
     return value
+
+
+def numpy_dtype(raw: Any) -> np.dtype:
+    """The NumPy dtype of an array of any library (array-API dtypes map by name)."""
+    try:
+        return np.dtype(raw.dtype)
+    except TypeError:
+        return np.dtype(str(raw.dtype).rsplit(".", 1)[-1])  # 'array_api_strict.float64
 
 
 def _foreign(obj: Any) -> bool:
@@ -128,7 +136,8 @@ def array(obj: Any, dtype: Any = None, *, copy: bool = True, order: Any = "K",
     return _xp(obj).asarray(obj, dtype=dtype, copy=copy)
 
 
-def asarray(a: Any, dtype: Any = None, order: Any = None, *, like: Any = None) -> Any:
+def asarray(a: Any, dtype: Any = None, order: Any = None, *, device: Any = None,
+            copy: Any = None, like: Any = None) -> Any:
     """Like ``numpy.asarray``; tensors (and lists holding them) stay differentiable.
 
     >>> import chainrule.numpy as cnp
@@ -138,12 +147,12 @@ def asarray(a: Any, dtype: Any = None, order: Any = None, *, like: Any = None) -
     if _traced(a) or (type(a) in (list, tuple) and _foreign(a)):
         return _traced_array(a, dtype)
     if isinstance(a, (np.ndarray, np.generic, list, tuple, float, int, bool, complex)):
-        return np.asarray(a, dtype=dtype)
-    return _xp(a).asarray(a, dtype=dtype)
+        return np.asarray(a, dtype=dtype, copy=copy)
+    return _xp(a).asarray(a, dtype=dtype, copy=copy)
 
 
 def full(shape: Any, fill_value: Any, dtype: Any = None, order: str = "C", *,
-         like: Any = None) -> Any:
+         device: Any = None, like: Any = None) -> Any:
     """An array of ``shape`` filled with ``fill_value``; differentiable in ``fill_value``.
 
     >>> import chainrule as cr, chainrule.numpy as cnp

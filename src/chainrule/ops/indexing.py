@@ -465,36 +465,63 @@ scatter_add_p = primitive(
 
 
 # --- boolean masks whose values are known only at run time ---------------------------------------
-# ``x[mask]`` with a staged mask (a graph node): the result's size depends on the mask's
-# values, so selection and its transpose are primitives run when the program runs.  The
-# mask addresses the leading axes of ``x`` (``ndim`` is x's rank without batch axes).
+# ``x[mask]`` or ``x[:, mask]`` with a staged mask (a graph node): the result's size depends on
+# the mask's values, so selection and its transpose are primitives run when the program
+# runs.  The mask addresses the axes of ``x`` after the first ``skip`` ones (``ndim`` is
+# x's rank without batch axes).
 
-def _mask_key(v: Any, mask: Any, ndim: int) -> tuple:
-    return (slice(None),) * (v.ndim - ndim) + (mask,)
-
-
-def _mask_select_impl(xp: Any, x: Any, mask: Any, ndim: int) -> Any:
-    return x[_mask_key(x, mask, ndim)]
+def _mask_key(v: Any, mask: Any, ndim: int, skip: int) -> tuple:
+    return (slice(None),) * (v.ndim - ndim + skip) + (mask,)
 
 
-def _mask_scatter_impl(xp: Any, g: Any, mask: Any, ndim: int) -> Any:
-    lead = g.ndim - (1 + ndim - mask.ndim)
-    shape = tuple(g.shape[:lead]) + tuple(mask.shape) + tuple(g.shape[lead + 1:])
+def _mask_select_impl(xp: Any, x: Any, mask: Any, ndim: int, skip: int) -> Any:
+    return x[_mask_key(x, mask, ndim, skip)]
+
+
+def _mask_scatter_impl(xp: Any, g: Any, mask: Any, ndim: int, skip: int) -> Any:
+    at = g.ndim - (1 + ndim - mask.ndim) + skip  # the selected axis of g
+    shape = tuple(g.shape[:at]) + tuple(mask.shape) + tuple(g.shape[at + 1:])
     z = _zeros(xp, shape, g)
-    z[(slice(None),) * lead + (mask,)] = g
+    z[(slice(None),) * at + (mask,)] = g
     return z
 
 
 mask_select_p = primitive(
     "mask_select", _mask_select_impl,
-    vjp=(lambda g, out, x, mask, ndim: mask_scatter_p(g, mask, ndim=ndim), None),
-    jvp=(lambda t, out, x, mask, ndim: mask_select_p(t, mask, ndim=ndim), None),
+    vjp=(lambda g, out, x, mask, ndim, skip: mask_scatter_p(g, mask, ndim=ndim, skip=skip),
+         None),
+    jvp=(lambda t, out, x, mask, ndim, skip: mask_select_p(t, mask, ndim=ndim, skip=skip),
+         None),
 )
 mask_scatter_p = primitive(
     "mask_scatter", _mask_scatter_impl,
-    vjp=(lambda g, out, v, mask, ndim: mask_select_p(g, mask, ndim=ndim), None),
-    jvp=(lambda t, out, v, mask, ndim: mask_scatter_p(t, mask, ndim=ndim), None),
+    vjp=(lambda g, out, v, mask, ndim, skip: mask_select_p(g, mask, ndim=ndim, skip=skip),
+         None),
+    jvp=(lambda t, out, v, mask, ndim, skip: mask_scatter_p(t, mask, ndim=ndim, skip=skip),
+         None),
 )
+
+
+def _staged_mask_index(x: Any, key: tuple) -> Any:
+    """``x[mask]``, ``x[:, mask, ...]``: one staged mask with full slices around it."""
+    key = key if isinstance(key, tuple) else (key,)
+    at = [i for i, k in enumerate(key) if _staged_mask(k) is not None]
+    others = [k for i, k in enumerate(key) if i != at[0]]
+    if (len(at) != 1 or sum(k is Ellipsis for k in key) > 1
+            or not all(k is Ellipsis or (isinstance(k, slice) and k == slice(None))
+                       for k in others)):
+        raise NotImplementedError(
+            "getitem: a boolean mask node whose values are known only when the graph runs "
+            "is supported with full slices around it (x[mask], x[:, mask, ...]); apply the "
+            "other indices in a separate step")
+    mask = key[at[0]]
+    skip = at[0]
+    if Ellipsis in key[: at[0]]:  # the Ellipsis stands for the axes no other entry takes
+        skip = x.ndim - mask.ndim - (len(key) - at[0] - 1)
+    if skip < 0 or skip + mask.ndim > x.ndim:
+        raise IndexError(f"getitem: too many indices for array: array is {x.ndim}-dimensional, "
+                         f"but {skip + mask.ndim} were indexed")
+    return mask_select_p(x, mask, ndim=x.ndim, skip=skip)
 
 
 def _staged_mask(key: Any) -> Any:
@@ -513,16 +540,9 @@ def _unwrap_key(key: Any) -> Any:
 
 
 def _index(x: Any, key: Any, unique: bool = False) -> Any:
-    mask = _staged_mask(key)
-    if mask is not None:
-        if mask.ndim > x.ndim:
-            raise IndexError(f"getitem: too many indices for array: array is {x.ndim}-"
-                             f"dimensional, but {mask.ndim} were indexed (a boolean mask)")
-        return mask_select_p(x, mask, ndim=x.ndim)
-    if isinstance(key, tuple) and any(_staged_mask(k) is not None for k in key):
-        raise NotImplementedError(
-            "getitem: a boolean mask node whose values are known only when the graph runs "
-            "is supported alone (x[mask]); combine it with other indices in separate steps")
+    if _staged_mask(key) is not None or (
+            isinstance(key, tuple) and any(_staged_mask(k) is not None for k in key)):
+        return _staged_mask_index(x, key)
     if not isinstance(x, Box):
         if type(x) in NUMPY_TYPES or isinstance(x, np.ndarray):
             return np.asarray(x)[_unwrap_key(key)]

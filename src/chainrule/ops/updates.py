@@ -25,7 +25,7 @@ from ..core.primitive import Box
 from . import _broadcast as _bc
 from .creation import asarray, astype, library_of, to_library
 from .elementwise import maximum, minimum, where
-from .indexing import _normalize, _unwrap_key, getitem, scatter_add_p
+from .indexing import _index, _normalize, _unwrap_key, getitem, scatter_add_p
 
 __all__ = ["IndexUpdates", "IndexUpdate", "setitem_error"]
 
@@ -90,8 +90,7 @@ def _update(x: Any, key: Any, v: Any, mode: str) -> Any:
     if not ok:
         raise ValueError(f"{op}: shape mismatch: value array of shape {vshape} could not be "
                          f"broadcast to indexing result of shape {positions.shape}")
-    xdtype = np.asarray(_raw(x)).dtype if isinstance(_raw(x), np.generic | np.ndarray) \
-        else _raw(x).dtype
+    xdtype = _raw(x).dtype
     vdtype = getattr(_raw(v), "dtype", None)
     if vdtype != xdtype:
         v = astype(v, xdtype)
@@ -104,22 +103,24 @@ def _update(x: Any, key: Any, v: Any, mode: str) -> Any:
     vf = _bc.reshape(v, shape=(m,))
     if m == 0:
         out = xf
-    elif mode == "add":
-        out = xf + _scatter(vf, flat_pos, n, False, xp)
+    elif mode == "add" and (xp is np or np.unique(flat_pos).size == m):
+        out = xf + _scatter(vf, flat_pos, n, np.unique(flat_pos).size == m, xp)
     elif mode == "set":
         last = _last(flat_pos)
         if last.size != m:
-            vf = getitem(vf, to_library(last, xp))
+            vf = _index(vf, to_library(last, xp), unique=True)
             flat_pos = flat_pos[last]
         out = where(_hit(flat_pos, n, xp), _scatter(vf, flat_pos, n, True, xp), xf)
     else:
         out = xf
         for sel in _rounds(flat_pos):
             pos = flat_pos[sel]
-            w = vf if sel.size == m else getitem(vf, to_library(sel, xp))
+            w = vf if sel.size == m else _index(vf, to_library(sel, xp), unique=True)
             hit = _hit(pos, n, xp)
             s = _scatter(w, pos, n, True, xp)
-            if mode == "multiply":
+            if mode == "add":  # repeated positions on a library without a scatter-add
+                out = out + s
+            elif mode == "multiply":
                 out = out * where(hit, s, 1.0)
             elif mode == "min":
                 out = where(hit, minimum(out, s), out)
