@@ -63,13 +63,51 @@ def _split_x(x, d, ns):
     return np.moveaxis(x, len(xe) + 1, -1), xe, samp
 
 
+# Scratch buffers (im2col matrices, padded inputs, the columns of a transposed convolution)
+# never leave this module, so they are recycled: a training loop then reuses the same pages
+# every step instead of paying the kernel for fresh zeroed ones (a fifth of a small CNN's
+# step).  At most two per shape and 256 MiB in all are kept.
+_SCRATCH: dict[tuple, list] = {}
+_SCRATCH_BYTES = [0]
+_SCRATCH_LIMIT = 1 << 28
+
+
+def _take(shape: tuple, dtype) -> np.ndarray:
+    free = _SCRATCH.get((shape, np.dtype(dtype)))
+    if free:
+        try:
+            a = free.pop()
+        except IndexError:  # another thread took it
+            return np.empty(shape, dtype)
+        _SCRATCH_BYTES[0] -= a.nbytes
+        return a
+    return np.empty(shape, dtype)
+
+
+def _give(a: np.ndarray) -> None:
+    """Hand a scratch buffer back (the caller holds no other reference to it)."""
+    if a.base is not None or _SCRATCH_BYTES[0] + a.nbytes > _SCRATCH_LIMIT:
+        return
+    free = _SCRATCH.setdefault((a.shape, a.dtype), [])
+    if len(free) < 2:
+        free.append(a)
+        _SCRATCH_BYTES[0] += a.nbytes
+
+
 def _pad_last(xl, d, padding):
-    """Zero-pad the spatial axes of a channels-last array ``(..., *S, C)``."""
+    """Zero-pad the spatial axes of a channels-last array ``(..., *S, C)`` (a scratch buffer)."""
     if not any(lo or hi for lo, hi in padding):
         return xl
     S = xl.shape[-d - 1:-1]
-    out = np.zeros(xl.shape[:-d - 1] + tuple(s + lo + hi for s, (lo, hi) in zip(S, padding))
-                   + xl.shape[-1:], dtype=xl.dtype)
+    out = _take(xl.shape[:-d - 1] + tuple(s + lo + hi for s, (lo, hi) in zip(S, padding))
+                + xl.shape[-1:], xl.dtype)
+    nl = xl.ndim - d - 1
+    for i, (lo, hi) in enumerate(padding):  # zero the borders only: the rest is overwritten
+        ax = nl + i
+        if lo:
+            out[(slice(None),) * ax + (slice(0, lo),)] = 0
+        if hi:
+            out[(slice(None),) * ax + (slice(out.shape[ax] - hi, None),)] = 0
     out[(Ellipsis,) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(S, padding))
         + (slice(None),)] = xl
     return out
@@ -93,12 +131,15 @@ def _cols(x, K, stride, padding, dilation, groups, ns):
     C = v.shape[-1]
     Cg = C // groups
     P = _prod(So)
-    if groups == 1:
-        cols = v.reshape(xe + (1, v.shape[nb] * P, _prod(K) * C))
+    if groups == 1:  # the im2col copy, into a scratch buffer
+        cols = _take(xe + (1, v.shape[nb] * P, _prod(K) * C), v.dtype)
+        np.copyto(cols.reshape(v.shape), v)
     else:
         v = v.reshape(v.shape[:-1] + (groups, Cg))
         v = np.moveaxis(v, -2, nb)  # (xe.., G, Nf, *So, *K, Cg)
         cols = v.reshape(xe + (groups, v.shape[nb + 1] * P, _prod(K) * Cg))
+    if xp is not xl:
+        _give(xp)
     return cols, xe, samp, So
 
 
@@ -148,10 +189,13 @@ def _conv_np(x, w, *, stride, padding, dilation, groups, ns, keep=False):
     d = len(stride)
     K = w.shape[-d:]
     cols, xe, samp, So = _cols(x, K, stride, padding, dilation, groups, ns)
-    if keep and cols.ndim == 3 and w.ndim == d + 2:
+    kept = keep and cols.ndim == 3 and w.ndim == d + 2
+    if kept:
         _keep(x, (tuple(K), stride, padding, dilation, groups, ns), cols)
     wm = _wmat(w, d, groups)
     out = np.matmul(cols, np.swapaxes(wm, -1, -2))  # (E.., G, Nf*P, Og): one GEMM per group
+    if not kept:
+        _give(cols)
     E = out.shape[:-3]
     if groups == 1:
         out = out.reshape(E + out.shape[-2:])
@@ -168,7 +212,9 @@ def _conv_input_grad_np(g, w, *, size, stride, padding, dilation, groups, ns):
     K = w.shape[-d:]
     gm = _gmat(g, d, ns, groups)                 # (ge.., G, Nf*P, Og)
     wm = _wmat(w, d, groups)                     # (we.., G, Og, Kp*Cg)
-    dcols = np.matmul(gm, wm)                    # (E.., G, Nf*P, Kp*Cg)
+    scratch = _take(np.broadcast_shapes(gm.shape[:-2], wm.shape[:-2])
+                    + (gm.shape[-2], wm.shape[-1]), np.result_type(gm, wm))
+    dcols = np.matmul(gm, wm, out=scratch)       # (E.., G, Nf*P, Kp*Cg)
     E = dcols.shape[:-3]
     G, Cg = groups, w.shape[-d - 1]
     lead = g.shape[:-d - 1]
@@ -186,6 +232,7 @@ def _conv_input_grad_np(g, w, *, size, stride, padding, dilation, groups, ns):
             for k, dl, s, o in zip(kk, dilation, stride, So)) + (slice(None), slice(None))
         src = (slice(None),) * (ne + d) + kk
         out[dst] += dcols[src]
+    _give(scratch)
     crop = (Ellipsis,) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(size, padding)) \
         + (slice(None), slice(None))
     out = out[crop].reshape(E + (Nf,) + tuple(size) + (G * Cg,))
@@ -200,6 +247,7 @@ def _conv_weight_grad_np(x, g, *, kernel, stride, padding, dilation, groups, ns)
         cols, _, _, _ = _cols(x, kernel, stride, padding, dilation, groups, ns)  # (xe.., G, NP, KC)
     gm = _gmat(g, d, ns, groups)                                            # (ge.., G, NP, Og)
     gw = np.matmul(np.swapaxes(gm, -1, -2), cols)                           # (E.., G, Og, KC)
+    _give(cols)
     E = gw.shape[:-3]
     Cg = x.shape[-d - 1] // groups
     gw = gw.reshape(E + (gw.shape[-3] * gw.shape[-2],) + tuple(kernel) + (Cg,))
