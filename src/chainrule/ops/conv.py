@@ -207,7 +207,39 @@ def _conv_np(x, w, *, stride, padding, dilation, groups, ns, keep=False):
     return out.reshape(E + samp + (O,) + So)
 
 
+def _gather_is_cheaper(g, w, size, stride, padding, dilation, groups) -> bool:
+    """Stride 1 and an im2col of ``g`` no larger than the scattered columns (3x3 "same")."""
+    d = len(stride)
+    K = w.shape[-d:]
+    if any(s != 1 for s in stride):
+        return False
+    if any(max(pads) > dl * (k - 1) for pads, dl, k in zip(padding, dilation, K)):
+        return False
+    O, Cg = w.shape[-d - 2], w.shape[-d - 1]
+    return _prod(size) * O <= _prod(g.shape[-d:]) * Cg * groups
+
+
+def _conv_input_grad_by_gather(g, w, *, size, stride, padding, dilation, groups, ns):
+    # With stride 1 the transpose is itself a correlation: g, padded by dl * (k - 1) less the
+    # forward padding, with the flipped kernel whose in/out channel axes are swapped.  One
+    # im2col of g and one GEMM, no slice-adds.
+    d = len(stride)
+    K = w.shape[-d:]
+    we = w.shape[:-d - 2]
+    O, Cg = w.shape[-d - 2], w.shape[-d - 1]
+    nw = len(we)
+    wt = w.reshape(we + (groups, O // groups, Cg) + K)
+    wt = wt.transpose(tuple(range(nw)) + (nw, nw + 2, nw + 1) + tuple(range(nw + 3, nw + 3 + d)))
+    wt = np.flip(wt.reshape(we + (groups * Cg, O // groups) + K), axis=tuple(range(-d, 0)))
+    pad = tuple((dl * (k - 1) - lo, dl * (k - 1) - hi)
+                for (lo, hi), dl, k in zip(padding, dilation, K))
+    return _conv_np(g, wt, stride=stride, padding=pad, dilation=dilation, groups=groups, ns=ns)
+
+
 def _conv_input_grad_np(g, w, *, size, stride, padding, dilation, groups, ns):
+    if _gather_is_cheaper(g, w, size, stride, padding, dilation, groups):
+        return _conv_input_grad_by_gather(g, w, size=size, stride=stride, padding=padding,
+                                          dilation=dilation, groups=groups, ns=ns)
     d = len(stride)
     K = w.shape[-d:]
     gm = _gmat(g, d, ns, groups)                 # (ge.., G, Nf*P, Og)
