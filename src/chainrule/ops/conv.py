@@ -37,7 +37,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..core.primitive import primitive
 from ._broadcast import reshape, sum_to
 
-__all__ = ["conv", "conv_input_grad", "conv_weight_grad", "out_size"]
+__all__ = ["conv", "conv_input_grad", "conv_weight_grad", "out_size", "scratch_bytes"]
 
 
 def out_size(size: int, k: int, stride: int, pad: tuple[int, int], dil: int) -> int:
@@ -70,6 +70,11 @@ def _split_x(x, d, ns):
 _SCRATCH: dict[tuple, list] = {}
 _SCRATCH_BYTES = [0]
 _SCRATCH_LIMIT = 1 << 28
+
+
+def scratch_bytes() -> int:
+    """Bytes held by recycled convolution scratch buffers between calls."""
+    return _SCRATCH_BYTES[0]
 
 
 def _take(shape: tuple, dtype) -> np.ndarray:
