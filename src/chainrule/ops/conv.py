@@ -19,9 +19,11 @@ NumPy path: channels-last internally.  The input windows are gathered once
 into an im2col matrix (a strided view, one copy), multiplied with one GEMM,
 and the result is handed back as a channels-first *view* of channels-last
 memory, so the next layer finds its channels contiguous (no transposes
-between layers).  ``conv_input_grad`` sums the windows back by slice-adds,
-one per kernel offset.  Other array libraries: shifted GEMMs, one per kernel
-offset.
+between layers).  A recorded convolution keeps its im2col matrix for its
+weight gradient.  ``conv_input_grad`` sums the windows back by slice-adds,
+one per kernel offset, or, with stride 1 when that is cheaper (3x3 "same"),
+correlates ``g`` with the flipped kernel.  Scratch buffers are recycled
+across calls.  Other array libraries: shifted GEMMs, one per kernel offset.
 """
 
 from __future__ import annotations
