@@ -175,7 +175,10 @@ _KEEP_AT_MOST = 16
 
 def _keep(x, key, cols):
     if len(_KEPT) >= _KEEP_AT_MOST:
-        _KEPT.pop(next(iter(_KEPT)))
+        try:  # the oldest entry goes
+            _KEPT.pop(next(iter(_KEPT)), None)
+        except (StopIteration, RuntimeError):  # emptied or changed by another thread
+            pass
     i = id(x)
     try:
         ref = weakref.ref(x, lambda _, i=i: _KEPT.pop(i, None))
@@ -188,8 +191,7 @@ def _kept(x, key):
     entry = _KEPT.get(id(x))
     if entry is None or entry[0]() is not x or entry[1] != key:
         return None
-    del _KEPT[id(x)]
-    return entry[2]
+    return entry[2] if _KEPT.pop(id(x), None) is entry else None
 
 
 def _conv_np(x, w, *, stride, padding, dilation, groups, ns, keep=False):
