@@ -637,6 +637,10 @@ def _max_pool_vjp_np(g, out, x, kernel, stride, padding):
     channels-last gradient back.
     """
     nb = g.ndim - out.ndim
+    if nb == 0 and np.argsort(g.strides).tolist() != np.argsort(out.strides).tolist():
+        g_in_layout = np.empty_like(out, dtype=g.dtype)  # one quarter-size copy, then no
+        g_in_layout[...] = g                             # strided mixing of layouts below
+        g = g_in_layout
     xp_ = _pad_np(x, padding, _lowest(x.dtype))
     shape = g.shape[:nb] + xp_.shape
     if _tiles(x.shape, kernel, stride, padding):  # every entry is written exactly once
