@@ -145,7 +145,7 @@ def _cols(x, K, stride, padding, dilation, groups, ns):
         v = v.reshape(v.shape[:-1] + (groups, Cg))
         v = np.moveaxis(v, -2, nb)  # (xe.., G, Nf, *So, *K, Cg)
         cols = v.reshape(xe + (groups, v.shape[nb + 1] * P, _prod(K) * Cg))
-    if xp is not xl:
+    if xp is not xl and not np.may_share_memory(cols, xp):  # (cols is a copy, always so far)
         _give(xp)
     return cols, xe, samp, So
 
