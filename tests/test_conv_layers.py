@@ -178,3 +178,36 @@ def test_cnn_digits_example_fast_mode(tmp_path, capsys):
     assert "test accuracy" in capsys.readouterr().out
     if importlib.util.find_spec("matplotlib") is not None:
         assert png.stat().st_size > 1000
+
+
+# --- recycled buffers and the fast first-order paths ---------------------------------------------
+
+def test_repeated_training_steps_reuse_buffers_without_mixing_them_up():
+    nn.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(4, 3, 3, padding=1), nn.Flatten())
+    w1, w2 = model[0].weight, model[3].weight
+
+    def plain_grads(x):  # plain arrays: no recording, nothing kept
+        f = lambda a, b: (model[4](F.conv2d(F.max_pool2d(F.relu(F.conv2d(
+            x, a, model[0].bias.numpy(), padding=1)), 2), b, model[3].bias.numpy(),
+            padding=1)) ** 2).sum()
+        return cr.grad(f, argnums=(0, 1))(w1.numpy(), w2.numpy())
+
+    for _ in range(3):
+        x = rng.standard_normal((2, 2, 6, 6))
+        model.zero_grad()
+        (model(x) ** 2).sum().backward()
+        g1, g2 = plain_grads(x)
+        assert_allclose(np.asarray(w1.grad), g1, rtol=1e-12, atol=1e-12)
+        assert_allclose(np.asarray(w2.grad), g2, rtol=1e-12, atol=1e-12)
+
+
+def test_max_pool_ties_in_overlapping_windows_follow_pytorch():
+    torch = pytest.importorskip("torch")
+    x = np.round(rng.standard_normal((2, 3, 7, 7)))  # many ties
+    g = rng.standard_normal((2, 3, 4, 4))
+    xt = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.max_pool2d(xt, 3, stride=2, padding=1).backward(torch.tensor(g))
+    _, vjp = cr.vjp(lambda x: F.max_pool2d(x, 3, stride=2, padding=1), x)
+    assert_allclose(vjp(g)[0], xt.grad.numpy(), rtol=1e-12, atol=1e-12)

@@ -19,9 +19,11 @@ NumPy path: channels-last internally.  The input windows are gathered once
 into an im2col matrix (a strided view, one copy), multiplied with one GEMM,
 and the result is handed back as a channels-first *view* of channels-last
 memory, so the next layer finds its channels contiguous (no transposes
-between layers).  ``conv_input_grad`` sums the windows back by slice-adds,
-one per kernel offset.  Other array libraries: shifted GEMMs, one per kernel
-offset.
+between layers).  A recorded convolution keeps its im2col matrix for its
+weight gradient.  ``conv_input_grad`` sums the windows back by slice-adds,
+one per kernel offset, or, with stride 1 when that is cheaper (3x3 "same"),
+correlates ``g`` with the flipped kernel.  Scratch buffers are recycled
+across calls.  Other array libraries: shifted GEMMs, one per kernel offset.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..core.primitive import primitive
 from ._broadcast import reshape, sum_to
 
-__all__ = ["conv", "conv_input_grad", "conv_weight_grad", "out_size"]
+__all__ = ["conv", "conv_input_grad", "conv_weight_grad", "out_size", "scratch_bytes"]
 
 
 def out_size(size: int, k: int, stride: int, pad: tuple[int, int], dil: int) -> int:
@@ -63,13 +65,56 @@ def _split_x(x, d, ns):
     return np.moveaxis(x, len(xe) + 1, -1), xe, samp
 
 
+# Scratch buffers (im2col matrices, padded inputs, the columns of a transposed convolution)
+# never leave this module, so they are recycled: a training loop then reuses the same pages
+# every step instead of paying the kernel for fresh zeroed ones (a fifth of a small CNN's
+# step).  At most two per shape and 256 MiB in all are kept.
+_SCRATCH: dict[tuple, list] = {}
+_SCRATCH_BYTES = [0]
+_SCRATCH_LIMIT = 1 << 28
+
+
+def scratch_bytes() -> int:
+    """Bytes held by recycled convolution scratch buffers between calls."""
+    return _SCRATCH_BYTES[0]
+
+
+def _take(shape: tuple, dtype) -> np.ndarray:
+    free = _SCRATCH.get((shape, np.dtype(dtype)))
+    if free:
+        try:
+            a = free.pop()
+        except IndexError:  # another thread took it
+            return np.empty(shape, dtype)
+        _SCRATCH_BYTES[0] -= a.nbytes
+        return a
+    return np.empty(shape, dtype)
+
+
+def _give(a: np.ndarray) -> None:
+    """Hand a scratch buffer back (the caller holds no other reference to it)."""
+    if a.base is not None or _SCRATCH_BYTES[0] + a.nbytes > _SCRATCH_LIMIT:
+        return
+    free = _SCRATCH.setdefault((a.shape, a.dtype), [])
+    if len(free) < 2:
+        free.append(a)
+        _SCRATCH_BYTES[0] += a.nbytes
+
+
 def _pad_last(xl, d, padding):
-    """Zero-pad the spatial axes of a channels-last array ``(..., *S, C)``."""
+    """Zero-pad the spatial axes of a channels-last array ``(..., *S, C)`` (a scratch buffer)."""
     if not any(lo or hi for lo, hi in padding):
         return xl
     S = xl.shape[-d - 1:-1]
-    out = np.zeros(xl.shape[:-d - 1] + tuple(s + lo + hi for s, (lo, hi) in zip(S, padding))
-                   + xl.shape[-1:], dtype=xl.dtype)
+    out = _take(xl.shape[:-d - 1] + tuple(s + lo + hi for s, (lo, hi) in zip(S, padding))
+                + xl.shape[-1:], xl.dtype)
+    nl = xl.ndim - d - 1
+    for i, (lo, hi) in enumerate(padding):  # zero the borders only: the rest is overwritten
+        ax = nl + i
+        if lo:
+            out[(slice(None),) * ax + (slice(0, lo),)] = 0
+        if hi:
+            out[(slice(None),) * ax + (slice(out.shape[ax] - hi, None),)] = 0
     out[(Ellipsis,) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(S, padding))
         + (slice(None),)] = xl
     return out
@@ -93,12 +138,15 @@ def _cols(x, K, stride, padding, dilation, groups, ns):
     C = v.shape[-1]
     Cg = C // groups
     P = _prod(So)
-    if groups == 1:
-        cols = v.reshape(xe + (1, v.shape[nb] * P, _prod(K) * C))
+    if groups == 1:  # the im2col copy, into a scratch buffer
+        cols = _take(xe + (1, v.shape[nb] * P, _prod(K) * C), v.dtype)
+        np.copyto(cols.reshape(v.shape), v)
     else:
         v = v.reshape(v.shape[:-1] + (groups, Cg))
         v = np.moveaxis(v, -2, nb)  # (xe.., G, Nf, *So, *K, Cg)
         cols = v.reshape(xe + (groups, v.shape[nb + 1] * P, _prod(K) * Cg))
+    if xp is not xl and not np.may_share_memory(cols, xp):  # (cols is a copy, always so far)
+        _give(xp)
     return cols, xe, samp, So
 
 
@@ -127,7 +175,10 @@ _KEEP_AT_MOST = 16
 
 def _keep(x, key, cols):
     if len(_KEPT) >= _KEEP_AT_MOST:
-        _KEPT.pop(next(iter(_KEPT)))
+        try:  # the oldest entry goes
+            _KEPT.pop(next(iter(_KEPT)), None)
+        except (StopIteration, RuntimeError):  # emptied or changed by another thread
+            pass
     i = id(x)
     try:
         ref = weakref.ref(x, lambda _, i=i: _KEPT.pop(i, None))
@@ -140,18 +191,20 @@ def _kept(x, key):
     entry = _KEPT.get(id(x))
     if entry is None or entry[0]() is not x or entry[1] != key:
         return None
-    del _KEPT[id(x)]
-    return entry[2]
+    return entry[2] if _KEPT.pop(id(x), None) is entry else None
 
 
 def _conv_np(x, w, *, stride, padding, dilation, groups, ns, keep=False):
     d = len(stride)
     K = w.shape[-d:]
     cols, xe, samp, So = _cols(x, K, stride, padding, dilation, groups, ns)
-    if keep and cols.ndim == 3 and w.ndim == d + 2:
+    kept = keep and cols.ndim == 3 and w.ndim == d + 2
+    if kept:
         _keep(x, (tuple(K), stride, padding, dilation, groups, ns), cols)
     wm = _wmat(w, d, groups)
     out = np.matmul(cols, np.swapaxes(wm, -1, -2))  # (E.., G, Nf*P, Og): one GEMM per group
+    if not kept:
+        _give(cols)
     E = out.shape[:-3]
     if groups == 1:
         out = out.reshape(E + out.shape[-2:])
@@ -163,12 +216,46 @@ def _conv_np(x, w, *, stride, padding, dilation, groups, ns, keep=False):
     return out.reshape(E + samp + (O,) + So)
 
 
+def _gather_is_cheaper(g, w, size, stride, padding, dilation, groups) -> bool:
+    """Stride 1 and an im2col of ``g`` no larger than the scattered columns (3x3 "same")."""
+    d = len(stride)
+    K = w.shape[-d:]
+    if any(s != 1 for s in stride):
+        return False
+    if any(max(pads) > dl * (k - 1) for pads, dl, k in zip(padding, dilation, K)):
+        return False
+    O, Cg = w.shape[-d - 2], w.shape[-d - 1]
+    return _prod(size) * O <= _prod(g.shape[-d:]) * Cg * groups
+
+
+def _conv_input_grad_by_gather(g, w, *, size, stride, padding, dilation, groups, ns):
+    # With stride 1 the transpose is itself a correlation: g, padded by dl * (k - 1) less the
+    # forward padding, with the flipped kernel whose in/out channel axes are swapped.  One
+    # im2col of g and one GEMM, no slice-adds.
+    d = len(stride)
+    K = w.shape[-d:]
+    we = w.shape[:-d - 2]
+    O, Cg = w.shape[-d - 2], w.shape[-d - 1]
+    nw = len(we)
+    wt = w.reshape(we + (groups, O // groups, Cg) + K)
+    wt = wt.transpose(tuple(range(nw)) + (nw, nw + 2, nw + 1) + tuple(range(nw + 3, nw + 3 + d)))
+    wt = np.flip(wt.reshape(we + (groups * Cg, O // groups) + K), axis=tuple(range(-d, 0)))
+    pad = tuple((dl * (k - 1) - lo, dl * (k - 1) - hi)
+                for (lo, hi), dl, k in zip(padding, dilation, K))
+    return _conv_np(g, wt, stride=stride, padding=pad, dilation=dilation, groups=groups, ns=ns)
+
+
 def _conv_input_grad_np(g, w, *, size, stride, padding, dilation, groups, ns):
+    if _gather_is_cheaper(g, w, size, stride, padding, dilation, groups):
+        return _conv_input_grad_by_gather(g, w, size=size, stride=stride, padding=padding,
+                                          dilation=dilation, groups=groups, ns=ns)
     d = len(stride)
     K = w.shape[-d:]
     gm = _gmat(g, d, ns, groups)                 # (ge.., G, Nf*P, Og)
     wm = _wmat(w, d, groups)                     # (we.., G, Og, Kp*Cg)
-    dcols = np.matmul(gm, wm)                    # (E.., G, Nf*P, Kp*Cg)
+    scratch = _take(np.broadcast_shapes(gm.shape[:-2], wm.shape[:-2])
+                    + (gm.shape[-2], wm.shape[-1]), np.result_type(gm, wm))
+    dcols = np.matmul(gm, wm, out=scratch)       # (E.., G, Nf*P, Kp*Cg)
     E = dcols.shape[:-3]
     G, Cg = groups, w.shape[-d - 1]
     lead = g.shape[:-d - 1]
@@ -186,6 +273,7 @@ def _conv_input_grad_np(g, w, *, size, stride, padding, dilation, groups, ns):
             for k, dl, s, o in zip(kk, dilation, stride, So)) + (slice(None), slice(None))
         src = (slice(None),) * (ne + d) + kk
         out[dst] += dcols[src]
+    _give(scratch)
     crop = (Ellipsis,) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(size, padding)) \
         + (slice(None), slice(None))
     out = out[crop].reshape(E + (Nf,) + tuple(size) + (G * Cg,))
@@ -200,6 +288,7 @@ def _conv_weight_grad_np(x, g, *, kernel, stride, padding, dilation, groups, ns)
         cols, _, _, _ = _cols(x, kernel, stride, padding, dilation, groups, ns)  # (xe.., G, NP, KC)
     gm = _gmat(g, d, ns, groups)                                            # (ge.., G, NP, Og)
     gw = np.matmul(np.swapaxes(gm, -1, -2), cols)                           # (E.., G, Og, KC)
+    _give(cols)
     E = gw.shape[:-3]
     Cg = x.shape[-d - 1] // groups
     gw = gw.reshape(E + (gw.shape[-3] * gw.shape[-2],) + tuple(kernel) + (Cg,))

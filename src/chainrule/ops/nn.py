@@ -10,9 +10,8 @@ convolution and pooling:
   strided view (``sliding_window_view``), no loop over pixels;
 * ``col2im``: its transpose, summing the windows back (a loop over the
   ``kh * kw`` kernel offsets only);
-* ``conv2d``: one GEMM on the im2col matrix; its rules are contractions with
-  ``patches``/``col2im``, written with chainrule ops, so convolutions can
-  be differentiated twice.
+* ``conv2d``: the 2-D case of :mod:`chainrule.ops.conv` (one GEMM on the
+  im2col matrix; rules that are each other, differentiable to any order).
 
 Rules address axes from the end, so cotangents and tangents may carry
 leading batch axes.
@@ -28,6 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..core.primitive import Box, primitive, registry
 from ._broadcast import align, reshape, unbroadcast
+from .conv import conv
 from .elementwise import exp, log, log1p, masked, maximum, negative
 from .reductions import reduce_sum
 
@@ -418,32 +418,6 @@ def _check_window(shape, kernel, stride, padding, op):
 
 # --- convolution ---------------------------------------------------------------------------------
 
-def _conv2d_np(x, w, b=None, *, stride, padding):
-    lead = x.shape[:-3]
-    C, H, W = x.shape[-3:]
-    O, _, kh, kw = w.shape
-    v = _windows_np(x.reshape((-1, C, H, W)), (kh, kw), stride, padding)  # (N, C, Ho, Wo, kh, kw)
-    n, _, ho, wo = v.shape[:4]
-    cols = v.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, C * kh * kw)  # the im2col copy
-    out = cols @ w.reshape(O, C * kh * kw).T  # one GEMM
-    if b is not None:
-        out += b
-    out = np.ascontiguousarray(out.reshape(n, ho, wo, O).transpose(0, 3, 1, 2))
-    return out.reshape(lead + (O, ho, wo))
-
-
-def _conv2d_generic(xp, x, w, b=None, *, stride, padding):
-    lead = tuple(x.shape[:-3])
-    C, H, W = x.shape[-3:]
-    O, _, kh, kw = w.shape
-    P = _patches_generic(xp, xp.reshape(x, (-1, C, H, W)), (kh, kw), stride, padding, 0.0)
-    out = xp.tensordot(P, w, axes=([1, 2, 3], [1, 2, 3]))  # (N, Ho, Wo, O)
-    if b is not None:
-        out = out + b
-    out = xp.permute_dims(out, (0, 3, 1, 2))
-    return xp.reshape(out, lead + tuple(out.shape[1:]))
-
-
 def _is_plain_numpy(*vals: Any) -> bool:
     return all(isinstance(v, np.ndarray) for v in vals)
 
@@ -457,80 +431,12 @@ def _contract(spec: str, a: Any, b: Any, np_fn) -> Any:
     return cnp.einsum(spec, a, b)
 
 
-def _conv_vjp_x(g, out, x, w, b=None, *, stride, padding):
-    kh, kw = w.shape[-2:]
-    # cols[..., n, c, p, q, i, j] = sum_o g[..., n, o, i, j] w[o, c, p, q]
-    cols = _contract("...oij,ocpq->...cpqij", g, w,
-                     lambda a, b: np.moveaxis(np.tensordot(a, b, axes=([-3], [0])),
-                                              (-5, -4), (-2, -1)))
-    return col2im_p(cols, size=tuple(x.shape[-2:]), kernel=(kh, kw), stride=stride,
-                    padding=padding)
-
-
-def _conv_vjp_w(g, out, x, w, b=None, *, stride, padding):
-    kh, kw = w.shape[-2:]
-    P = patches_p(x, kernel=(kh, kw), stride=stride, padding=padding, fill=0.0)
-    nd = len(x.shape)  # sum over the input's leading (sample) axes and the output pixels
-    lead = list(range(nd - 3))
-    return _contract(
-        _lead_spec(nd, "w"), g, P,
-        lambda a, b: np.tensordot(a, b, axes=([a.ndim - nd + i for i in lead] + [-2, -1],
-                                              lead + [-2, -1])))
-
-
-def _conv_jvp_w(t, out, x, w, b=None, *, stride, padding):
-    kh, kw = w.shape[-2:]
-    P = patches_p(x, kernel=(kh, kw), stride=stride, padding=padding, fill=0.0)
-    nd = len(x.shape)
-    return _contract(
-        _lead_spec(nd, "t"), t, P,
-        lambda a, b: _jvp_w_np(a, b, nd))
-
-
-def _jvp_w_np(t, P, nd):
-    r = np.tensordot(t, P, axes=([-3, -2, -1], [nd - 3, nd - 2, nd - 1]))  # (B.., O, lead.., i, j)
-    return np.moveaxis(r, r.ndim - nd, -3)
-
-
-def _lead_spec(nd: int, which: str) -> str:
-    letters = "abdefhkl"[: nd - 3]
-    if which == "w":
-        return f"...{letters}oij,{letters}cpqij->...ocpq"
-    return f"...ocpq,{letters}cpqij->...{letters}oij"
-
-
-def _conv_jvp_x(t, out, x, w, b=None, *, stride, padding):
-    return conv2d_p(t, w, stride=stride, padding=padding)
-
-
-def _conv_vjp_b(g, out, x, w, b, *, stride, padding):
-    nd = len(x.shape)  # sum over the samples and the pixels, keep the channel axis
-    return reduce_sum(g, axes=tuple(range(-nd, -3)) + (-2, -1), keepdims=False)
-
-
-def _conv_jvp_b(t, out, x, w, b, *, stride, padding):
-    from ._broadcast import batch_shape, broadcast_to
-
-    bs = batch_shape(t, b)
-    t = reshape(t, shape=bs + (1,) * (len(x.shape) - 3) + tuple(b.shape) + (1, 1))
-    return broadcast_to(t, shape=bs + tuple(out.shape))
-
-
-conv2d_p = primitive(
-    "conv2d", _conv2d_generic, _conv2d_np,
-    vjp=(_conv_vjp_x, _conv_vjp_w), jvp=(_conv_jvp_x, _conv_jvp_w),
-)
-conv2d_bias_p = primitive(
-    "conv2d_bias", _conv2d_generic, _conv2d_np,
-    vjp=(_conv_vjp_x, _conv_vjp_w, _conv_vjp_b), jvp=(_conv_jvp_x, _conv_jvp_w, _conv_jvp_b),
-)
-
-
 def conv2d(x: Any, w: Any, stride: Any = 1, padding: Any = 0, bias: Any = None) -> Any:
     """2-D cross-correlation of ``x`` ``(..., C, H, W)`` with ``w`` ``(O, C, kh, kw)``.
 
     Returns ``(..., O, Ho, Wo)`` with ``Ho = (H + 2 ph - kh) // sh + 1``; an
-    optional ``bias`` ``(O,)`` is added in the same operation.
+    optional ``bias`` ``(O,)`` is added.  The arithmetic is :mod:`chainrule.ops.conv`'s
+    (``nn.functional.conv2d`` adds dilation, groups and ``"same"`` padding).
 
     >>> import numpy as np
     >>> conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)))[0, 0]
@@ -545,12 +451,12 @@ def conv2d(x: Any, w: Any, stride: Any = 1, padding: Any = 0, bias: Any = None) 
         raise ValueError(f"conv2d: input of shape {xs} does not match weight of shape {ws}: "
                          f"expected (N, {ws[1]}, H, W) (channels first)")
     _check_window(xs, ws[-2:], stride, padding, "conv2d")
-    if bias is None:
-        return conv2d_p(x, w, stride=stride, padding=padding)
-    if tuple(getattr(bias, "shape", ())) != ws[:1]:
+    if bias is not None and tuple(getattr(bias, "shape", ())) != ws[:1]:
         raise ValueError(f"conv2d: bias must have shape ({ws[0]},), got "
                          f"{tuple(getattr(bias, 'shape', ()))}")
-    return conv2d_bias_p(x, w, bias, stride=stride, padding=padding)
+    out = conv(x, w, stride=stride, padding=tuple((p, p) for p in padding), dilation=(1, 1),
+               groups=1, ns=len(xs) - 3)
+    return out if bias is None else out + reshape(bias, shape=(ws[0], 1, 1))
 
 
 
@@ -735,6 +641,10 @@ def _max_pool_vjp_np(g, out, x, kernel, stride, padding):
     channels-last gradient back.
     """
     nb = g.ndim - out.ndim
+    if nb == 0 and np.argsort(g.strides).tolist() != np.argsort(out.strides).tolist():
+        g_in_layout = np.empty_like(out, dtype=g.dtype)  # one quarter-size copy, then no
+        g_in_layout[...] = g                             # strided mixing of layouts below
+        g = g_in_layout
     xp_ = _pad_np(x, padding, _lowest(x.dtype))
     shape = g.shape[:nb] + xp_.shape
     if _tiles(x.shape, kernel, stride, padding):  # every entry is written exactly once

@@ -54,7 +54,7 @@ def _padding(padding: Any, d: int, K: tuple, dilation: tuple, stride: tuple,
     return tuple((a, a) for a in p)
 
 
-def _check_common(op, d, xs, ws, stride, dilation, groups, in_axis, what):
+def _check_common(op, d, xs, ws, stride, dilation, groups, what):
     if len(ws) != d + 2:
         raise ValueError(f"{op}: weight must have {d + 2} dimensions {what}, got shape {ws}")
     if min(stride) < 1 or min(dilation) < 1:
@@ -73,7 +73,7 @@ def _convnd(d: int, op: str, input: Any, weight: Any, bias: Any, stride: Any, pa
     stride = ntuple(stride, d, "stride", op)
     dilation = ntuple(dilation, d, "dilation", op)
     groups = int(groups)
-    _check_common(op, d, xs, ws, stride, dilation, groups, 1, "(out_channels, "
+    _check_common(op, d, xs, ws, stride, dilation, groups, "(out_channels, "
                   "in_channels / groups, *kernel_size)")
     O, Cg, K = ws[0], ws[1], ws[2:]
     if O % groups:
@@ -155,7 +155,7 @@ def conv_transpose2d(input: Any, weight: Any, bias: Any = None, stride: Any = 1,
     pad = ntuple(padding, d, "padding", op)
     opad = ntuple(output_padding, d, "output_padding", op)
     groups = int(groups)
-    _check_common(op, d, xs, ws, stride, dilation, groups, 0,
+    _check_common(op, d, xs, ws, stride, dilation, groups,
                   "(in_channels, out_channels / groups, *kernel_size)")
     if xs[-d - 1] != ws[0]:
         raise ValueError(f"{op}: input of shape {xs} does not match weight of shape {ws}: "
