@@ -284,8 +284,6 @@ BATCHING_RULES.update({
     "einsum": _einsum_rule,
     "linear": _linear_rule("linear"),
     "linear_nobias": _linear_rule("linear_nobias"),
-    "conv2d": _conv_rule("conv2d"),
-    "conv2d_bias": _conv_rule("conv2d_bias"),
     "softmax_cross_entropy": _xent_rule,
     # private primitives of the transforms and of the staged (graph) namespace
     _take_block.name: leading(_take_block),
