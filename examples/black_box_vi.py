@@ -19,7 +19,6 @@ pytree of parameters.  The plot shows the target's contours and ``q``'s.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import _backends
 import numpy as np
@@ -53,7 +52,7 @@ def fit(lib, fast: bool = False):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or '').strip().split('\n')[0])
     parser.add_argument("--fast", action="store_true", help="fewer iterations (for CI)")
     parser.add_argument("--output", default="black_box_vi.png", help="the PNG to write")
     parser.add_argument("--lib", default="chainrule", choices=["chainrule", "autograd"])
@@ -80,4 +79,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

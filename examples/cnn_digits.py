@@ -144,7 +144,7 @@ def plot(history: list[dict], path: str, title: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or '').strip().split('\n')[0])
     ap.add_argument("--mnist", metavar="PATH", help="directory with the four MNIST IDX files")
     ap.add_argument("--epochs", type=int, default=None, help="default: 40 digits, 7 MNIST")
     ap.add_argument("--fast", action="store_true", help="2 epochs on 400 digits (for CI)")
@@ -179,4 +179,3 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
-    sys.exit(0)

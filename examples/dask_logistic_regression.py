@@ -95,7 +95,7 @@ def fit(X: Any, y: Any, steps: int, lr: float, log=print) -> dict:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(description=(__doc__ or '').strip().split('\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=10_000_000, help="rows of X (default 10^7)")
     p.add_argument("--features", type=int, default=20, help="columns of X (default 20)")
@@ -176,4 +176,3 @@ def main(argv: list[str] | None = None, log=print) -> dict:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
-    sys.exit(0)

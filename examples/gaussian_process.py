@@ -20,7 +20,6 @@ two-standard-deviation band.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import _backends
 import numpy as np
@@ -70,7 +69,7 @@ def fit(lib, fast: bool = False):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or '').strip().split('\n')[0])
     parser.add_argument("--fast", action="store_true", help="a small problem (for CI)")
     parser.add_argument("--output", default="gaussian_process.png", help="the PNG to write")
     parser.add_argument("--lib", default="chainrule", choices=["chainrule", "autograd"])
@@ -93,4 +92,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

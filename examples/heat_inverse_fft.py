@@ -104,7 +104,7 @@ def plot(path: str, x, u0, observed, u0_rec, final_rec, history) -> bool:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or '').strip().split('\n')[0])
     ap.add_argument("--fast", action="store_true", help="a small, quick run (used by the tests)")
     ap.add_argument("--n", type=int, default=None, help="grid points (default 512; fast: 128)")
     ap.add_argument("--kappa", type=float, default=0.05)

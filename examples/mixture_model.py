@@ -18,7 +18,6 @@ shows the data's histogram and the fitted density.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import _backends
 import numpy as np
@@ -55,7 +54,7 @@ def fit(lib, fast: bool = False):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or '').strip().split('\n')[0])
     parser.add_argument("--fast", action="store_true", help="fewer iterations (for CI)")
     parser.add_argument("--output", default="mixture_model.png", help="the PNG to write")
     parser.add_argument("--lib", default="chainrule", choices=["chainrule", "autograd"])
@@ -78,4 +77,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

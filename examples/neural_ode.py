@@ -18,7 +18,6 @@ of the squared error with respect to the weights from the adjoint method
 from __future__ import annotations
 
 import argparse
-import sys
 
 import _backends
 import numpy as np
@@ -68,7 +67,7 @@ def fit(lib, fast: bool = False):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or '').strip().split('\n')[0])
     parser.add_argument("--fast", action="store_true", help="a few iterations (for CI)")
     parser.add_argument("--output", default="neural_ode.png", help="the PNG to write")
     parser.add_argument("--lib", default="chainrule", choices=["chainrule", "autograd"])
@@ -89,4 +88,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -23,7 +23,6 @@ pattern (top-left corner) is drawn with matplotlib's ``spy`` into a PNG.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numpy as np
@@ -46,7 +45,7 @@ def bratu_residual(n: int, lam: float):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or '').strip().split('\n')[0])
     parser.add_argument("--n", type=int, default=300, help="interior points per side")
     parser.add_argument("--lam", type=float, default=5.0, help="Bratu parameter (< 6.8)")
     parser.add_argument("--fast", action="store_true", help="a 40 x 40 grid")
@@ -100,4 +99,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
