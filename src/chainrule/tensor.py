@@ -32,6 +32,21 @@ def is_differentiable_dtype(dtype: Any) -> bool:
         return "float" in name or "complex" in name
 
 
+def _is_complex_dtype(dtype: Any) -> bool:
+    """True for complex dtypes (of any array library)."""
+    kind = getattr(dtype, "kind", None)
+    return kind == "c" if kind is not None else "complex" in str(dtype)
+
+
+def _complex_seed_message(what: str, x: Any, option: str) -> str:
+    return (
+        f"{what} of a complex output (shape {x.shape}, dtype {x.dtype}) needs an explicit "
+        f"output gradient ({option}): seeding it with 1 would silently pick one of its real "
+        "and imaginary parts; differentiate a real value instead (e.g. cnp.abs(y) ** 2 or "
+        "cnp.real(y)), or pass the gradient"
+    )
+
+
 def _raw(x: Any) -> Any:
     while isinstance(x, Box):
         x = x.data
@@ -275,6 +290,8 @@ class Tensor(Box):
                     "reduce it first, e.g. y.sum().backward()"
                 )
             data = _raw(self.data)
+            if _is_complex_dtype(self.dtype):
+                raise TypeError(_complex_seed_message("backward()", self, "grad="))
             grad = np.ones_like(data) if _is_numpy(data) else _np().ones_like(data)
         else:
             if not create_graph:
