@@ -348,7 +348,10 @@ def _derivative_owner(x: Any) -> str | None:
         elif level in FORWARD_LEVELS:
             if x._tangent is not None:
                 return LEVEL_NAMES.get(level, "transform")
-        elif x.requires_grad and level > state.grad_floor and level not in STAGING:
+        elif level in STAGING:
+            if level in LEVEL_NAMES:  # traced for cr.compile: plain numbers would be constants
+                return LEVEL_NAMES[level]
+        elif x.requires_grad and level > state.grad_floor:
             return LEVEL_NAMES.get(level, "transform")
         x = x.data
     return None
@@ -362,6 +365,15 @@ def _escape_message(x: Any, owner: str, what: str) -> str:
             "compute with chainrule.numpy functions, which stay differentiable"
         )
     by = "a transform" if owner == "transform" else f"cr.{owner}"
+    if owner == "compile":
+        return (
+            f"{what} of a value traced by cr.compile (shape {x.shape}, dtype {x.dtype}): "
+            "the plain numbers would be baked into the compiled program as constants. "
+            "Compute with chainrule.numpy functions (import chainrule.numpy as cnp; NumPy's "
+            "own functions dispatch to them too); bool(), int() and comparisons work for "
+            "Python control flow; to read a value on purpose (the program is then traced "
+            "again whenever it changes), cut it first: cr.stop_gradient(x) or x.detach()"
+        )
     return (
         f"{what} of a value traced by {by} (shape {x.shape}, dtype {x.dtype}): the "
         "plain numbers would carry no derivative and the result would be silently wrong. "
