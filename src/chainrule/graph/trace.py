@@ -128,8 +128,8 @@ class StagedNamespace:
                 return _full_like_p(x, value=value, dtype=kw.get("dtype"))
 
             return like
-        if name == "astype":  # a cast to a non-float dtype (no derivative): staged
-            return lambda x, dtype, **kw: _astype_p(lift(x), dtype=np.dtype(dtype))
+        if name == "astype":
+            return _staged_astype
         if name in ("all", "any"):
             prim = _all_p if name == "all" else _any_p
 
@@ -165,6 +165,19 @@ _full_like_p = Primitive("graph.full_like", lambda xp, x, value, dtype: _full_li
 _astype_p = Primitive("graph.astype", lambda xp, x, dtype: x.astype(dtype),
                       lambda x, dtype: np.asarray(x).astype(dtype), differentiable=False,
                       register=False)
+
+
+def _staged_astype(x: Any, dtype: Any, **kw: Any) -> Any:
+    """``astype`` on the raw value of a tracer: a staged cast (a cast to an integer dtype has
+    no derivative, and chainrule.numpy's would hand it back to this namespace)."""
+    from .. import numpy as cnp
+
+    box = lift(x)
+    if isinstance(box, Tracer):
+        return _astype_p(box, dtype=np.dtype(dtype))
+    return cnp.astype(box, dtype, **kw)
+
+
 _STAGED_NP = frozenset({"argsort", "argmax", "argmin"})
 _np_prims: dict[str, Primitive] = {}
 
