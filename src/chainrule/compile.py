@@ -21,11 +21,16 @@ Things to know:
   it is traced.  Rebinding those names later does not affect the compiled
   program; to pick up new values (or values mutated in place), call
   ``compiled.clear_cache()``.
-* Reading a traced value concretely (``if x.sum() > 0:``, ``float(x)``,
-  ``np.asarray(x)``) is allowed; the program records a guard and is
-  re-traced when a later call gives a different value (see
-  ``compiled.trace_count``).  Functions that do this on every call lose the
-  benefit of compiling.
+* No traced value escapes as plain numbers: ``np.asarray(x)``,
+  ``np.array(x)``, ``x.item()``, ``x.tolist()``, ``float(x)``,
+  ``np.float64(x)`` -- and so a NumPy function that does not dispatch to
+  chainrule -- raise ``TypeError`` naming ``cr.compile``.  Python control
+  flow works: ``bool(x)`` (``if x.sum() > 0:``), ``int(x)`` and
+  ``operator.index(x)`` read the value, and so does an explicit read of a
+  cut value (``float(cr.stop_gradient(x))``, ``np.asarray(x.detach())``);
+  the program then records a guard and is re-traced when a later call gives
+  a different value (see ``compiled.trace_count``).  Functions that do this
+  on every call lose the benefit of compiling.
 * Results are NumPy arrays (or NumPy scalars), never tensors.
 * A compiled function keeps its work buffers between calls (one set per
   thread).
@@ -53,7 +58,7 @@ from .graph.executor import DEFAULT_MIN_BUFFER_SIZE, Executable, generate
 from .graph.fusion import fuse
 from .graph.ir import GuardFailed, Program
 from .graph.passes import optimize
-from .graph.trace import is_dynamic_leaf, trace
+from .graph.trace import is_dynamic_leaf, record
 from .pytree import tree_flatten, tree_unflatten
 
 __all__ = ["compile", "CompiledFunction"]
@@ -163,7 +168,7 @@ class CompiledFunction:
         return tuple(out)
 
     def _trace(self, args: tuple, kwargs: dict) -> tuple[Executable, Any, list]:
-        program, out_tree, values = trace(self.fun, *args, **kwargs)
+        program, out_tree, values = record(self.fun, args, kwargs, "compile")
         self.trace_count += 1
         if self.optimize:
             # fusion last: it sees the simplified program (a no-op without numba)

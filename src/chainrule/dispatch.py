@@ -118,6 +118,12 @@ def _refuse(what: str, found: tuple[Any, str], why: str) -> TypeError:
     carrier = ("a tensor that requires grad" if owner == "eager"
                else "a value traced by a transform" if owner == "transform"
                else f"a value traced by cr.{owner}")
+    if owner == "compile":
+        return TypeError(
+            f"{what} {why}, and it was given {carrier} (shape {box.shape}, dtype {box.dtype}):"
+            " its plain numbers would be baked into the compiled program as constants. Use a "
+            "chainrule.numpy function instead, or cut the input on purpose (cr.stop_gradient(x)"
+            ", x.detach(): the program is then traced again whenever the value changes)")
     return TypeError(
         f"{what} {why}, and it was given {carrier} (shape {box.shape}, dtype {box.dtype}): "
         "running NumPy on the plain numbers would silently drop the derivative. Use a "

@@ -167,7 +167,10 @@ def minimize(fun: Callable, x0: Any, method: str = "lbfgs", jac: Any = None,
     ----------
     fun: ``fun(x) -> scalar`` for an array ``x`` shaped like ``x0``, written with
         ``chainrule.numpy`` (so it can be differentiated) unless ``jac`` is given.
-    x0: the starting point (any shape).
+    x0: the starting point (any shape).  A complex ``x0`` is optimised over
+        its real and imaginary parts (``fun`` real-valued; gradients in
+        ``cr.grad``'s convention ``df/dx - i df/dy``, for ``jac`` and ``hessp``
+        too); ``x`` and ``jac`` of the result are then complex.
     method: ``"gd"``, ``"momentum"``, ``"adam"`` (own implementations, option
         ``lr``; ``momentum`` also takes ``beta``, adam ``betas`` and ``eps``),
         ``"lbfgs"``, ``"bfgs"`` or ``"newton"`` (SciPy; ``newton`` is a
@@ -198,8 +201,10 @@ def minimize(fun: Callable, x0: Any, method: str = "lbfgs", jac: Any = None,
     max_iter = int(options.pop("maxiter", max_iter))
     if max_iter < 0:
         raise ValueError(f"minimize: max_iter must be non-negative, got {max_iter}")
-    progress = _Progress(bool(options.pop("progress", False)), max_iter, name)
     x0_arr = np.asarray(_raw(x0))
+    if x0_arr.dtype.kind == "c":
+        return _minimize_complex(fun, x0_arr, method, jac, tol, max_iter, callback, options)
+    progress = _Progress(bool(options.pop("progress", False)), max_iter, name)
     own = name in ("gd", "momentum", "adam")
     dtype = x0_arr.dtype if (own and x0_arr.dtype.kind == "f") else np.float64
     x0_arr = np.array(x0_arr, dtype=dtype)
@@ -221,6 +226,52 @@ def minimize(fun: Callable, x0: Any, method: str = "lbfgs", jac: Any = None,
         progress.close()
     res["method"] = name
     res["nfev"] = obj.nfev
+    return res
+
+
+def _pairs(g: Any) -> Any:
+    """A complex gradient ``df/dx - i df/dy`` as the real gradient ``(df/dx, df/dy)`` on the
+    last axis (chainrule ops, so it stays differentiable)."""
+    return cnp.stack([cnp.real(g), -cnp.imag(g)], axis=-1)
+
+
+def _complex(r: Any) -> Any:
+    """Real pairs on the last axis as complex numbers (differentiable)."""
+    return r[..., 0] + 1j * r[..., 1]
+
+
+def _minimize_complex(fun: Callable, z0: np.ndarray, method: str, jac: Any, tol: float,
+                      max_iter: int, callback: Callable | None,
+                      options: dict[str, Any]) -> OptimizeResult:
+    """Minimise a real ``fun`` of complex ``z`` over the real pairs ``(Re z, Im z)``.
+
+    Gradients follow chainrule's convention ``df/dx - i df/dy`` (what ``cr.grad``
+    gives), for a user ``jac`` and ``hessp`` too; the result's ``x`` and ``jac``
+    are complex again, shaped like ``x0``.
+    """
+    ctype = z0.dtype
+    to_z = (lambda r: np.asarray(_complex(np.asarray(r)), dtype=ctype))
+    if jac is None:
+        fun_r = (lambda r: fun(_complex(r)))
+        jac_r: Any = None
+    elif jac is True:
+        def fun_r(r: Any) -> Any:
+            f, g = fun(_complex(r))
+            return f, _pairs(g)
+
+        jac_r = True
+    else:
+        fun_r = (lambda r: fun(_complex(r)))
+        jac_r = (lambda r: _pairs(jac(_complex(r))))
+    hessp = options.pop("hessp", None)
+    if hessp is not None:
+        options["hessp"] = (lambda r, v: np.asarray(_raw(_pairs(hessp(to_z(r), to_z(v))))))
+    cb = None if callback is None else (lambda r: callback(to_z(r)))
+    r0 = np.stack([z0.real, z0.imag], axis=-1)
+    res = minimize(fun_r, r0, method, jac_r, tol, max_iter, cb, **options)
+    res["x"] = to_z(res["x"])
+    g = np.asarray(res["jac"])
+    res["jac"] = (g[..., 0] - 1j * g[..., 1]).astype(ctype)
     return res
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from .core.backward import backward_pass
 from .core.primitive import Box, _seq
 from .core.trace import state
-from .tensor import Tensor, is_differentiable_dtype
+from .tensor import Tensor, _complex_seed_message, _is_complex_dtype, is_differentiable_dtype
 
 __all__ = ["GradientTape"]
 
@@ -123,6 +123,9 @@ class GradientTape:
                 g = outs[i]
                 g = g if (create and isinstance(g, Box)) else _raw(g)
             else:
+                if _is_complex_dtype(t.dtype):
+                    raise TypeError(_complex_seed_message("GradientTape.gradient()", t,
+                                                          "output_gradients="))
                 g = _ones_like(_raw(t))
             roots.append((t, Tensor(g) if create and not isinstance(g, Box) else g))
         results: list[Any] = [None] * len(srcs)

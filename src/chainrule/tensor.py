@@ -32,6 +32,21 @@ def is_differentiable_dtype(dtype: Any) -> bool:
         return "float" in name or "complex" in name
 
 
+def _is_complex_dtype(dtype: Any) -> bool:
+    """True for complex dtypes (of any array library)."""
+    kind = getattr(dtype, "kind", None)
+    return kind == "c" if kind is not None else "complex" in str(dtype)
+
+
+def _complex_seed_message(what: str, x: Any, option: str) -> str:
+    return (
+        f"{what} of a complex output (shape {x.shape}, dtype {x.dtype}) needs an explicit "
+        f"output gradient ({option}): seeding it with 1 would silently pick one of its real "
+        "and imaginary parts; differentiate a real value instead (e.g. cnp.abs(y) ** 2 or "
+        "cnp.real(y)), or pass the gradient"
+    )
+
+
 def _raw(x: Any) -> Any:
     while isinstance(x, Box):
         x = x.data
@@ -275,6 +290,8 @@ class Tensor(Box):
                     "reduce it first, e.g. y.sum().backward()"
                 )
             data = _raw(self.data)
+            if _is_complex_dtype(self.dtype):
+                raise TypeError(_complex_seed_message("backward()", self, "grad="))
             grad = np.ones_like(data) if _is_numpy(data) else _np().ones_like(data)
         else:
             if not create_graph:
@@ -331,7 +348,10 @@ def _derivative_owner(x: Any) -> str | None:
         elif level in FORWARD_LEVELS:
             if x._tangent is not None:
                 return LEVEL_NAMES.get(level, "transform")
-        elif x.requires_grad and level > state.grad_floor and level not in STAGING:
+        elif level in STAGING:
+            if level in LEVEL_NAMES:  # traced for cr.compile: plain numbers would be constants
+                return LEVEL_NAMES[level]
+        elif x.requires_grad and level > state.grad_floor:
             return LEVEL_NAMES.get(level, "transform")
         x = x.data
     return None
@@ -345,6 +365,15 @@ def _escape_message(x: Any, owner: str, what: str) -> str:
             "compute with chainrule.numpy functions, which stay differentiable"
         )
     by = "a transform" if owner == "transform" else f"cr.{owner}"
+    if owner == "compile":
+        return (
+            f"{what} of a value traced by cr.compile (shape {x.shape}, dtype {x.dtype}): "
+            "the plain numbers would be baked into the compiled program as constants. "
+            "Compute with chainrule.numpy functions (import chainrule.numpy as cnp; NumPy's "
+            "own functions dispatch to them too); bool(), int() and comparisons work for "
+            "Python control flow; to read a value on purpose (the program is then traced "
+            "again whenever it changes), cut it first: cr.stop_gradient(x) or x.detach()"
+        )
     return (
         f"{what} of a value traced by {by} (shape {x.shape}, dtype {x.dtype}): the "
         "plain numbers would carry no derivative and the result would be silently wrong. "

@@ -12,10 +12,17 @@ recorded too, from the same VJP rules that eager mode uses.
 Values that the function closes over (arrays, eager tensors) become
 constants of the program.
 
-Reading a traced value concretely (``bool(x)``, ``float(x)``, ``int(x)``,
-``np.asarray(x)``, ``x.item()``, or a helper that looks at the array under
-the tensor) is allowed, but the program then depends on that value: a
-*guard* equation records it, and at run time a different value raises
+No traced value leaves the program unnoticed.  Turning a tracer into plain
+numbers -- ``np.asarray(x)``, ``np.array(x)``, ``x.__array__()``,
+``x.item()``, ``x.tolist()``, ``x.numpy()``, ``float(x)``, ``complex(x)``,
+``np.float64(x)``, and so any NumPy function that does not dispatch to
+chainrule -- raises ``TypeError`` naming ``cr.compile``.  Python control flow
+keeps working: ``bool(x)`` (so ``if x.sum() > 0:``), ``int(x)`` and
+``operator.index(x)`` (loop counts, indices) read the value concretely.  So
+do explicit reads of a value cut from the trace (``cr.stop_gradient(x)``,
+``x.detach()``, the raw ``x.data``) and chainrule's own helpers, which call
+:func:`chainrule.core.concrete.concrete_value`.  Each such read is recorded
+as a *guard* equation; at run time a different value raises
 :class:`~chainrule.graph.ir.GuardFailed` so that the caller re-traces.
 Results therefore never silently reuse a stale branch or a stale constant.
 """
@@ -27,13 +34,14 @@ from typing import Any
 
 import numpy as np
 
+from ..core.concrete import concrete_value
 from ..core.primitive import Box, Primitive
-from ..core.trace import new_staging_level, release_level
+from ..core.trace import LEVEL_NAMES, new_staging_level, release_level
 from ..pytree import tree_flatten, tree_unflatten
-from ..tensor import Tensor
+from ..tensor import Tensor, _escape_message
 from .ir import Equation, Lit, Program, Var, guard_p
 
-__all__ = ["Tracer", "Trace", "trace", "is_dynamic_leaf", "stop_gradient_p", "StagedOps",
+__all__ = ["Tracer", "Trace", "trace", "record", "is_dynamic_leaf", "stop_gradient_p", "StagedOps",
            "StagedNamespace"]
 
 _PY_SCALARS = (bool, int, float, complex)
@@ -120,6 +128,8 @@ class StagedNamespace:
                 return _full_like_p(x, value=value, dtype=kw.get("dtype"))
 
             return like
+        if name == "astype":
+            return _staged_astype
         if name in ("all", "any"):
             prim = _all_p if name == "all" else _any_p
 
@@ -136,7 +146,7 @@ class StagedNamespace:
                 prim = _np_prim(name)
                 return lambda x, *a, **kw: prim(lift(x), *a, **kw)
             npfn = getattr(np, name)  # data-dependent shapes (nonzero, unique): read values
-            return lambda x, *a, **kw: npfn(np.asarray(lift(x)), *a, **kw)
+            return lambda x, *a, **kw: npfn(np.asarray(concrete_value(x)), *a, **kw)
 
         def staged(*args: Any, **kw: Any) -> Any:
             return fn(*[lift(a) for a in args], **{k: lift(v) for k, v in kw.items()})
@@ -152,6 +162,22 @@ def _full_like_np(x: Any, value: Any, dtype: Any) -> Any:
 _full_like_p = Primitive("graph.full_like", lambda xp, x, value, dtype: _full_like_np(x, value,
                                                                                      dtype),
                          _full_like_np, differentiable=False, register=False)
+_astype_p = Primitive("graph.astype", lambda xp, x, dtype: x.astype(dtype),
+                      lambda x, dtype: np.asarray(x).astype(dtype), differentiable=False,
+                      register=False)
+
+
+def _staged_astype(x: Any, dtype: Any, **kw: Any) -> Any:
+    """``astype`` on the raw value of a tracer: a staged cast (a cast to an integer dtype has
+    no derivative, and chainrule.numpy's would hand it back to this namespace)."""
+    from .. import numpy as cnp
+
+    box = lift(x)
+    if isinstance(box, Tracer):
+        return _astype_p(box, dtype=np.dtype(dtype))
+    return cnp.astype(box, dtype, **kw)
+
+
 _STAGED_NP = frozenset({"argsort", "argmax", "argmin"})
 _np_prims: dict[str, Primitive] = {}
 
@@ -230,6 +256,9 @@ class RawView:
 
     def _as_box(self) -> Any:
         return stop_gradient_p(self._box())
+
+    def _concrete(self) -> Any:  # an explicit read (chainrule.core.concrete.concrete_value)
+        return self._read()
 
     @property
     def shape(self) -> tuple:
@@ -358,8 +387,10 @@ class Tracer(StagedOps, Tensor):
     """A box at a tracing level: it stands for one variable of the program being recorded.
 
     Tracers support everything a Tensor does; operations on them are
-    recorded.  ``shape``, ``dtype`` and ``ndim`` are static.  Reading the
-    value (``bool(t)``, ``float(t)``, ``np.asarray(t)``...) records a guard.
+    recorded.  ``shape``, ``dtype`` and ``ndim`` are static.  ``bool(t)``,
+    ``int(t)`` and ``operator.index(t)`` (Python control flow) read the value
+    and record a guard; every other conversion to plain numbers
+    (``np.asarray(t)``, ``float(t)``, ``t.item()``...) raises ``TypeError``.
     """
 
     __slots__ = ("_var", "_trace", "_value")
@@ -413,31 +444,38 @@ class Tracer(StagedOps, Tensor):
 
     __index__ = __int__
 
+    def _concrete(self) -> Any:  # an explicit read (chainrule.core.concrete.concrete_value)
+        self._guard_value()
+        return self._value
+
+    def _read(self, what: str) -> Any:
+        """The value for a conversion to plain numbers: refused under a named transform
+        (``cr.compile``); read with a guard in anonymous traces (sparsity detection, which
+        refuses programs with guards)."""
+        name = LEVEL_NAMES.get(self._level)
+        if name is not None:
+            raise TypeError(_escape_message(self, name, what))
+        return self._concrete()
+
     def __float__(self) -> float:
-        v = float(self._value)
-        self._guard("float", v)
-        return v
+        return float(self._read("float()"))
 
     def __complex__(self) -> complex:
-        v = complex(self._value)
-        self._guard("complex", v)
-        return v
+        return complex(self._read("complex()"))
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        self._guard_value()
-        a = np.asarray(self._value)
+        a = np.asarray(self._read("np.asarray() / np.array()"))
         return a if dtype is None else a.astype(dtype)
 
     def numpy(self) -> np.ndarray:
-        return self.__array__()
+        return np.asarray(self._read(".numpy()"))
 
     def item(self) -> Any:
-        self._guard_value()
-        v = self._value
+        v = self._read(".item()")
         return v.item() if hasattr(v, "item") else v
 
     def tolist(self) -> Any:
-        return self.numpy().tolist()
+        return np.asarray(self._read(".tolist()")).tolist()
 
 
 _KNOWN_SLOTS = {"data", "grad", "requires_grad", "_level", "_tangent", "_prim", "_args",
@@ -469,11 +507,13 @@ def _make_tracer(value: Any, level: int, var: Var, trace: Trace) -> Tracer:
 class Trace:
     """One recording: a staging level, the equations so far, and the input variables."""
 
-    def __init__(self) -> None:
+    def __init__(self, transform: str | None = None) -> None:
         self.eqns: list[Equation] = []
         self.inputs: list[Var] = []
         self.closed = False
         self.level = new_staging_level(self.handle)
+        if transform is not None:  # conversions to plain numbers raise, naming it
+            LEVEL_NAMES[self.level] = transform
 
     def new_input(self, value: Any) -> Tracer:
         var = Var.like(value)
@@ -522,6 +562,7 @@ class Trace:
     def close(self) -> None:
         self.closed = True
         release_level(self.level)
+        LEVEL_NAMES.pop(self.level, None)
 
     def output(self, x: Any) -> Any:
         """The program output for one leaf that the traced function returned."""
@@ -541,7 +582,8 @@ def is_dynamic_leaf(x: Any) -> bool:
 
 
 def trace(fun: Callable, *args: Any, **kwargs: Any) -> tuple[Program, Any, list]:
-    """Record ``fun(*args, **kwargs)`` as a program.
+    """Record ``fun(*args, **kwargs)`` as a program (conversions to plain numbers are read
+    with a guard; :func:`record` with a transform name refuses them).
 
     Returns ``(program, out_tree, out_values)``: the unoptimised program
     (its inputs are the dynamic leaves of ``(args, kwargs)`` in flattening
@@ -553,8 +595,16 @@ def trace(fun: Callable, *args: Any, **kwargs: Any) -> tuple[Program, Any, list]
     >>> [e.prim.name for e in prog.eqns]
     ['sin', 'multiply', 'reduce_sum']
     """
+    return record(fun, args, kwargs)
+
+
+def record(fun: Callable, args: tuple, kwargs: dict,
+           transform: str | None = None) -> tuple[Program, Any, list]:
+    """:func:`trace` for ``transform`` (e.g. ``"compile"``): turning a traced value into plain
+    numbers raises ``TypeError`` naming ``cr.<transform>`` (``bool()``, ``int()`` and explicit
+    reads of cut values are guarded)."""
     leaves, tree = tree_flatten((args, kwargs))
-    tr = Trace()
+    tr = Trace(transform)
     try:
         boxed = [tr.new_input(x) if is_dynamic_leaf(x) else x for x in leaves]
         a, k = tree_unflatten(tree, boxed)

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ...core.concrete import concrete_value, is_staged
 from ...ops import nn as N
 from ...ops.elementwise import absolute
 from ...ops.reductions import reduce_sum
@@ -15,6 +16,17 @@ __all__ = [
     "mse_loss", "l1_loss", "cross_entropy", "nll_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "one_hot",
 ]
+
+
+def _dtype(x: Any) -> np.dtype:
+    """The dtype of ``x`` without reading its values (a traced value's is static)."""
+    dtype = getattr(x, "dtype", None)
+    return np.dtype(dtype) if dtype is not None else np.asarray(x).dtype
+
+
+def _labels_of(x: Any) -> np.ndarray:
+    """Integer labels as a NumPy array: an explicit read (guarded under ``cr.compile``)."""
+    return np.asarray(concrete_value(x))
 
 
 def _check_same_shape(input: Any, target: Any, op: str) -> None:
@@ -46,7 +58,7 @@ def l1_loss(input: Any, target: Any, reduction: str = "mean") -> Any:
 
 def one_hot(labels: Any, num_classes: int = -1) -> np.ndarray:
     """Integer labels ``(...)`` to a 0/1 array ``(..., num_classes)`` (int64)."""
-    lab = np.asarray(raw(labels))
+    lab = _labels_of(labels)
     if lab.dtype.kind not in "iu":
         raise TypeError(f"one_hot: labels must be integers, got dtype {lab.dtype}")
     n = int(lab.max()) + 1 if num_classes < 0 else int(num_classes)
@@ -69,7 +81,7 @@ def _sample_shape(input: Any) -> tuple:
 def _labels(input: Any, target: Any, ignore_index: int, op: str) -> tuple[np.ndarray, int]:
     """Validated integer labels and the class axis (negative)."""
     ishape = shape_of(input)
-    t = np.asarray(raw(target))
+    t = _labels_of(target)
     if t.dtype.kind not in "iu":
         raise TypeError(f"{op}: target must hold integer class labels, got dtype {t.dtype} "
                         "(for class probabilities use a float target of the input's shape)")
@@ -106,12 +118,12 @@ def nll_loss(input: Any, target: Any, weight: Any = None, ignore_index: int = -1
     n_cls = shape_of(input)[ax]
     ignore = t == ignore_index
     mask = _onehot_mask(t, n_cls, ax, ignore)
-    dtype = np.asarray(raw(input)).dtype
+    dtype = _dtype(input)
     if weight is None:
         sel = mask.astype(dtype)
         w_t = (~ignore).astype(dtype)
     else:
-        w = np.asarray(raw(weight), dtype=dtype)
+        w = np.asarray(concrete_value(weight), dtype=dtype)
         if w.shape != (n_cls,):
             raise ValueError(f"nll_loss: weight must have shape ({n_cls},), got {w.shape}")
         w_t = np.where(ignore, 0, w[np.where(ignore, 0, t)]).astype(dtype)
@@ -147,19 +159,21 @@ def cross_entropy(input: Any, target: Any, weight: Any = None, ignore_index: int
     ls = float(label_smoothing)
     if not 0.0 <= ls <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must lie in [0, 1], got {ls}")
-    traw = np.asarray(raw(target))
-    if weight is None and ls == 0 and traw.dtype.kind in "iu" and traw.size:
+    # only integer labels are read; class probabilities are computed with, never read
+    tkind = _dtype(target).kind
+    traw = _labels_of(target) if tkind in "iu" else None
+    if weight is None and ls == 0 and traw is not None and traw.size:
         lo, hi = traw.min(), traw.max()
         if lo >= 0 and hi < shape_of(input)[ax] and traw.shape == _sample_shape(input):
             return N.softmax_cross_entropy(input, traw, ax, reduction)  # the fused fast path
     logp = N.log_softmax(input, ax)
-    if traw.dtype.kind == "f":  # class probabilities
+    if tkind == "f":  # class probabilities
         _check_same_shape(input, target, "cross_entropy")
         n_cls = shape_of(input)[ax]
         probs = target if ls == 0 else target * (1 - ls) + ls / n_cls
         terms = logp * probs
         if weight is not None:
-            w = np.asarray(raw(weight), dtype=np.asarray(raw(input)).dtype)
+            w = np.asarray(concrete_value(weight), dtype=_dtype(input))
             terms = terms * w.reshape((n_cls,) + (1,) * (-ax - 1))
         loss = -reduce_sum(terms, axes=(ax,), keepdims=False)
         return reduce(loss, reduction, "cross_entropy")
@@ -168,13 +182,13 @@ def cross_entropy(input: Any, target: Any, weight: Any = None, ignore_index: int
         return nll
     t, _ = _labels(input, target, ignore_index, "cross_entropy")
     ignore = t == ignore_index
-    dtype = np.asarray(raw(input)).dtype
+    dtype = _dtype(input)
     n_cls = shape_of(input)[ax]
     if weight is None:
         smooth = -reduce_sum(logp, axes=(ax,), keepdims=False) * (~ignore).astype(dtype)
         denom = float((~ignore).sum())
     else:
-        w = np.asarray(raw(weight), dtype=dtype)
+        w = np.asarray(concrete_value(weight), dtype=dtype)
         wb = w.reshape((n_cls,) + (1,) * (-ax - 1))
         smooth = -reduce_sum(logp * wb, axes=(ax,), keepdims=False) * (~ignore).astype(dtype)
         denom = float(np.where(ignore, 0, w[np.where(ignore, 0, t)]).sum())
@@ -193,8 +207,8 @@ def binary_cross_entropy(input: Any, target: Any, weight: Any = None,
     """``-(t log p + (1 - t) log(1 - p))`` for probabilities ``p`` (logs clamped at -100)."""
     input, target = as_input(input), as_input(target)
     _check_same_shape(input, target, "binary_cross_entropy")
-    p = np.asarray(raw(input))
-    if p.size and (np.nanmin(p) < 0 or np.nanmax(p) > 1):
+    p = None if is_staged(input) else np.asarray(raw(input))  # checked eagerly only
+    if p is not None and p.size and (np.nanmin(p) < 0 or np.nanmax(p) > 1):
         raise ValueError("binary_cross_entropy: input must hold probabilities in [0, 1]; "
                          "for logits use binary_cross_entropy_with_logits")
     loss = N.binary_cross_entropy(input, target)
