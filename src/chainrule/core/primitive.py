@@ -68,6 +68,20 @@ class Box:
 
     __slots__ = ("data", "grad", "requires_grad", "_level", "_tangent", "_prim", "_rec",
                  "__weakref__")
+    data: Any
+    grad: Any
+    requires_grad: bool
+    _level: int
+    _tangent: Any
+    _prim: Any  # the Primitive that made it, or None
+    _rec: Node | None
+    # Slots of the box classes that are their own graph nodes (static graphs); a plain box
+    # has none of them (the reverse sweep reads them only where ``node_of(box) is box``).
+    _args: Any
+    _params: Any
+    _seq: int
+    _vals: Any
+    _ct: Any
 
     def __init__(self, data, level=0, node=None, requires_grad=False, tangent=None):
         if type(data) in _PY_DATA:  # Tensor([1.0, 2.0]) called directly, like torch.Tensor
@@ -109,6 +123,15 @@ class Node:
 
     __slots__ = ("_prim", "_args", "_params", "_seq", "_vals", "_out", "_ct", "_level",
                  "_owned", "__weakref__")
+    _prim: Primitive
+    _args: Any  # a tuple, None once the sweep freed it
+    _params: Any
+    _seq: int
+    _vals: Any
+    _out: Any
+    _ct: Any
+    _level: int
+    _owned: bool
     requires_grad = True
 
 
