@@ -253,14 +253,14 @@ def _pad_impl(xp: Any, x: Any, before: int, after: int, axis: int) -> Any:
     return concat(parts, axis=axis) if len(parts) > 1 else x
 
 
-_take = Primitive(
+_take: Primitive = Primitive(
     "transforms.take_block", _take_impl,
     vjp=(lambda g, out, x, start, stop, axis:
          _pad(g, before=start, after=x.shape[axis] - stop, axis=axis),),
     jvp=(lambda t, out, x, start, stop, axis: _take(t, start=start, stop=stop, axis=axis),),
     register=False,
 )
-_pad = Primitive(
+_pad: Primitive = Primitive(
     "transforms.pad_block", _pad_impl,
     vjp=(lambda g, out, x, before, after, axis:
          _take(g, start=before, stop=before + x.shape[axis], axis=axis),),

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import NUMPY_TYPES, namespace_of
-from ..core.primitive import Box, primitive
+from ..core.primitive import Box, Primitive, primitive
 from ..core.trace import STAGING
 from . import _broadcast as _bc
 from ._broadcast import reshape, transpose_p
@@ -452,12 +452,12 @@ def _scatter_impl(xp: Any, g: Any, key: IndexKey) -> Any:
     return z
 
 
-getitem_p = primitive(
+getitem_p: Primitive = primitive(
     "getitem", _getitem_impl, _getitem_np,
     vjp=(lambda g, out, x, key: scatter_add_p(g, key=key),),
     jvp=(lambda t, out, x, key: getitem_p(t, key=key),),
 )
-scatter_add_p = primitive(
+scatter_add_p: Primitive = primitive(
     "scatter_add", _scatter_impl, _scatter_np,
     vjp=(lambda g, out, v, key: getitem_p(g, key=key),),
     jvp=(lambda t, out, v, key: scatter_add_p(t, key=key),),
@@ -485,12 +485,12 @@ def _mask_scatter_impl(xp: Any, g: Any, mask: Any, ndim: int) -> Any:
     return z
 
 
-mask_select_p = primitive(
+mask_select_p: Primitive = primitive(
     "mask_select", _mask_select_impl,
     vjp=(lambda g, out, x, mask, ndim: mask_scatter_p(g, mask, ndim=ndim), None),
     jvp=(lambda t, out, x, mask, ndim: mask_select_p(t, mask, ndim=ndim), None),
 )
-mask_scatter_p = primitive(
+mask_scatter_p: Primitive = primitive(
     "mask_scatter", _mask_scatter_impl,
     vjp=(lambda g, out, v, mask, ndim: mask_select_p(g, mask, ndim=ndim), None),
     jvp=(lambda t, out, v, mask, ndim: mask_scatter_p(t, mask, ndim=ndim), None),

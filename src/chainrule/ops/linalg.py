@@ -174,7 +174,7 @@ def _mT_impl(xp, x):
     return fn(x) if fn is not None else xp.linalg.matrix_transpose(x)
 
 
-_mT = primitive(
+_mT: Primitive = primitive(
     "_linalg_mT", _mT_impl, lambda x: np.swapaxes(x, -1, -2),
     vjp=(lambda g, out, x: _mT(g),),
     jvp=(lambda t, out, x: _mT(t),),
@@ -727,7 +727,7 @@ def _solve_vjp(g, out, a, b):
     return _reduce_to(ga, nb, a.shape), _reduce_to(gb, nb, b.shape)
 
 
-solve_p = primitive(
+solve_p: Primitive = primitive(
     "solve", lambda xp, a, b: xp.linalg.solve(a, b), np.linalg.solve,
     vjp=_solve_vjp,
     jvp=(lambda t, out, a, b: negative(solve_p(a, matmul_p(align(t, a, out), out))),
