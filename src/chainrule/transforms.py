@@ -176,6 +176,7 @@ def _finish(x: Any) -> Any:
 
 
 def _argnums(fname: str, argnums: Any, nargs: int) -> tuple[tuple[int, ...], bool]:
+    nums: tuple[int, ...]
     if isinstance(argnums, (int, np.integer)) and not isinstance(argnums, bool):
         nums, single = (int(argnums),), True
     elif isinstance(argnums, (tuple, list)) and all(
@@ -751,7 +752,7 @@ def elementwise_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
         leaves, _ = tree_flatten(out)
         total = None
         for leaf in leaves:
-            s = leaf.sum() if isinstance(leaf, Box) else np.sum(leaf)
+            s = leaf.sum() if isinstance(leaf, Box) else np.sum(leaf)  # type: ignore[attr-defined]  # a Tensor
             total = s if total is None else total + s
         return total
 

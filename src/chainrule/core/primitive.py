@@ -279,7 +279,7 @@ class Primitive:
         # Optional reverse rules on NumPy values that may overwrite the cotangent ``g``
         # (a tuple like ``vjp``): the sweep uses one when it owns ``g`` and only that input
         # needs a derivative, and never while it builds a graph of the gradient.
-        self.vjp_inplace = None
+        self.vjp_inplace: tuple | None = None
         self.impl = impl
         self.np_impl = np_impl if np_impl is not None else _bind_numpy(impl)
         # What runs on the NumPy data of boxes (may skip checks that np_impl needs for

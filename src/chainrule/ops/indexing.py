@@ -307,7 +307,7 @@ def _normalize(shape: tuple, key: Any, xp: Any, unique: bool = False):
                     a += 1
             rest = [i for i in range(len(flat)) if i not in adv]
             order = adv + rest
-            p = [axis_of[i] for i in order if axis_of[i] is not None]
+            p = [j for j in (axis_of[i] for i in order) if j is not None]
             flat = [flat[i] for i in order]
             if p != list(range(ndim)):
                 perm = tuple(p)
@@ -348,7 +348,7 @@ def _normalize(shape: tuple, key: Any, xp: Any, unique: bool = False):
         idx.append(v)
         axis += 1
 
-    final = None
+    final: Any = None  # (built as a list, kept as a tuple)
     if none_at:
         final = list(out_shape)
         for p_ in none_at:
@@ -499,7 +499,7 @@ mask_scatter_p: Primitive = primitive(
 
 def _staged_mask(key: Any) -> Any:
     """The key's boolean mask when it is a staged value without a value yet, else None."""
-    if isinstance(key, Box) and key._level in STAGING and str(key.dtype) == "bool":
+    if isinstance(key, Box) and key._level in STAGING and str(key.dtype) == "bool":  # type: ignore[attr-defined]  # a Tensor
         return key
     return None
 
@@ -595,7 +595,7 @@ def take(a: Any, indices: Any, axis: Any = None, out: Any = None, mode: str = "r
     if out is not None:
         raise TypeError("take: out= is not supported (chainrule arrays are not written in place)")
     if not isinstance(a, Box) and (type(a) in NUMPY_TYPES or isinstance(a, np.ndarray)):
-        return np.take(np.asarray(a), _raw(indices), axis=axis, mode=mode)
+        return np.take(np.asarray(a), _raw(indices), axis=axis, mode=mode)  # type: ignore[call-overload]  # NumPy checks mode
     if not isinstance(a, Box) and not hasattr(a, "shape"):
         a = np.asarray(a)
     if axis is None:

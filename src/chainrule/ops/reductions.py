@@ -63,10 +63,6 @@ def expand_reduced(g: Any, x: Any, out: Any, axes: tuple, keepdims: bool) -> Any
     return broadcast_to(g, shape=b + xs)
 
 
-def _shift(axes: tuple) -> tuple:
-    return axes  # negative axes already address trailing dimensions
-
-
 # --- sum ------------------------------------------------------------------------------
 
 def _sum_impl(xp, x, axes, keepdims):

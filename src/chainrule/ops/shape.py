@@ -641,7 +641,7 @@ def pad(array: Any, pad_width: Any, mode: str = "constant", **kwargs: Any) -> An
         out = a
         for i, (b, f) in enumerate(widths):
             if b or f:
-                idx = np.pad(np.arange(a.shape[i]), (b, f), mode=mode)
+                idx = np.pad(np.arange(a.shape[i]), (b, f), mode=mode)  # type: ignore[call-overload]  # mode checked above
                 out = take(out, idx, axis=i)
         return out
     raise NotImplementedError(
@@ -871,7 +871,7 @@ def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
         axis = -1
     ax = _axis(axis, a.ndim, "sort")
     if isinstance(a, Box) and a._level in STAGING:  # no values until the program runs
-        return sort_like_p(a, a, axis=ax - a.ndim)
+        return sort_like_p(a, a, axis=ax - a.ndim)  # type: ignore[attr-defined]  # a Tensor
     raw = _raw(a)
     if isinstance(raw, (np.ndarray, np.generic)):
         idx = np.argsort(raw, axis=ax, kind="stable")
