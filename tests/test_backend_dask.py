@@ -218,8 +218,6 @@ def test_products_with_zeros_stay_lazy_and_exact(x):
 
 #: Dask's reshape only merges or splits existing axes evenly ((2, 3) -> (3, 2) it refuses).
 DASK_RESHAPE = {"reshape-(3,2)"}
-#: Dask has no argpartition: partition's indices are computed (eagerly) from the values.
-DASK_COMPUTES = {"partition"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -232,11 +230,8 @@ def test_primitive_table_on_dask(case):
             case.fn(*args)
         return
     want = derivatives(case.fn, case.args, np.asarray, case.order, seed=0)
-    if case.id in DASK_COMPUTES:
+    with lazily():
         got = derivatives(case.fn, args, da.from_array, case.order, seed=0)
-    else:
-        with lazily():
-            got = derivatives(case.fn, args, da.from_array, case.order, seed=0)
     (got,) = dask.compute(got, scheduler="sync")  # many tiny graphs: computed here
     rtol, atol = tols(case.args)
     for key in want:

@@ -20,6 +20,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, TypeVar
 
 import numpy as np
@@ -37,7 +38,7 @@ _original_call = Primitive.__call__
 _original_rules: dict[Primitive, Any] = {}
 #: id of a recorded result (the box, and its data) -> (weak reference to the box, "file:line")
 _sites: dict[int, tuple[Any, str]] = {}
-_QUIET = {"divide": "ignore", "invalid": "ignore", "over": "ignore"}
+_QUIET: dict[str, Any] = {"divide": "ignore", "invalid": "ignore", "over": "ignore"}
 
 
 class _InRule(threading.local):
@@ -139,7 +140,7 @@ def _finite(x: Any) -> bool:
 
 def _user_site() -> str:
     """``file:line`` of the innermost frame outside the chainrule package."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame = frame.f_back
     if frame is None:

@@ -90,7 +90,7 @@ def _checked(cts: tuple, g: Any, out: Any, vals: tuple, name: str) -> tuple:
         g, out = next(((gi, oi) for gi, oi in zip(g, out) if gi is not None), (None, None))
     nb = len(_shape(g)) - len(_shape(out))
     batch = _shape(g)[:nb] if nb > 0 else ()
-    checked = []
+    checked: list[Any] = []
     for i, (ct, x) in enumerate(zip(cts, vals)):
         if ct is None:
             checked.append(ct)

@@ -419,7 +419,7 @@ def _scipy(name: str, obj: _Objective, x0: np.ndarray, tol: float, max_iter: int
         if callback is not None:
             callback(np.asarray(xk).reshape(shape).copy())
 
-    opts = {"maxiter": max_iter}
+    opts: dict[str, Any] = {"maxiter": max_iter}
     if name == "lbfgs":
         scipy_method = "L-BFGS-B"
         opts.update(gtol=tol, ftol=tol * np.finfo(float).eps)

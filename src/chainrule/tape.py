@@ -82,8 +82,8 @@ class GradientTape:
                     f"GradientTape.watch() needs chainrule tensors, got {type(t).__name__}; "
                     "wrap arrays with cr.tensor(...) first"
                 )
-            if not is_differentiable_dtype(t.dtype):
-                raise TypeError(f"cannot watch a tensor of dtype {t.dtype}: it has no gradient")
+            if not is_differentiable_dtype(t.dtype):  # type: ignore[attr-defined]  # a Tensor
+                raise TypeError(f"cannot watch a tensor of dtype {t.dtype}: it has no gradient")  # type: ignore[attr-defined]  # a Tensor
             t.requires_grad = True
 
     def gradient(

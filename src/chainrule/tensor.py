@@ -520,12 +520,14 @@ def _install_methods() -> None:
     for name, prim in [("lt", E.less), ("le", E.less_equal), ("gt", E.greater),
                        ("ge", E.greater_equal), ("eq", E.equal), ("ne", E.not_equal)]:
         setattr(Tensor, f"__{name}__", binop(prim))
-    Tensor.__neg__ = lambda self: E.negative(self)
-    Tensor.__pos__ = lambda self: self
-    Tensor.__abs__ = lambda self: E.absolute(self)
-    Tensor.__getitem__ = lambda self, key: cnp.getitem(self, key)
-    Tensor.__setitem__ = setitem_error
-    Tensor.at = property(IndexUpdates, doc="Functional index updates: ``x.at[i].set(v)``.")
+    for name, method in [
+            ("__neg__", lambda self: E.negative(self)),
+            ("__pos__", lambda self: self),
+            ("__abs__", lambda self: E.absolute(self)),
+            ("__getitem__", lambda self, key: cnp.getitem(self, key)),
+            ("__setitem__", setitem_error),
+            ("at", property(IndexUpdates, doc="Functional index updates: ``x.at[i].set(v)``."))]:
+        setattr(Tensor, name, method)
 
     def reduction(fn):
         def method(self, axis=None, keepdims=False):
@@ -545,8 +547,9 @@ def _install_methods() -> None:
 
     from .ops.nn import relu, sigmoid
 
-    Tensor.sigmoid = lambda self: sigmoid(self)
-    Tensor.relu = lambda self: relu(self)
+    for name, method in [("sigmoid", lambda self: sigmoid(self)),
+                         ("relu", lambda self: relu(self))]:
+        setattr(Tensor, name, method)
 
     def reshape(self, *shape):
         """``x.reshape(2, 3)`` or ``x.reshape((2, 3))``."""
@@ -560,7 +563,6 @@ def _install_methods() -> None:
             axes = tuple(axes[0])
         return cnp.transpose(self, axes or None)
 
-    Tensor.reshape = reshape
-    Tensor.view = reshape
-    Tensor.transpose = transpose
-    Tensor.flatten = lambda self: cnp.reshape(self, (-1,))
+    for name, method in [("reshape", reshape), ("view", reshape), ("transpose", transpose),
+                         ("flatten", lambda self: cnp.reshape(self, (-1,)))]:
+        setattr(Tensor, name, method)

@@ -176,6 +176,7 @@ def _finish(x: Any) -> Any:
 
 
 def _argnums(fname: str, argnums: Any, nargs: int) -> tuple[tuple[int, ...], bool]:
+    nums: tuple[int, ...]
     if isinstance(argnums, (int, np.integer)) and not isinstance(argnums, bool):
         nums, single = (int(argnums),), True
     elif isinstance(argnums, (tuple, list)) and all(
@@ -253,14 +254,14 @@ def _pad_impl(xp: Any, x: Any, before: int, after: int, axis: int) -> Any:
     return concat(parts, axis=axis) if len(parts) > 1 else x
 
 
-_take = Primitive(
+_take: Primitive = Primitive(
     "transforms.take_block", _take_impl,
     vjp=(lambda g, out, x, start, stop, axis:
          _pad(g, before=start, after=x.shape[axis] - stop, axis=axis),),
     jvp=(lambda t, out, x, start, stop, axis: _take(t, start=start, stop=stop, axis=axis),),
     register=False,
 )
-_pad = Primitive(
+_pad: Primitive = Primitive(
     "transforms.pad_block", _pad_impl,
     vjp=(lambda g, out, x, before, after, axis:
          _take(g, start=before, stop=before + x.shape[axis], axis=axis),),
@@ -751,7 +752,7 @@ def elementwise_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
         leaves, _ = tree_flatten(out)
         total = None
         for leaf in leaves:
-            s = leaf.sum() if isinstance(leaf, Box) else np.sum(leaf)
+            s = leaf.sum() if isinstance(leaf, Box) else np.sum(leaf)  # type: ignore[attr-defined]  # a Tensor
             total = s if total is None else total + s
         return total
 

@@ -228,6 +228,7 @@ def _send_leaf(box: Box, ct: Any, leaves: dict, own: set | None = None,
     if prev is None:
         leaves[key] = (box, ct)
         if fresh:
+            assert own is not None  # (fresh only when own is given)
             own.add(key)
     elif own is not None and key in own and _fits(prev[1], ct):
         np.add(prev[1], ct, out=prev[1])
@@ -238,7 +239,7 @@ def _send_leaf(box: Box, ct: Any, leaves: dict, own: set | None = None,
             own.add(key)
 
 
-def _send(box: Box, ct: Any, heap: list, leaves: dict) -> None:
+def _send(box: Box | Node, ct: Any, heap: list, leaves: dict) -> None:
     if ct is None:
         return
     if box._prim is None:

@@ -29,7 +29,7 @@ class RemovableHandle:
 
     def __init__(self, hooks: list, fn: Callable, on_empty: Callable[[], None] | None = None
                  ) -> None:
-        self._hooks = hooks
+        self._hooks: list | None = hooks
         self._fn = fn
         self._on_empty = on_empty
 
@@ -65,6 +65,6 @@ def call_hook(fn: Callable, where: str, *args: Any) -> Any:
         try:
             err = type(exc)(message)
         except Exception:  # an exception type with a special constructor
-            exc.add_note(message)
+            exc.add_note(message)  # type: ignore[attr-defined]  # Python 3.11+ (PEP 678)
             raise
         raise err from exc

@@ -68,6 +68,20 @@ class Box:
 
     __slots__ = ("data", "grad", "requires_grad", "_level", "_tangent", "_prim", "_rec",
                  "__weakref__")
+    data: Any
+    grad: Any
+    requires_grad: bool
+    _level: int
+    _tangent: Any
+    _prim: Any  # the Primitive that made it, or None
+    _rec: Node | None
+    # Slots of the box classes that are their own graph nodes (static graphs); a plain box
+    # has none of them (the reverse sweep reads them only where ``node_of(box) is box``).
+    _args: Any
+    _params: Any
+    _seq: int
+    _vals: Any
+    _ct: Any
 
     def __init__(self, data, level=0, node=None, requires_grad=False, tangent=None):
         if type(data) in _PY_DATA:  # Tensor([1.0, 2.0]) called directly, like torch.Tensor
@@ -109,6 +123,15 @@ class Node:
 
     __slots__ = ("_prim", "_args", "_params", "_seq", "_vals", "_out", "_ct", "_level",
                  "_owned", "__weakref__")
+    _prim: Primitive
+    _args: Any  # a tuple, None once the sweep freed it
+    _params: Any
+    _seq: int
+    _vals: Any
+    _out: Any
+    _ct: Any
+    _level: int
+    _owned: bool
     requires_grad = True
 
 
@@ -256,7 +279,7 @@ class Primitive:
         # Optional reverse rules on NumPy values that may overwrite the cotangent ``g``
         # (a tuple like ``vjp``): the sweep uses one when it owns ``g`` and only that input
         # needs a derivative, and never while it builds a graph of the gradient.
-        self.vjp_inplace = None
+        self.vjp_inplace: tuple | None = None
         self.impl = impl
         self.np_impl = np_impl if np_impl is not None else _bind_numpy(impl)
         # What runs on the NumPy data of boxes (may skip checks that np_impl needs for

@@ -43,7 +43,7 @@ def check_saved(box: Any) -> None:
         if isinstance(a, Box):
             stamp = modified.get(id(a))
             if stamp is not None and stamp > seq:
-                raise _changed_error(box, f"its input {i} (shape {a.shape})")
+                raise _changed_error(box, f"its input {i} (shape {a.shape})")  # type: ignore[attr-defined]  # boxes are Tensors
     stamp = modified.get(id(box))
     if stamp is not None and stamp > seq:
         raise _changed_error(box, "its result")

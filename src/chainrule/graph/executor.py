@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.primitive import registry
+from ..core.primitive import Primitive, registry
 from .ir import GuardFailed, Lit, Program, Var
 
 __all__ = ["generate", "plan_buffers", "plan_donations", "Executable", "DEFAULT_MIN_BUFFER_SIZE"]
@@ -66,7 +66,7 @@ _FRESH = frozenset({
 })
 
 
-def _is_operator_impl(prim: Any) -> bool:
+def _is_operator_impl(prim: Primitive) -> bool:
     """True when ``prim``'s np_impl is Python's operator on NumPy values (``_fast``)."""
     name = prim.name
     if registry.get(name) is not prim:
@@ -80,7 +80,7 @@ def _is_operator_impl(prim: Any) -> bool:
     return id(_BINARY_OPS[name][1]) in contents and id(_BINARY_OPS[name][2]) in contents
 
 
-def _ufunc_of(prim: Any) -> Any:
+def _ufunc_of(prim: Primitive) -> Any:
     """The ufunc that ``prim``'s np_impl is (``None`` when it is something else)."""
     if registry.get(prim.name) is not prim:
         return None
@@ -176,7 +176,7 @@ def plan_buffers(program: Program, min_size: int = DEFAULT_MIN_BUFFER_SIZE
         elif _is_fresh(e):
             roots[e.out.id] = empty  # a fresh array
         else:
-            r: frozenset = empty
+            r: Any = empty  # (the roots of e.out here; one root in the loops below)
             for a in e.inputs:
                 if isinstance(a, Var):
                     r = r | roots.get(a.id, empty)
@@ -207,6 +207,7 @@ def plan_buffers(program: Program, min_size: int = DEFAULT_MIN_BUFFER_SIZE
         vid = cand.get(i)
         if vid is None:
             continue
+        assert e.out is not None and e.out.shape is not None  # (candidates: array outputs)
         key = (tuple(e.out.shape), np.dtype(e.out.dtype))
         pool = free.get(key)
         if pool:
@@ -266,7 +267,7 @@ def plan_donations(program: Program, donated: Any, min_size: int = 0) -> dict[in
         for vid, k in donated_ids.items():
             v = program.inputs[k]
             if (vid in used or vid in returned or not _is_array_var(v)
-                    or tuple(v.shape) != tuple(out.shape)
+                    or tuple(v.shape) != tuple(out.shape)  # type: ignore[arg-type]  # array vars
                     or np.dtype(v.dtype) != np.dtype(out.dtype) or last.get(vid, -1) > i):
                 continue
             plan[out.id] = k
@@ -316,7 +317,7 @@ def _literal(v: Any) -> str | None:
         parts = [_literal(x) for x in v]
         if any(p is None for p in parts):
             return None
-        return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+        return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"  # type: ignore[arg-type]  # (no None)
     return None
 
 

@@ -36,7 +36,7 @@ __all__ = ["available", "fuse", "MIN_FUSE_SIZE"]
 try:  # optional: the ``fast`` extra
     import numba
 except Exception:  # absent or broken: fusion is off, the program runs as it is
-    numba = None
+    numba = None  # type: ignore[assignment]  # (fusion is off)
 
 #: Only arrays with at least this many elements are worth a compiled loop.
 MIN_FUSE_SIZE = 4096
@@ -105,7 +105,7 @@ def fuse(program: Program, min_size: int = MIN_FUSE_SIZE) -> Program:
     defined = {e.out.id: i for i, e in enumerate(eqns) if e.out is not None}
     kind: dict[int, tuple] = {}
     for i, e in enumerate(eqns):
-        out = e.out
+        out: Any = e.out  # (then the new equation list)
         if out is None or out.shape is None or out.dtype is None:
             continue
         shape = tuple(out.shape)
@@ -120,7 +120,7 @@ def fuse(program: Program, min_size: int = MIN_FUSE_SIZE) -> Program:
     absorbed: set[int] = set()
     replace: dict[int, Equation] = {}
     for i in range(len(eqns) - 1, -1, -1):
-        if i not in kind or i in absorbed or np.dtype(eqns[i].out.dtype) == bool:
+        if i not in kind or i in absorbed or np.dtype(eqns[i].out.dtype) == bool:  # type: ignore[union-attr]  # (kind: equations with an output)
             continue
         members = _tree(i, eqns, kind, uses, defined, absorbed)
         if len(members) < 2:
@@ -178,7 +178,7 @@ def _fused_equation(members: list[int], eqns: list, spec: tuple) -> Equation:
                     pos[a.id] = len(ext)
                     ext.append(a)
                 args.append(f"a{pos[a.id]}[i]")
-        exprs[e.out.id] = _template(e).format(*args)
+        exprs[e.out.id] = _template(e).format(*args)  # type: ignore[union-attr]  # fusible: has one
     root = eqns[members[-1]]
     params = ", ".join(f"a{k}" for k in range(len(ext)))
     source = (f"def kernel({params}{', ' if ext else ''}out):\n"
@@ -203,7 +203,7 @@ def _fused_equation(members: list[int], eqns: list, spec: tuple) -> Equation:
         return out
 
     run.__name__ = run.__qualname__ = "fused"
-    run.source = source  # type: ignore[attr-defined]  (for reading the generated loop)
+    run.source = source  # type: ignore[attr-defined]  # (for reading the generated loop)
     prim = Primitive(f"fused#{next(_counter)}", lambda xp, *a: run(*a), np_impl=run,
                      register=False)
     return Equation(prim, list(ext), {}, root.out)

@@ -443,7 +443,7 @@ class Node(StagedOps, Tensor):
 
     eval = forward
 
-    def backward(self, feed_dict: dict | None = None, **_: Any) -> None:
+    def backward(self, feed_dict: dict | None = None, **_: Any) -> None:  # type: ignore[override]  # a static node's backward takes a feed
         """Set ``v.grad = d self / d v`` for every variable ``v`` this scalar node depends on.
 
         Uses ``feed_dict``, or the feed of the last ``forward`` call.  ``.grad``
@@ -682,7 +682,7 @@ def _handle(prim: Primitive, args: tuple, params: dict) -> Node:
         if data_sized:
             vals = [_one_true(v) if k == 0 and isinstance(a, Node) and not a._known()
                     and getattr(v, "dtype", None) == np.bool_ else v for a, v in zip(ins, vals)]
-        p = _subst(params, lambda d, k=k: d.trial[k]) if param_dims else params
+        p = _subst(params, lambda d, k=k: d.trial[k]) if param_dims else params  # type: ignore[misc]  # (a lambda with a default)
         try:
             specs.append(_spec(_run_quietly(prim, vals, p)))
         except Exception as exc:  # noqa: BLE001 - any failure: try the other sizes
@@ -719,7 +719,7 @@ def _finish(prim: Primitive, ins: list, params: dict, specs: list, candidates: l
         shape_b = parts[1][0]
         if len(shape_a) != len(shape_b):
             return tuple(shape_a), dtype  # rank depends on a size: keep the first (rare)
-        dims = []
+        dims: list[Any] = []
         for j, (a, b) in enumerate(zip(shape_a, shape_b)):
             if a == b:
                 dims.append(int(a))
@@ -730,7 +730,7 @@ def _finish(prim: Primitive, ins: list, params: dict, specs: list, candidates: l
 
     first = specs[0]
     if isinstance(first, list):  # a tuple of results
-        node._shape = [merge(i, [s[i] for s in specs]) for i in range(len(first))]
+        node._shape = [merge(i, [s[i] for s in specs]) for i in range(len(first))]  # type: ignore[assignment]  # one (shape, dtype) per result
         node._dtype = None
     else:
         node._shape, node._dtype = merge(None, specs)
@@ -807,7 +807,7 @@ def _topo(outputs: Iterable[Node]) -> list:
 # --- gradients -----------------------------------------------------------------------------------
 
 
-def gradients(ys: Any, xs: Any, grad_ys: Any = None) -> list:
+def gradients(ys: Any, xs: Any, grad_ys: Any = None) -> Any:
     """Gradient nodes ``d sum(ys) / d x`` for each ``x`` in ``xs`` (``None`` if unconnected).
 
     ``ys`` is a node or a list of nodes (their gradients add up);

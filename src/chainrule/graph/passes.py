@@ -147,7 +147,7 @@ def _all_equal(lit: Any, value: float) -> bool:
 
 def _same_type(x: Any, out: Var) -> bool:
     """``x`` can stand for ``out``: same shape, dtype and Python-scalar-ness."""
-    return (x.shape is not None and tuple(x.shape) == tuple(out.shape)
+    return (x.shape is not None and tuple(x.shape) == tuple(out.shape)  # type: ignore[arg-type]  # (outputs with a shape)
             and np.dtype(x.dtype) == np.dtype(out.dtype) and x.pytype == out.pytype)
 
 
@@ -188,6 +188,7 @@ def simplify(program: Program) -> Program:
         e = Equation(e.prim, [_subst(a, env) for a in e.inputs], e.params, e.out)
         same = _identity_operand(e)
         if same is not None:
+            assert e.out is not None  # (an operation with no output returns no input)
             env[e.out.id] = same
             continue
         name = e.prim.name
@@ -207,6 +208,7 @@ def simplify(program: Program) -> Program:
                     e = Equation(e.prim, [src.inputs[0]], {"axes": composed}, e.out)
             elif name == "reshape" and src.prim.name == "reshape":
                 e = Equation(e.prim, [src.inputs[0]], e.params, e.out)
+                assert e.out is not None  # (the same output, checked above)
                 if _same_type(src.inputs[0], e.out):
                     env[e.out.id] = src.inputs[0]
                     continue

@@ -529,7 +529,7 @@ class Trace:
             a = a._tracer
         if isinstance(a, Box):
             if a._level == self.level:
-                return a._var, a._value
+                return a._var, a._value  # type: ignore[attr-defined]  # a Tracer of this level
             raw = _raw(a)
             return Lit(raw), raw
         return Lit(a), a

@@ -19,7 +19,7 @@ def _raw(x: Any) -> Any:
     return x
 
 
-_data_slot = Box.data  # the slot under Parameter.data
+_data_slot = vars(Box)["data"]  # the slot under Parameter.data
 
 
 class Parameter(Tensor):

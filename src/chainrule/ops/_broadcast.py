@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as _np
 
-from ..core.primitive import primitive
+from ..core.primitive import Primitive, primitive
 
 
 def _shape_of(x: Any) -> tuple:
@@ -71,7 +71,7 @@ def _reshape_impl(xp, x, shape):
 
 
 # sum_to: same rank in and out; sums the axes where ``shape`` has 1.
-sum_to = primitive(
+sum_to: Primitive = primitive(
     "sum_to",
     _sum_to_impl,
     vjp=(lambda g, out, x, shape: broadcast_to(g, shape=batch_shape(g, out) + tuple(x.shape)),),
@@ -79,7 +79,7 @@ sum_to = primitive(
     saves="nothing",
 )
 
-broadcast_to = primitive(
+broadcast_to: Primitive = primitive(
     "broadcast_to",
     _broadcast_to_impl,
     vjp=(lambda g, out, x, shape: unbroadcast(g, x, out),),
@@ -87,7 +87,7 @@ broadcast_to = primitive(
     saves="nothing",
 )
 
-reshape = primitive(
+reshape: Primitive = primitive(
     "reshape",
     _reshape_impl,
     vjp=(lambda g, out, x, shape: reshape(g, shape=batch_shape(g, out) + tuple(_shape_of(x))),),
@@ -120,7 +120,7 @@ def _inverse(axes: tuple) -> tuple:
 
 
 # ``axes`` permutes the trailing len(axes) axes; leading (batch) axes stay in front.
-transpose_p = primitive(
+transpose_p: Primitive = primitive(
     "transpose", _transpose_impl, _transpose_np,
     vjp=(lambda g, out, x, axes: transpose_p(g, axes=_inverse(axes)),),
     jvp=(lambda t, out, x, axes: transpose_p(t, axes=axes),),

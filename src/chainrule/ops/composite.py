@@ -216,7 +216,7 @@ def _gradient_1(f: Any, ax: int, dx: Any, edge_order: int, size: int) -> Any:
     if x.ndim != 1 or x.shape[0] != size:
         raise ValueError("when 1d, distances must match the length of the corresponding "
                          "dimension")
-    d = np.diff(x)
+    d: Any = np.diff(x)  # (a list of floats below)
     d1, d2 = d[:-1], d[1:]
     xp = library_of(f)
     a = to_library((-d2 / (d1 * (d1 + d2))).reshape(bshape), xp)
@@ -518,6 +518,6 @@ def clip(a: Any, a_min: Any = _NO_VALUE, a_max: Any = _NO_VALUE, out: Any = None
     hi = None if hi is _NO_VALUE else hi
     a = asarray(a) if type(a) in (list, tuple) else a
     if lo is None and hi is None:
-        return a * 1 if isinstance(a, Box) else np.clip(np.asarray(a), None, None)
+        return a * 1 if isinstance(a, Box) else np.clip(np.asarray(a), None, None)  # type: ignore[operator]  # a Tensor
     return _clip_p(a, lo, hi)
 

@@ -160,7 +160,7 @@ def full(shape: Any, fill_value: Any, dtype: Any = None, order: str = "C", *,
     array(3.)
     """
     if not (_traced(fill_value) or _foreign(fill_value)):
-        return np.full(shape, _raw(fill_value), dtype=dtype, order=order)
+        return np.full(shape, _raw(fill_value), dtype=dtype, order=order)  # type: ignore[call-overload]  # NumPy checks order
     shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
     v = asarray(fill_value, dtype=dtype)
     try:
@@ -208,7 +208,7 @@ def linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True,
     array(2.5)
     """
     if not (_traced(start) or _traced(stop) or _foreign(start) or _foreign(stop)):
-        return np.linspace(_raw(start), _raw(stop), num, endpoint=endpoint, retstep=retstep,
+        return np.linspace(_raw(start), _raw(stop), num, endpoint=endpoint, retstep=retstep,  # type: ignore[call-overload]  # (stubs: retstep a literal)
                            dtype=dtype, axis=axis)
     num = operator.index(num)
     if num < 0:

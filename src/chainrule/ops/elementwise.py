@@ -163,7 +163,7 @@ cbrt.impl = lambda xp, x: xp.sign(x) * xp.abs(x) ** (1.0 / 3.0)
 reciprocal = unary("reciprocal", np.reciprocal, lambda g, o, x: -g * o * o, saves="output")
 reciprocal.impl = lambda xp, x: 1.0 / x
 absolute = unary("absolute", np.absolute, lambda g, o, x: g * sign(x), xp_name="abs")
-sign = unary("sign", np.sign, None)
+sign: Primitive = unary("sign", np.sign, None)
 # (complex inputs: the complex section below adds their rules for complex data)
 floor = unary("floor", np.floor, None)
 ceil = unary("ceil", np.ceil, None)
@@ -211,13 +211,13 @@ logaddexp2.impl = _logaddexp2_impl
 # --- trigonometric and hyperbolic -----------------------------------------------------
 
 sin = unary("sin", np.sin, lambda g, o, x: g * cos(x))
-cos = unary("cos", np.cos, lambda g, o, x: -g * sin(x))
+cos: Primitive = unary("cos", np.cos, lambda g, o, x: -g * sin(x))
 tan = unary("tan", np.tan, lambda g, o, x: g * (1.0 + o * o), saves="output")
 arcsin = unary("arcsin", np.arcsin, lambda g, o, x: g / sqrt(1.0 - x * x), xp_name="asin")
 arccos = unary("arccos", np.arccos, lambda g, o, x: -g / sqrt(1.0 - x * x), xp_name="acos")
 arctan = unary("arctan", np.arctan, lambda g, o, x: g / (1.0 + x * x), xp_name="atan")
 sinh = unary("sinh", np.sinh, lambda g, o, x: g * cosh(x))
-cosh = unary("cosh", np.cosh, lambda g, o, x: g * sinh(x))
+cosh: Primitive = unary("cosh", np.cosh, lambda g, o, x: g * sinh(x))
 tanh = unary("tanh", np.tanh, lambda g, o, x: _fresh_times(g, o * o, _one_minus) if _is_plain(g)
               and type(o) is np.ndarray else g * (1.0 - o * o), saves="output")
 arcsinh = unary("arcsinh", np.arcsinh, lambda g, o, x: g / sqrt(x * x + 1.0), xp_name="asinh")
@@ -575,18 +575,18 @@ def _angle_impl(xp, x):
     return xp.atan2(xp.imag(x), xp.real(x))
 
 
-real = primitive(
+real: Primitive = primitive(
     "real", _real_impl, np.real,
     vjp=(lambda g, out, x: _complex_like(real(g), x),),
     jvp=(lambda t, out, x: real(t),),
 )
-imag = primitive(
+imag: Primitive = primitive(
     "imag", _imag_impl, np.imag,
     # d imag(z) = Re(-i dz): the cotangent is -i Re(g); a real input has imag(x) = 0.
     vjp=(lambda g, out, x: real(g) * -1j if is_complex(x) else g * 0.0,),
     jvp=(lambda t, out, x: imag(t),),
 )
-conj = primitive(
+conj: Primitive = primitive(
     "conj", _conj_impl, np.conj,
     # Re(c * conj(dz)) = Re(conj(c) * dz)
     vjp=(lambda g, out, x: conj(g),),

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.primitive import Box, node_of, primitive
+from ..core.primitive import Box, Primitive, node_of, primitive
 from .elementwise import conj, is_complex, real
 from .indexing import getitem
 from .shape import pad as _pad
@@ -126,7 +126,7 @@ def _rfftn_vjp(g, out, x, axes, norm):
     return irfftn_p(h, axes=axes[-1:], s=(n,), norm=_DUAL[norm])
 
 
-rfftn_p = primitive(
+rfftn_p: Primitive = primitive(
     "rfftn", _rfftn_impl, _rfftn_np,
     vjp=(_rfftn_vjp,),
     jvp=(lambda t, out, x, axes, norm: rfftn_p(t, axes=axes, norm=norm),),
@@ -156,7 +156,7 @@ def _irfftn_vjp(g, out, x, axes, s, norm):
     return h
 
 
-irfftn_p = primitive(
+irfftn_p: Primitive = primitive(
     "irfftn", _irfftn_impl, _irfftn_np,
     vjp=(_irfftn_vjp,),
     jvp=(lambda t, out, x, axes, s, norm: irfftn_p(t, axes=axes, s=s, norm=norm),),

@@ -25,7 +25,7 @@ def _slice_values(s: slice) -> np.ndarray:
     start = 0 if s.start is None else s.start
     step = 1 if s.step is None else s.step
     if isinstance(step, complex | np.complexfloating):
-        return np.linspace(start, s.stop, int(abs(step)))
+        return np.linspace(start, s.stop, int(abs(step)))  # type: ignore[call-overload]  # abs of a complex is real
     return np.arange(start, s.stop, step)
 
 

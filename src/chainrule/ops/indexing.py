@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import NUMPY_TYPES, namespace_of
-from ..core.primitive import Box, primitive
+from ..core.primitive import Box, Primitive, primitive
 from ..core.trace import STAGING
 from . import _broadcast as _bc
 from ._broadcast import reshape, transpose_p
@@ -307,7 +307,7 @@ def _normalize(shape: tuple, key: Any, xp: Any, unique: bool = False):
                     a += 1
             rest = [i for i in range(len(flat)) if i not in adv]
             order = adv + rest
-            p = [axis_of[i] for i in order if axis_of[i] is not None]
+            p = [j for j in (axis_of[i] for i in order) if j is not None]
             flat = [flat[i] for i in order]
             if p != list(range(ndim)):
                 perm = tuple(p)
@@ -348,7 +348,7 @@ def _normalize(shape: tuple, key: Any, xp: Any, unique: bool = False):
         idx.append(v)
         axis += 1
 
-    final = None
+    final: Any = None  # (built as a list, kept as a tuple)
     if none_at:
         final = list(out_shape)
         for p_ in none_at:
@@ -452,12 +452,12 @@ def _scatter_impl(xp: Any, g: Any, key: IndexKey) -> Any:
     return z
 
 
-getitem_p = primitive(
+getitem_p: Primitive = primitive(
     "getitem", _getitem_impl, _getitem_np,
     vjp=(lambda g, out, x, key: scatter_add_p(g, key=key),),
     jvp=(lambda t, out, x, key: getitem_p(t, key=key),),
 )
-scatter_add_p = primitive(
+scatter_add_p: Primitive = primitive(
     "scatter_add", _scatter_impl, _scatter_np,
     vjp=(lambda g, out, v, key: getitem_p(g, key=key),),
     jvp=(lambda t, out, v, key: scatter_add_p(t, key=key),),
@@ -486,14 +486,14 @@ def _mask_scatter_impl(xp: Any, g: Any, mask: Any, ndim: int, skip: int) -> Any:
     return z
 
 
-mask_select_p = primitive(
+mask_select_p: Primitive = primitive(
     "mask_select", _mask_select_impl,
     vjp=(lambda g, out, x, mask, ndim, skip: mask_scatter_p(g, mask, ndim=ndim, skip=skip),
          None),
     jvp=(lambda t, out, x, mask, ndim, skip: mask_select_p(t, mask, ndim=ndim, skip=skip),
          None),
 )
-mask_scatter_p = primitive(
+mask_scatter_p: Primitive = primitive(
     "mask_scatter", _mask_scatter_impl,
     vjp=(lambda g, out, v, mask, ndim, skip: mask_select_p(g, mask, ndim=ndim, skip=skip),
          None),
@@ -526,7 +526,7 @@ def _staged_mask_index(x: Any, key: tuple) -> Any:
 
 def _staged_mask(key: Any) -> Any:
     """The key's boolean mask when it is a staged value without a value yet, else None."""
-    if isinstance(key, Box) and key._level in STAGING and str(key.dtype) == "bool":
+    if isinstance(key, Box) and key._level in STAGING and str(key.dtype) == "bool":  # type: ignore[attr-defined]  # a Tensor
         return key
     return None
 
@@ -615,7 +615,7 @@ def take(a: Any, indices: Any, axis: Any = None, out: Any = None, mode: str = "r
     if out is not None:
         raise TypeError("take: out= is not supported (chainrule arrays are not written in place)")
     if not isinstance(a, Box) and (type(a) in NUMPY_TYPES or isinstance(a, np.ndarray)):
-        return np.take(np.asarray(a), _raw(indices), axis=axis, mode=mode)
+        return np.take(np.asarray(a), _raw(indices), axis=axis, mode=mode)  # type: ignore[call-overload]  # NumPy checks mode
     if not isinstance(a, Box) and not hasattr(a, "shape"):
         a = np.asarray(a)
     if axis is None:

@@ -174,7 +174,7 @@ def _mT_impl(xp, x):
     return fn(x) if fn is not None else xp.linalg.matrix_transpose(x)
 
 
-_mT = primitive(
+_mT: Primitive = primitive(
     "_linalg_mT", _mT_impl, lambda x: np.swapaxes(x, -1, -2),
     vjp=(lambda g, out, x: _mT(g),),
     jvp=(lambda t, out, x: _mT(t),),
@@ -595,6 +595,8 @@ def tensordot(a: Any, b: Any, axes: Any = 2) -> Any:
     """
     a, b = _arr(a), _arr(b)
     na, nb = _nd(a), _nd(b)
+    ax_a: list[Any]
+    ax_b: list[Any]
     if isinstance(axes, (int, np.integer)):
         n = int(axes)
         if n < 0 or n > na or n > nb:
@@ -727,7 +729,7 @@ def _solve_vjp(g, out, a, b):
     return _reduce_to(ga, nb, a.shape), _reduce_to(gb, nb, b.shape)
 
 
-solve_p = primitive(
+solve_p: Primitive = primitive(
     "solve", lambda xp, a, b: xp.linalg.solve(a, b), np.linalg.solve,
     vjp=_solve_vjp,
     jvp=(lambda t, out, a, b: negative(solve_p(a, matmul_p(align(t, a, out), out))),
@@ -991,7 +993,7 @@ def qr(a: Any, mode: str = "reduced") -> Any:
         raise ValueError(f"qr: unknown mode {mode!r}; use 'reduced', 'complete', 'r' or 'raw'")
     if not isinstance(a, Box):
         if isinstance(a, np.ndarray):
-            res = np.linalg.qr(a, mode=mode)
+            res = np.linalg.qr(a, mode=mode)  # type: ignore[call-overload]  # mode checked above
             return QRResult(*res) if mode in ("reduced", "complete") else res
         if mode in ("reduced", "complete"):
             return QRResult(*namespace_of(a).linalg.qr(a, mode=mode))
@@ -1119,7 +1121,7 @@ def svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
     _check_matrix(a, "svd")
     if not isinstance(a, Box):
         if isinstance(a, np.ndarray):
-            return np.linalg.svd(a, full_matrices, compute_uv, hermitian)
+            return np.linalg.svd(a, full_matrices, compute_uv, hermitian)  # type: ignore[call-overload]  # (stubs: compute_uv a literal)
         xp = namespace_of(a)
         if not compute_uv:
             return xp.linalg.svdvals(a)
@@ -1302,7 +1304,7 @@ def pinv(a: Any, rcond: Any = None, hermitian: bool = False, *, rtol: Any = _NoV
         elif rtol is None:
             eps = np.finfo(raw.dtype).eps if isinstance(raw, np.ndarray) else (
                 np.finfo(np.float32).eps if "32" in str(raw.dtype) else np.finfo(float).eps)
-            rcond = max(a.shape[-2:]) * eps
+            rcond = max(a.shape[-2:]) * eps  # type: ignore[union-attr]  # a Tensor
         else:
             rcond = rtol
     u, s, vh = svd(a, full_matrices=False)

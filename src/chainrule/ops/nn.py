@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..core.primitive import Box, primitive, registry
+from ..core.primitive import Box, Primitive, primitive, registry
 from ._broadcast import align, reshape, unbroadcast
 from .conv import conv
 from .elementwise import exp, log, log1p, masked, maximum, negative
@@ -355,7 +355,7 @@ def _col2im_generic(xp, c, size, kernel, stride, padding):
     return out[..., ph:ph + H, pw:pw + W]
 
 
-patches_p = primitive(
+patches_p: Primitive = primitive(
     "im2col",
     lambda xp, x, kernel, stride, padding, fill: _patches_generic(
         xp, x, kernel, stride, padding, fill),
@@ -366,7 +366,7 @@ patches_p = primitive(
         t, kernel=kernel, stride=stride, padding=padding, fill=0.0),),
 )
 
-col2im_p = primitive(
+col2im_p: Primitive = primitive(
     "col2im", _col2im_generic, _col2im_np,
     vjp=(lambda g, out, c, size, kernel, stride, padding: patches_p(
         g, kernel=kernel, stride=stride, padding=padding, fill=0.0),),
@@ -531,7 +531,7 @@ linear_p = primitive(
     vjp=(_lin_vjp_x, _lin_vjp_w, _lin_vjp_b),
     jvp=(lambda t, out, x, w, b: linear_nobias_p(t, w), _lin_jvp_w, _lin_jvp_b),
 )
-linear_nobias_p = primitive(
+linear_nobias_p: Primitive = primitive(
     "linear_nobias", _linear_generic, _linear_np,
     vjp=(_lin_vjp_x, _lin_vjp_w),
     jvp=(lambda t, out, x, w: linear_nobias_p(t, w), _lin_jvp_w),
@@ -725,7 +725,7 @@ def _avg_pool_vjp(g, out, x, kernel, stride, padding, include_pad):
     return col2im_p(ge, size=tuple(x.shape[-2:]), kernel=kernel, stride=stride, padding=padding)
 
 
-avg_pool2d_p = primitive(
+avg_pool2d_p: Primitive = primitive(
     "avg_pool2d", _avg_pool_impl,
     vjp=(_avg_pool_vjp,),
     jvp=(lambda t, out, x, kernel, stride, padding, include_pad: avg_pool2d_p(

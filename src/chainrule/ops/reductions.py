@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import NUMPY_TYPES, library_name, namespace_of
-from ..core.primitive import Box, primitive
+from ..core.primitive import Box, Primitive, primitive
 from ._broadcast import _inverse, batch_shape, broadcast_to, reshape, transpose_p
 from .elementwise import conj, equal, exp, is_complex, real, sqrt, where
 from .indexing import concat_p
@@ -63,17 +63,13 @@ def expand_reduced(g: Any, x: Any, out: Any, axes: tuple, keepdims: bool) -> Any
     return broadcast_to(g, shape=b + xs)
 
 
-def _shift(axes: tuple) -> tuple:
-    return axes  # negative axes already address trailing dimensions
-
-
 # --- sum ------------------------------------------------------------------------------
 
 def _sum_impl(xp, x, axes, keepdims):
     return xp.sum(x, axis=axes, keepdims=keepdims)
 
 
-reduce_sum = primitive(
+reduce_sum: Primitive = primitive(
     "reduce_sum", _sum_impl,
     lambda x, axes, keepdims: np.sum(x, axis=axes, keepdims=keepdims),
     vjp=(lambda g, out, x, axes, keepdims: expand_reduced(g, x, out, axes, keepdims),),
@@ -167,7 +163,7 @@ def _rev_cumsum(g, axis):
     return reduce_sum(g, axes=(axis,), keepdims=True) - cumsum_p(g, axis=axis) + g
 
 
-cumsum_p = primitive(
+cumsum_p: Primitive = primitive(
     "cumsum", _cumsum_impl, lambda x, axis: np.cumsum(x, axis=axis),
     vjp=(lambda g, out, x, axis: _rev_cumsum(g, axis),),
     jvp=(lambda t, out, x, axis: cumsum_p(t, axis=axis),),

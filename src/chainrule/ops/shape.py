@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import NUMPY_TYPES, namespace_of
-from ..core.primitive import Box, primitive
+from ..core.primitive import Box, Primitive, primitive
 from ..core.trace import STAGING
 from . import _broadcast as _bc
 from ._broadcast import _full_perm, _inverse, transpose_p  # noqa: F401  (re-exported)
@@ -452,7 +452,7 @@ def vsplit(ary: Any, indices_or_sections: Any) -> list:
 
 # --- flip and roll -------------------------------------------------------------------------------
 
-flip_p = primitive(
+flip_p: Primitive = primitive(
     "flip", lambda xp, x, axes: xp.flip(x, axis=axes), lambda x, axes: np.flip(x, axis=axes),
     vjp=(lambda g, out, x, axes: flip_p(g, axes=axes),),
     jvp=(lambda t, out, x, axes: flip_p(t, axes=axes),),
@@ -484,7 +484,7 @@ def flipud(m: Any) -> Any:
     return flip(m, 0)
 
 
-roll_p = primitive(
+roll_p: Primitive = primitive(
     "roll",
     lambda xp, x, shifts, axes: xp.roll(x, shift=shifts, axis=axes),
     lambda x, shifts, axes: np.roll(x, shifts, axis=axes),
@@ -588,7 +588,7 @@ def _pad_vjp(g, out, x, widths, values):
 
 
 # Constant padding of the trailing len(widths) axes; ``values`` are per-axis (before, after).
-pad_p = primitive(
+pad_p: Primitive = primitive(
     "pad", _pad_impl, _pad_np,
     vjp=(_pad_vjp,),
     jvp=(lambda t, out, x, widths, values:
@@ -641,7 +641,7 @@ def pad(array: Any, pad_width: Any, mode: str = "constant", **kwargs: Any) -> An
         out = a
         for i, (b, f) in enumerate(widths):
             if b or f:
-                idx = np.pad(np.arange(a.shape[i]), (b, f), mode=mode)
+                idx = np.pad(np.arange(a.shape[i]), (b, f), mode=mode)  # type: ignore[call-overload]  # mode checked above
                 out = take(out, idx, axis=i)
         return out
     raise NotImplementedError(
@@ -676,7 +676,7 @@ def _diagonal_vjp(g, out, x, offset, axis1, axis2):
 
 
 # ``axis1``/``axis2`` are negative: the diagonal of the same two axes of a batched array.
-diagonal_p = primitive(
+diagonal_p: Primitive = primitive(
     "diagonal", _diagonal_impl,
     lambda x, offset, axis1, axis2: np.diagonal(x, offset, axis1, axis2),
     vjp=(_diagonal_vjp,),
@@ -715,7 +715,7 @@ def _embed_impl(xp, d, rows, cols, offset):
 
 
 # The transpose of ``diagonal`` on the last two axes: a (rows, cols) matrix per vector.
-diag_embed_p = primitive(
+diag_embed_p: Primitive = primitive(
     "diag_embed", _embed_impl, _embed_np,
     vjp=(lambda g, out, d, rows, cols, offset:
          diagonal_p(g, offset=offset, axis1=-2, axis2=-1),),
@@ -839,12 +839,12 @@ def _zero_tan_x(tx, out, t, x, axis):
     return _bc.broadcast_to(out * 0.0, shape=lead + tuple(out.shape))
 
 
-sort_like_p = primitive(
+sort_like_p: Primitive = primitive(
     "sort_like", _sort_like_impl,
     vjp=(lambda g, out, t, x, axis: unsort_p(g, x, axis=axis), _zero_ct_x),
     jvp=(lambda tt, out, t, x, axis: sort_like_p(tt, x, axis=axis), _zero_tan_x),
 )
-unsort_p = primitive(
+unsort_p: Primitive = primitive(
     "unsort", _unsort_impl,
     vjp=(lambda g, out, t, x, axis: sort_like_p(g, x, axis=axis), _zero_ct_x),
     jvp=(lambda tt, out, t, x, axis: unsort_p(tt, x, axis=axis), _zero_tan_x),
@@ -871,7 +871,7 @@ def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
         axis = -1
     ax = _axis(axis, a.ndim, "sort")
     if isinstance(a, Box) and a._level in STAGING:  # no values until the program runs
-        return sort_like_p(a, a, axis=ax - a.ndim)
+        return sort_like_p(a, a, axis=ax - a.ndim)  # type: ignore[attr-defined]  # a Tensor
     raw = _raw(a)
     if isinstance(raw, (np.ndarray, np.generic)):
         idx = np.argsort(raw, axis=ax, kind="stable")

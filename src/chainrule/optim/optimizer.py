@@ -46,6 +46,7 @@ class _RealPairs:
     """A complex parameter's array seen as pairs of reals (what ``_update`` works on)."""
 
     __slots__ = ("data",)
+    data: np.ndarray
 
 
 class Optimizer:

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from .. import numpy as cnp
-from ..core.primitive import primitive
+from ..core.primitive import Primitive, primitive
 from ..ops._broadcast import align, unbroadcast
 from ..ops.linalg import LinAlgError
 from ..ops.linalg import cholesky as _cholesky
@@ -76,7 +76,7 @@ def _trsm_jvp_a(t, out, a, b, trans, lower, unit_diagonal):
                                unit_diagonal=unit_diagonal))
 
 
-trsm_p = primitive(
+trsm_p: Primitive = primitive(
     "scipy.linalg.solve_triangular", numpy_only("solve_triangular", _trsm_np), _trsm_np,
     vjp=_trsm_vjp,
     jvp=(_trsm_jvp_a,
@@ -327,7 +327,7 @@ def _banded_jvp_ab(t, out, ab, b, lo, up):
     return cnp.negative(banded_p(ab, dax, lo=lo, up=up))
 
 
-banded_p = primitive(
+banded_p: Primitive = primitive(
     "scipy.linalg.solve_banded", numpy_only("solve_banded", _banded_np), _banded_np,
     vjp=_banded_vjp,
     jvp=(_banded_jvp_ab, lambda t, out, ab, b, lo, up: banded_p(ab, t, lo=lo, up=up)),

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.signal as ssig
 
 from .. import numpy as cnp
-from ..core.primitive import primitive
+from ..core.primitive import Primitive, primitive
 from ._common import numpy_only
 
 __all__ = ["convolve"]
@@ -42,7 +42,7 @@ def _cotangent(g: Any, other: Any, size: tuple) -> Any:
     return full[idx]
 
 
-full_p = primitive(
+full_p: Primitive = primitive(
     "scipy.signal.convolve", numpy_only("convolve", _full_np), _full_np,
     vjp=(lambda g, out, a, b: _cotangent(g, b, tuple(a.shape)),
          lambda g, out, a, b: _cotangent(g, a, tuple(b.shape))),

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import scipy.special as sc
 
+from ..core.primitive import Primitive
 from ..ops import elementwise as E
 from ..ops import nn as N
 from ..ops import reductions as R
@@ -47,7 +48,7 @@ def _exp_neg_sq(x: Any) -> Any:
 
 # --- gamma family ------------------------------------------------------------------------
 
-polygamma = partials("polygamma", sc.polygamma,
+polygamma: Primitive = partials("polygamma", sc.polygamma,
                      (None, lambda n, x, out: polygamma(raw(n) + 1, x)))
 digamma = unary("digamma", sc.digamma, lambda x, out: polygamma(1, x))
 psi = digamma
@@ -116,7 +117,7 @@ log_ndtr = unary("log_ndtr", sc.log_ndtr,
 # --- logistic, logs, entropy --------------------------------------------------------------------
 
 # expit(x) expit(-x) rather than out (1 - out): no cancellation in the upper tail
-expit = unary("expit", sc.expit, lambda x, out: out * expit(E.negative(x)))
+expit: Primitive = unary("expit", sc.expit, lambda x, out: out * expit(E.negative(x)))
 logit = unary("logit", sc.logit, lambda x, out: 1.0 / (x * (1.0 - x)))
 
 
@@ -196,18 +197,18 @@ def _order(v: Any, shift: float) -> Any:
     return raw(v) + shift
 
 
-jn = partials("jn", sc.jv,
+jn: Primitive = partials("jn", sc.jv,
               (None, lambda n, x, out: (jn(_order(n, -1), x) - jn(_order(n, 1), x)) * 0.5))
-yn = partials("yn", sc.yv,
+yn: Primitive = partials("yn", sc.yv,
               (None, lambda n, x, out: (yn(_order(n, -1), x) - yn(_order(n, 1), x)) * 0.5))
-iv = partials("iv", sc.iv,
+iv: Primitive = partials("iv", sc.iv,
               (None, lambda v, x, out: (iv(_order(v, -1), x) + iv(_order(v, 1), x)) * 0.5))
-ive = partials("ive", sc.ive,
+ive: Primitive = partials("ive", sc.ive,
                (None, lambda v, x, out: (ive(_order(v, -1), x) + ive(_order(v, 1), x)) * 0.5
                 - E.sign(x) * out))
 j0 = unary("j0", sc.j0, lambda x, out: E.negative(j1(x)))
-j1 = unary("j1", sc.j1, lambda x, out: (j0(x) - jn(2.0, x)) * 0.5)
+j1: Primitive = unary("j1", sc.j1, lambda x, out: (j0(x) - jn(2.0, x)) * 0.5)
 y0 = unary("y0", sc.y0, lambda x, out: E.negative(y1(x)))
-y1 = unary("y1", sc.y1, lambda x, out: (y0(x) - yn(2.0, x)) * 0.5)
+y1: Primitive = unary("y1", sc.y1, lambda x, out: (y0(x) - yn(2.0, x)) * 0.5)
 i0 = unary("i0", sc.i0, lambda x, out: i1(x))
-i1 = unary("i1", sc.i1, lambda x, out: (i0(x) + iv(2.0, x)) * 0.5)
+i1: Primitive = unary("i1", sc.i1, lambda x, out: (i0(x) + iv(2.0, x)) * 0.5)
