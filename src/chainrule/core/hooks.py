@@ -64,7 +64,10 @@ def call_hook(fn: Callable, where: str, *args: Any) -> Any:
         message = f"in {where} {hook_name(fn)!r}: {exc}"
         try:
             err = type(exc)(message)
-        except Exception:  # an exception type with a special constructor
-            exc.add_note(message)  # type: ignore[attr-defined]  # Python 3.11+ (PEP 678)
+        except Exception:  # an exception type with a special constructor: keep it, noted
+            if hasattr(exc, "add_note"):  # (Python 3.11+, PEP 678)
+                exc.add_note(message)
+            else:
+                exc.args = (message,) + exc.args[1:]
             raise
         raise err from exc
