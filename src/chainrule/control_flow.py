@@ -620,20 +620,32 @@ def _scan_vjp(g: Any, out: Any, *vals: Any, body: SubProgram, n_carry: int, n_xs
     compiled program or a graph they are again one operation each.
     """
     n_c, n_x = n_carry, n_xs
-    specs = _out_values(out)
     if all(gi is None for gi in g):
         return (None,) * len(vals)
-    cts, nb, leading = _cotangents(g, specs)
+    specs = _out_values(out)
+    g0, (s0, _) = next((gi, si) for gi, si in zip(g, specs) if gi is not None)
+    nb = len(tuple(g0.shape)) - len(s0)
+    leading = tuple(g0.shape[:nb])
     prog = body.program
     carry0, xs, caps = list(vals[:n_c]), list(vals[n_c:n_c + n_x]), list(vals[n_c + n_x:])
     is_diff = [is_differentiable_dtype(_spec(v)[1]) for v in vals]
     d_c = [i for i in range(n_c) if is_diff[i]]
     d_x = [i for i in range(n_x) if is_diff[n_c + i]]
     d_k = [i for i in range(len(caps)) if is_diff[n_c + n_x + i]]
-    out_diff = [is_differentiable_dtype(d) for _, d in specs]
-    d_yo = [k for k in range(len(y_specs)) if out_diff[n_c + k]]
+    # ys whose cotangent is missing (or that carry none) take no part in the reverse scan
+    d_yo = [k for k in range(len(y_specs))
+            if g[n_c + k] is not None and is_differentiable_dtype(specs[n_c + k][1])]
     if not (d_c or d_x or d_k):
         return (None,) * len(vals)
+    cts = []
+    for i in range(n_c):
+        gi = g[i]
+        if gi is None and i in d_c:  # a zero carry cotangent, shaped like the carry
+            gi = (cnp.zeros_like(carry0[i]) if nb == 0 else
+                  np.zeros(leading + specs[i][0], dtype=specs[i][1]))
+        cts.append(gi)
+    cts += list(g[n_c:])
+    live = [k for k, c in enumerate(cts) if c is not None]
 
     def step_with_input(c: Any, x: Any) -> tuple:
         o = replay(prog, list(c) + list(x) + caps)
@@ -642,7 +654,10 @@ def _scan_vjp(g: Any, out: Any, *vals: Any, body: SubProgram, n_carry: int, n_xs
     # the carry entering every step (stacked in the order of xs)
     _, cs = scan(step_with_input, tuple(carry0), tuple(xs), length, reverse)
 
-    def pull(*cot: Any) -> tuple:
+    def pull(*live_cts: Any) -> tuple:
+        cot: list = [None] * len(cts)
+        for k, c in zip(live, live_cts):
+            cot[k] = c
         g_c = [cot[i] for i in d_c]
         g_y = [cot[n_c + k] for k in d_yo]
 
@@ -678,7 +693,7 @@ def _scan_vjp(g: Any, out: Any, *vals: Any, body: SubProgram, n_carry: int, n_xs
                                     length, not reverse)
         return tuple(ct_c0) + tuple(ct_xs) + tuple(ct_k)
 
-    grads = _over_batch(pull, nb, leading)(*cts)
+    grads = _over_batch(pull, nb, leading)(*[cts[k] for k in live])
     result: list = [None] * len(vals)
     order = d_c + [n_c + i for i in d_x] + [n_c + n_x + i for i in d_k]
     for i, gr in zip(order, grads):
@@ -717,9 +732,192 @@ def _py_batching(make_py: Callable) -> Callable:
     return rule
 
 
+def _zeros_like(x: Any, leading: tuple) -> Any:
+    if not leading:
+        return cnp.zeros_like(x)
+    spec = _spec(x)
+    return np.zeros(leading + spec[0], dtype=spec[1])
+
+
+def _cond_vjp(g: Any, out: Any, pred: Any, *vals: Any, true_branch: SubProgram,
+              false_branch: SubProgram, n_ops: int, n_true: int) -> tuple:
+    """The reverse of a branch is a branch: ``cond(pred, vjp(true_fun), vjp(false_fun))``."""
+    if all(gi is None for gi in g):
+        return (None,) * (1 + len(vals))
+    specs = _out_values(out)
+    g0, (s0, _) = next((gi, si) for gi, si in zip(g, specs) if gi is not None)
+    nb = len(tuple(g0.shape)) - len(s0)
+    leading = tuple(g0.shape[:nb])
+    ops = list(vals[:n_ops])
+    caps = (list(vals[n_ops:n_ops + n_true]), list(vals[n_ops + n_true:]))
+    diff = [i for i, v in enumerate(vals) if is_differentiable_dtype(_spec(v)[1])]
+    d_out = [k for k, (_, d) in enumerate(specs) if is_differentiable_dtype(d)]
+    if not diff or not d_out:
+        return (None,) * (1 + len(vals))
+    cts = []
+    for k in d_out:
+        gk = g[k]
+        if gk is None:
+            gk = _zeros_like(tuple_get(out, index=k) if isinstance(out, Box) else out[k], leading)
+        cts.append(gk)
+
+    def branch_pull(which: int, prog: Any) -> Callable:
+        lo = n_ops + (0 if which == 0 else n_true)
+        hi = lo + len(caps[which])
+
+        def pull(*ct: Any) -> tuple:
+            mine = [i for i in diff if i < n_ops or lo <= i < hi]
+
+            def f(*dv: Any) -> tuple:
+                full = list(vals)
+                for i, v in zip(mine, dv):
+                    full[i] = v
+                o = replay(prog, full[:n_ops] + full[lo:hi])
+                return tuple(o[k] for k in d_out)
+
+            _, pull_fn = _vjp(f, *[vals[i] for i in mine])
+            got = dict(zip(mine, pull_fn(tuple(ct))))
+            return tuple(got[i] if i in got else _zeros_like(vals[i], ()) for i in diff)
+
+        return pull
+
+    def pull_both(*ct: Any) -> tuple:
+        return cond(pred, branch_pull(0, true_branch.program),
+                    branch_pull(1, false_branch.program), *ct)
+
+    grads = _over_batch(pull_both, nb, leading)(*cts)
+    result: list = [None] * (1 + len(vals))
+    for i, gr in zip(diff, grads):
+        result[1 + i] = gr
+    return tuple(result)
+
+
+def _cond_jvp(tangents: list, out: Any, pred: Any, *vals: Any, true_branch: SubProgram,
+              false_branch: SubProgram, n_ops: int, n_true: int) -> tuple:
+    """The tangent of a branch is a branch of the branches' tangents."""
+    live = [i for i, t in enumerate(tangents[1:]) if t is not None]
+    t0 = tangents[1 + live[0]]
+    nb = len(tuple(t0.shape)) - len(_spec(vals[live[0]])[0])
+    leading = tuple(t0.shape[:nb])
+
+    def branch_push(which: int, prog: Any) -> Callable:
+        lo = n_ops + (0 if which == 0 else n_true)
+        hi = lo + (n_true if which == 0 else len(vals) - n_ops - n_true)
+
+        def push(*ts: Any) -> tuple:
+            mine = [(i, t) for i, t in zip(live, ts) if i < n_ops or lo <= i < hi]
+
+            def f(*dv: Any) -> tuple:
+                full = list(vals)
+                for (i, _), v in zip(mine, dv):
+                    full[i] = v
+                return tuple(replay(prog, full[:n_ops] + full[lo:hi]))
+
+            if not mine:
+                o = f()
+                return tuple(_zeros_like(x, ()) for x in o)
+            return tuple(_jvp(f, tuple(vals[i] for i, _ in mine), tuple(t for _, t in mine))[1])
+
+        return push
+
+    def push_both(*ts: Any) -> tuple:
+        return cond(pred, branch_push(0, true_branch.program),
+                    branch_push(1, false_branch.program), *ts)
+
+    return _over_batch(push_both, nb, leading)(*[tangents[1 + i] for i in live])
+
+
+# --- the reverse of a staged while loop: one operation that keeps its iterations ---------------
+
+def _while_grad_impl(xp: Any, *args: Any, cond: SubProgram, body: SubProgram, back: SubProgram,
+                     n_carry: int, n_cond: int, d_c: tuple, d_k: tuple) -> tuple:
+    n_b = len(args) - n_carry - n_cond - len(d_c)
+    carry = list(args[:n_carry])
+    c_caps = list(args[n_carry:n_carry + n_cond])
+    b_caps = list(args[n_carry + n_cond:n_carry + n_cond + n_b])
+    ct_c = list(args[n_carry + n_cond + n_b:])
+    kept = []
+    while bool(cond(*carry, *c_caps)[0]):
+        kept.append(carry)
+        carry = body(*carry, *b_caps)
+    ct_k = [np.zeros(np.shape(b_caps[i]), np.result_type(b_caps[i])) for i in d_k]
+    for c in reversed(kept):
+        out = back(*c, *b_caps, *ct_c)
+        ct_c = out[:len(d_c)]
+        ct_k = [a + b for a, b in zip(ct_k, out[len(d_c):])]
+    return tuple(ct_c) + tuple(ct_k)
+
+
+def _no_second_order(*args: Any, **params: Any) -> Any:
+    raise NotImplementedError(
+        "the reverse pass of a while_loop inside a compiled program or a static graph is "
+        "differentiable once; for higher orders differentiate the Python form (call the "
+        "function eagerly, or use cr.fori_loop / cr.scan with a static trip count)")
+
+
+while_grad_p = Primitive("while_grad", _while_grad_impl, vjp=_no_second_order,
+                         jvp=_no_second_order, register=False)
+
+
+def _while_vjp(g: Any, out: Any, *vals: Any, cond: SubProgram, body: SubProgram, n_carry: int,
+               n_cond: int) -> tuple:
+    if not any(_chain_staged(v) for v in vals):
+        return _py_vjp(_while_py)(g, out, *vals, cond=cond, body=body, n_carry=n_carry,
+                                  n_cond=n_cond)
+    if all(gi is None for gi in g):
+        return (None,) * len(vals)
+    specs = _out_values(out)
+    g0, (s0, _) = next((gi, si) for gi, si in zip(g, specs) if gi is not None)
+    if len(tuple(g0.shape)) != len(s0):
+        return _py_vjp(_while_py)(g, out, *vals, cond=cond, body=body, n_carry=n_carry,
+                                  n_cond=n_cond)
+    n_c = n_carry
+    b_caps = list(vals[n_c + n_cond:])
+    d_c = tuple(i for i in range(n_c) if is_differentiable_dtype(specs[i][1]))
+    d_k = tuple(i for i in range(len(b_caps)) if is_differentiable_dtype(_spec(b_caps[i])[1]))
+    prog = body.program
+
+    def back_fn(*args: Any) -> list:
+        c = list(args[:n_c])
+        k = list(args[n_c:n_c + len(b_caps)])
+        ct = list(args[n_c + len(b_caps):])
+
+        def f(*dv: Any) -> tuple:
+            cc, kk = list(c), list(k)
+            for i, v in zip(d_c, dv[:len(d_c)]):
+                cc[i] = v
+            for i, v in zip(d_k, dv[len(d_c):]):
+                kk[i] = v
+            o = replay(prog, cc + kk)
+            return tuple(o[i] for i in d_c)
+
+        _, pull_fn = _vjp(f, *[c[i] for i in d_c], *[k[i] for i in d_k])
+        return list(pull_fn(tuple(ct)))
+
+    back = SubProgram(back_fn, "while_loop reverse")
+    cts = []
+    for i in d_c:
+        gi = g[i]
+        if gi is None:
+            gi = cnp.zeros_like(tuple_get(out, index=i)) if isinstance(out, Box) else \
+                np.zeros(specs[i][0], specs[i][1])
+        cts.append(gi)
+    back.first_trace([concrete(v) for v in vals[:n_c]] + [concrete(v) for v in b_caps]
+                     + [concrete(c) for c in cts])
+    res = while_grad_p(*vals, *cts, cond=cond, body=body, back=back, n_carry=n_c,
+                       n_cond=n_cond, d_c=d_c, d_k=d_k)
+    grads = _entries(res, len(d_c) + len(d_k))
+    result: list = [None] * len(vals)
+    for i, gr in zip(d_c, grads[:len(d_c)]):
+        result[i] = gr
+    for i, gr in zip(d_k, grads[len(d_c):]):
+        result[n_c + n_cond + i] = gr
+    return tuple(result)
+
+
 scan_p = Primitive("scan", _scan_impl, vjp=_scan_vjp, jvp=_py_jvp(_scan_py))
-while_p = Primitive("while", _while_impl, vjp=_py_vjp(_while_py), jvp=_py_jvp(_while_py))
-cond_p = Primitive("cond", _cond_impl, vjp=_py_vjp(_cond_py), jvp=_py_jvp(_cond_py))
+while_p = Primitive("while", _while_impl, vjp=_while_vjp, jvp=_py_jvp(_while_py))
+cond_p = Primitive("cond", _cond_impl, vjp=_cond_vjp, jvp=_cond_jvp)
 register_batching_rule(scan_p, _py_batching(_scan_py))
 register_batching_rule(while_p, _py_batching(_while_py))
 register_batching_rule(cond_p, _py_batching(_cond_py))
