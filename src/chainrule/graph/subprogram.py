@@ -70,7 +70,8 @@ def concrete(x: Any) -> Any:
         if isinstance(x, Node):
             return x._value if x._known() else _example(x, 0)
         if hasattr(x, "_bval"):  # a batched value: one example of it
-            return concrete(x._bval)[0]
+            v = concrete(x._bval)
+            return tuple(e[0] for e in v) if isinstance(v, tuple) else v[0]
         x = x.data
     return x
 
