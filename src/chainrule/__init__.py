@@ -25,8 +25,8 @@ from . import data, datasets, graph, nn, optim, optimize, pytree, sparse  # noqa
 from .batching import vmap  # noqa: E402
 from .checks import check_grads  # noqa: E402
 from .compile import compile  # noqa: E402
-from .remat import checkpoint, linearize, remat  # noqa: E402
 from .control_flow import cond, fori_loop, scan, while_loop  # noqa: E402
+from .remat import checkpoint, linearize, remat  # noqa: E402
 from .transforms import (  # noqa: E402
     elementwise_grad,
     grad,

@@ -390,14 +390,14 @@ def _scan_staged(f: Callable, init: Any, xs: Any, length: Any, reverse: bool) ->
     c_leaves, c_def = tree_flatten(init)
     x_leaves, x_def = tree_flatten(xs)
     n_c, n_x = len(c_leaves), len(x_leaves)
-    check = _carry_checker("scan", init)
     y_defs: list = []
 
     def flat_body(*args: Any) -> list:
         c = tree_unflatten(c_def, list(args[:n_c]))
         x = tree_unflatten(x_def, list(args[n_c:]))
         new_c, y = _split_output(f(c, x))
-        new_leaves = check(new_c)
+        # (checked against this trace's inputs: graph nodes may have unknown sizes)
+        new_leaves = _carry_checker("scan", c)(new_c)
         y_leaves, y_def = tree_flatten(y)
         if not y_defs:
             y_defs.append(y_def)
@@ -424,7 +424,6 @@ def _first(x: Any) -> Any:
 def _while_staged(cond_fun: Callable, body_fun: Callable, init: Any) -> Any:
     leaves, tdef = tree_flatten(init)
     n_c = len(leaves)
-    check = _carry_checker("while_loop", init)
 
     def flat_cond(*args: Any) -> list:
         p = cond_fun(tree_unflatten(tdef, list(args)))
@@ -432,7 +431,8 @@ def _while_staged(cond_fun: Callable, body_fun: Callable, init: Any) -> Any:
         return [p]
 
     def flat_body(*args: Any) -> list:
-        return list(check(body_fun(tree_unflatten(tdef, list(args)))))
+        val = tree_unflatten(tdef, list(args))
+        return list(_carry_checker("while_loop", val)(body_fun(val)))
 
     examples = [concrete(x) for x in leaves]
     c_sub = SubProgram(flat_cond, "while_loop cond")
@@ -748,7 +748,6 @@ def _cond_vjp(g: Any, out: Any, pred: Any, *vals: Any, true_branch: SubProgram,
     g0, (s0, _) = next((gi, si) for gi, si in zip(g, specs) if gi is not None)
     nb = len(tuple(g0.shape)) - len(s0)
     leading = tuple(g0.shape[:nb])
-    ops = list(vals[:n_ops])
     caps = (list(vals[n_ops:n_ops + n_true]), list(vals[n_ops + n_true:]))
     diff = [i for i, v in enumerate(vals) if is_differentiable_dtype(_spec(v)[1])]
     d_out = [k for k, (_, d) in enumerate(specs) if is_differentiable_dtype(d)]
