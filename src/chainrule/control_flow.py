@@ -408,8 +408,12 @@ def _scan_staged(f: Callable, init: Any, xs: Any, length: Any, reverse: bool) ->
     examples = [concrete(c) for c in c_leaves] + [_first(concrete(x)) for x in x_leaves]
     prog = body.first_trace(examples)
     y_specs = tuple((tuple(v.shape), v.dtype) for v in prog.outputs[n_c:])
+    # Being differentiated in reverse: the carries entering each step are kept as extra
+    # outputs for the reverse scan (otherwise they are recomputed when needed).
+    keep = any(isinstance(v, Box) and v.requires_grad
+               for v in c_leaves + x_leaves + body.captured)
     res = scan_p(*c_leaves, *x_leaves, *body.captured, body=body, n_carry=n_c, n_xs=n_x,
-                 length=n, reverse=bool(reverse), y_specs=y_specs)
+                 length=n, reverse=bool(reverse), y_specs=y_specs, keep_carries=keep)
     outs = _entries(res, n_c + len(y_specs))
     return tree_unflatten(c_def, outs[:n_c]), tree_unflatten(y_defs[0], outs[n_c:])
 
@@ -471,22 +475,24 @@ def _cond_staged(pred: Any, true_fun: Callable, false_fun: Callable, operands: t
 # --- the primitives: implementations on raw arrays ----------------------------------------------
 
 def _scan_impl(xp: Any, *args: Any, body: SubProgram, n_carry: int, n_xs: int, length: Any,
-               reverse: bool, y_specs: tuple) -> tuple:
+               reverse: bool, y_specs: tuple, keep_carries: bool) -> tuple:
     carry = list(args[:n_carry])
     xs = args[n_carry:n_carry + n_xs]
     caps = list(args[n_carry + n_xs:])
     n = length if n_xs == 0 else int(np.shape(xs[0])[0])
+    specs = list(y_specs) + ([(np.shape(c), np.result_type(c)) for c in carry]
+                             if keep_carries else [])
     ys = []
     for t in (range(n - 1, -1, -1) if reverse else range(n)):
         out = body(*carry, *[x[t] for x in xs], *caps)
+        ys.append(out[n_carry:] + carry if keep_carries else out[n_carry:])
         carry = out[:n_carry]
-        ys.append(out[n_carry:])
     if reverse:
         ys.reverse()
     if n == 0:
-        stacked = [np.zeros((0,) + s, d) for s, d in y_specs]
+        stacked = [np.zeros((0,) + tuple(s), d) for s, d in specs]
     else:
-        stacked = [np.stack([y[k] for y in ys]) for k in range(len(y_specs))]
+        stacked = [np.stack([y[k] for y in ys]) for k in range(len(specs))]
     return tuple(carry) + tuple(stacked)
 
 
@@ -520,7 +526,8 @@ def _scan_py(params: dict) -> Callable:
 
         def step(c: Any, x: Any) -> tuple:
             out = replay(prog, list(c) + list(x) + caps)
-            return tuple(out[:n_c]), tuple(out[n_c:])
+            kept = tuple(c) if params["keep_carries"] else ()
+            return tuple(out[:n_c]), tuple(out[n_c:]) + kept
 
         xs_t = tuple(xs)
         carry, ys = _scan_python(step, tuple(args[:n_c]), xs_t if n_x else None,
@@ -611,10 +618,11 @@ def _py_vjp(make_py: Callable) -> Callable:
 
 
 def _scan_vjp(g: Any, out: Any, *vals: Any, body: SubProgram, n_carry: int, n_xs: int,
-              length: Any, reverse: bool, y_specs: tuple) -> tuple:
+              length: Any, reverse: bool, y_specs: tuple, keep_carries: bool) -> tuple:
     """The reverse of a scan: a scan over the saved carries in the other direction.
 
-    The carries entering each step are recomputed by a forward scan, then a
+    The carries entering each step are the forward scan's extra outputs (or
+    are recomputed by a forward scan when it did not keep them), then a
     reverse scan pulls the cotangents back step by step through the VJP of
     the body (a replay of its program); both are ``scan`` calls, so inside a
     compiled program or a graph they are again one operation each.
@@ -647,12 +655,16 @@ def _scan_vjp(g: Any, out: Any, *vals: Any, body: SubProgram, n_carry: int, n_xs
     cts += list(g[n_c:])
     live = [k for k, c in enumerate(cts) if c is not None]
 
-    def step_with_input(c: Any, x: Any) -> tuple:
-        o = replay(prog, list(c) + list(x) + caps)
-        return tuple(o[:n_c]), tuple(c)
+    n_y = len(y_specs)
+    if keep_carries:
+        cs = tuple(_entries(out, n_c + n_y + n_c)[n_c + n_y:])
+    else:
+        def step_with_input(c: Any, x: Any) -> tuple:
+            o = replay(prog, list(c) + list(x) + caps)
+            return tuple(o[:n_c]), tuple(c)
 
-    # the carry entering every step (stacked in the order of xs)
-    _, cs = scan(step_with_input, tuple(carry0), tuple(xs), length, reverse)
+        # the carry entering every step (stacked in the order of xs)
+        _, cs = scan(step_with_input, tuple(carry0), tuple(xs), length, reverse)
 
     def pull(*live_cts: Any) -> tuple:
         cot: list = [None] * len(cts)
@@ -660,10 +672,12 @@ def _scan_vjp(g: Any, out: Any, *vals: Any, body: SubProgram, n_carry: int, n_xs
             cot[k] = c
         g_c = [cot[i] for i in d_c]
         g_y = [cot[n_c + k] for k in d_yo]
+        # cotangents of the kept carries (second-order terms): added where each carry enters
+        g_cs = tuple(cot[n_c + n_y + i] if n_c + n_y + i < len(cot) else None for i in d_c)
 
         def back(carry: tuple, inp: tuple) -> tuple:
             ct_c, ct_k = carry
-            c_t, x_t, gy_t = inp
+            c_t, x_t, gy_t, gcs_t = inp
 
             def f(*dv: Any) -> tuple:
                 c = list(c_t)
@@ -683,14 +697,14 @@ def _scan_vjp(g: Any, out: Any, *vals: Any, body: SubProgram, n_carry: int, n_xs
             _, pull_fn = _vjp(f, *primals)
             grads = pull_fn(tuple(ct_c) + tuple(gy_t))
             nc_, nx_ = len(d_c), len(d_x)
-            new_ct_c = tuple(grads[:nc_])
+            new_ct_c = tuple(a if b is None else a + b for a, b in zip(grads[:nc_], gcs_t))
             dx = tuple(grads[nc_:nc_ + nx_])
             new_ct_k = tuple(a + b for a, b in zip(ct_k, grads[nc_ + nx_:]))
             return (new_ct_c, new_ct_k), dx
 
         zeros_k = tuple(cnp.zeros_like(caps[i]) for i in d_k)
-        (ct_c0, ct_k), ct_xs = scan(back, (tuple(g_c), zeros_k), (cs, tuple(xs), tuple(g_y)),
-                                    length, not reverse)
+        (ct_c0, ct_k), ct_xs = scan(back, (tuple(g_c), zeros_k),
+                                    (cs, tuple(xs), tuple(g_y), g_cs), length, not reverse)
         return tuple(ct_c0) + tuple(ct_xs) + tuple(ct_k)
 
     grads = _over_batch(pull, nb, leading)(*[cts[k] for k in live])

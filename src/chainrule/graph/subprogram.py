@@ -77,8 +77,16 @@ def concrete(x: Any) -> Any:
 
 
 def _signature(values: tuple) -> tuple:
-    return tuple((type(v), np.shape(v), np.result_type(v)) if not isinstance(v, tuple) else
-                 (tuple, len(v)) for v in values)
+    key = []
+    for v in values:
+        t = type(v)
+        if t is np.ndarray or isinstance(v, np.generic):
+            key.append((t, v.shape, v.dtype))
+        elif t is tuple:
+            key.append((t, len(v)))
+        else:
+            key.append((t, np.shape(v), np.result_type(v)))
+    return tuple(key)
 
 
 class SubTrace(Trace):
