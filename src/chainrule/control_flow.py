@@ -39,6 +39,7 @@ from . import numpy as cnp
 from .batching import BatchTracer, register_batching_rule, vmap
 from .core.primitive import Box, Primitive
 from .core.trace import STAGING, no_grad
+from .graph.nodes import GRAPH_LEVEL
 from .graph.subprogram import NotStageable, SubProgram, concrete, replay, stageable_level
 from .graph.trace import Trace
 from .ops.linalg import tuple_get
@@ -410,12 +411,23 @@ def _scan_staged(f: Callable, init: Any, xs: Any, length: Any, reverse: bool) ->
     y_specs = tuple((tuple(v.shape), v.dtype) for v in prog.outputs[n_c:])
     # Being differentiated in reverse: the carries entering each step are kept as extra
     # outputs for the reverse scan (otherwise they are recomputed when needed).
-    keep = any(isinstance(v, Box) and v.requires_grad
-               for v in c_leaves + x_leaves + body.captured)
-    res = scan_p(*c_leaves, *x_leaves, *body.captured, body=body, n_carry=n_c, n_xs=n_x,
-                 length=n, reverse=bool(reverse), y_specs=y_specs, keep_carries=keep)
+    operands = c_leaves + x_leaves + body.captured
+    needs = tuple(_may_need_cotangent(v) for v in operands)
+    keep = any(isinstance(v, Box) and v.requires_grad for v in operands)
+    res = scan_p(*operands, body=body, n_carry=n_c, n_xs=n_x, length=n, reverse=bool(reverse),
+                 y_specs=y_specs, keep_carries=keep, needs=needs)
     outs = _entries(res, n_c + len(y_specs))
     return tree_unflatten(c_def, outs[:n_c]), tree_unflatten(y_defs[0], outs[n_c:])
+
+
+def _may_need_cotangent(x: Any) -> bool:
+    """Whether some level may ask for this input's cotangent: a box that requires grad at any
+    level of its chain, or a graph node (constants and program inputs never do)."""
+    while isinstance(x, Box):
+        if x._level == GRAPH_LEVEL or x.requires_grad:
+            return True
+        x = x._bval if isinstance(x, BatchTracer) else x.data
+    return False
 
 
 def _first(x: Any) -> Any:
@@ -475,7 +487,7 @@ def _cond_staged(pred: Any, true_fun: Callable, false_fun: Callable, operands: t
 # --- the primitives: implementations on raw arrays ----------------------------------------------
 
 def _scan_impl(xp: Any, *args: Any, body: SubProgram, n_carry: int, n_xs: int, length: Any,
-               reverse: bool, y_specs: tuple, keep_carries: bool) -> tuple:
+               reverse: bool, y_specs: tuple, keep_carries: bool, needs: tuple) -> tuple:
     carry = list(args[:n_carry])
     xs = args[n_carry:n_carry + n_xs]
     caps = list(args[n_carry + n_xs:])
@@ -483,8 +495,9 @@ def _scan_impl(xp: Any, *args: Any, body: SubProgram, n_carry: int, n_xs: int, l
     specs = list(y_specs) + ([(np.shape(c), np.result_type(c)) for c in carry]
                              if keep_carries else [])
     ys = []
+    step = body.stepper()
     for t in (range(n - 1, -1, -1) if reverse else range(n)):
-        out = body(*carry, *[x[t] for x in xs], *caps)
+        out = step(*carry, *[x[t] for x in xs], *caps)
         ys.append(out[n_carry:] + carry if keep_carries else out[n_carry:])
         carry = out[:n_carry]
     if reverse:
@@ -501,8 +514,9 @@ def _while_impl(xp: Any, *args: Any, cond: SubProgram, body: SubProgram, n_carry
     carry = list(args[:n_carry])
     c_caps = list(args[n_carry:n_carry + n_cond])
     b_caps = list(args[n_carry + n_cond:])
-    while bool(cond(*carry, *c_caps)[0]):
-        carry = body(*carry, *b_caps)
+    test, step = cond.stepper(), body.stepper()
+    while bool(test(*carry, *c_caps)[0]):
+        carry = step(*carry, *b_caps)
     return tuple(carry)
 
 
@@ -618,7 +632,8 @@ def _py_vjp(make_py: Callable) -> Callable:
 
 
 def _scan_vjp(g: Any, out: Any, *vals: Any, body: SubProgram, n_carry: int, n_xs: int,
-              length: Any, reverse: bool, y_specs: tuple, keep_carries: bool) -> tuple:
+              length: Any, reverse: bool, y_specs: tuple, keep_carries: bool,
+              needs: tuple) -> tuple:
     """The reverse of a scan: a scan over the saved carries in the other direction.
 
     The carries entering each step are the forward scan's extra outputs (or
@@ -636,7 +651,10 @@ def _scan_vjp(g: Any, out: Any, *vals: Any, body: SubProgram, n_carry: int, n_xs
     leading = tuple(g0.shape[:nb])
     prog = body.program
     carry0, xs, caps = list(vals[:n_c]), list(vals[n_c:n_c + n_x]), list(vals[n_c + n_x:])
-    is_diff = [is_differentiable_dtype(_spec(v)[1]) for v in vals]
+    # xs and captured values that no level can ask a cotangent for (data, constants) are
+    # skipped; the carry's cotangent is always pulled through (later steps may need it)
+    is_diff = [is_differentiable_dtype(_spec(v)[1]) and (nd or i < n_c)
+               for i, (v, nd) in enumerate(zip(vals, needs))]
     d_c = [i for i in range(n_c) if is_diff[i]]
     d_x = [i for i in range(n_x) if is_diff[n_c + i]]
     d_k = [i for i in range(len(caps)) if is_diff[n_c + n_x + i]]
@@ -850,12 +868,13 @@ def _while_grad_impl(xp: Any, *args: Any, cond: SubProgram, body: SubProgram, ba
     b_caps = list(args[n_carry + n_cond:n_carry + n_cond + n_b])
     ct_c = list(args[n_carry + n_cond + n_b:])
     kept = []
-    while bool(cond(*carry, *c_caps)[0]):
+    test, step, back_step = cond.stepper(), body.stepper(), back.stepper()
+    while bool(test(*carry, *c_caps)[0]):
         kept.append(carry)
-        carry = body(*carry, *b_caps)
+        carry = step(*carry, *b_caps)
     ct_k = [np.zeros(np.shape(b_caps[i]), np.result_type(b_caps[i])) for i in d_k]
     for c in reversed(kept):
-        out = back(*c, *b_caps, *ct_c)
+        out = back_step(*c, *b_caps, *ct_c)
         ct_c = out[:len(d_c)]
         ct_k = [a + b for a, b in zip(ct_k, out[len(d_c):])]
     return tuple(ct_c) + tuple(ct_k)

@@ -206,6 +206,29 @@ class SubProgram:
         prog = tr.run(self.fun, values[:n])
         return self._store(prog, values)
 
+    def stepper(self) -> Callable:
+        """A caller for the steps of one loop.  Once two consecutive steps had the same input
+        types, every later step has them too (same code, same types in), so the signature is
+        no longer computed."""
+        state: list = [None, None]  # the last signature and its code
+
+        def step(*values: Any) -> list:
+            exe = state[1]
+            if state[0] is not True:
+                sig = _signature(values)
+                if sig == state[0]:
+                    state[0] = True
+                else:
+                    state[0] = sig
+                    exe = state[1] = self._variants.get(sig) or self.retrace(list(values))
+            try:
+                return exe(*values)
+            except GuardFailed:
+                state[0] = None
+                return self.retrace(list(values))(*values)
+
+        return step
+
     def __call__(self, *values: Any) -> list:
         exe = self._variants.get(_signature(values))
         if exe is None:
