@@ -45,6 +45,7 @@ from .graph.trace import Trace
 from .ops.linalg import tuple_get
 from .pytree import tree_flatten, tree_unflatten
 from .remat import _over_batch
+from .sparse import loops as _sparsity_rules  # noqa: F401  (dependency rules of the loops)
 from .tensor import is_differentiable_dtype
 from .transforms import _raw
 from .transforms import jvp as _jvp
