@@ -51,14 +51,14 @@ from .transforms import _raw
 from .transforms import jvp as _jvp
 from .transforms import vjp as _vjp
 
-__all__ = ["cond", "while_loop", "fori_loop", "scan"]
+__all__ = ["cond", "while_loop", "fori_loop", "scan", "NotStageable"]
 
 
 # --- types of carries and branch outputs ----------------------------------------------------------
 
 def _spec(x: Any) -> tuple:
     if hasattr(x, "shape") and hasattr(x, "dtype"):
-        return tuple(x.shape), np.dtype(x.dtype)
+        return tuple(x.shape), x.dtype  # (any array library's dtype)
     return tuple(np.shape(x)), np.result_type(x)
 
 
@@ -320,9 +320,9 @@ def _split_output(out: Any) -> tuple:
 
 
 def _stack(parts: list) -> Any:
-    if any(isinstance(p, Box) for p in parts):
-        return cnp.stack(parts)
-    return np.stack(parts)
+    if all(isinstance(p, (np.ndarray, np.generic)) for p in parts):
+        return np.stack(parts)
+    return cnp.stack(parts)
 
 
 def _scan_python(f: Callable, init: Any, xs: Any, length: Any, reverse: bool) -> tuple:
@@ -332,8 +332,10 @@ def _scan_python(f: Callable, init: Any, xs: Any, length: Any, reverse: bool) ->
     carry = init
     ys: list = []
     steps = range(n - 1, -1, -1) if reverse else range(n)
+    # (the array API indexes the leading axis as x[t, ...]; NumPy's x[t] is the fast form)
+    plain = [type(_raw(a)) is np.ndarray for a in x_leaves]
     for t in steps:
-        x = tree_unflatten(x_def, [a[t] for a in x_leaves])
+        x = tree_unflatten(x_def, [a[t] if p else a[t, ...] for a, p in zip(x_leaves, plain)])
         carry, y = _split_output(f(carry, x))
         check(carry)
         ys.append(tree_flatten(y))

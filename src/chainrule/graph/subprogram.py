@@ -89,6 +89,15 @@ def _signature(values: tuple) -> tuple:
     return tuple(key)
 
 
+_NUMPY_VALUES = (np.ndarray, np.generic, bool, int, float, complex)
+
+
+def _check_numpy(v: Any) -> None:
+    """Programs run on NumPy values: other array libraries run the Python loop instead."""
+    if not isinstance(v, _NUMPY_VALUES):
+        raise NotStageable(f"a sub-program runs on NumPy arrays, not {type(v).__name__}")
+
+
 class SubTrace(Trace):
     """A trace whose values of other staging levels become captured inputs (by identity).
 
@@ -110,6 +119,7 @@ class SubTrace(Trace):
             self._add(obj, v)
 
     def _add(self, obj: Any, value: Any) -> tuple[Var, Any]:
+        _check_numpy(value)
         var = Var.like(value)
         self.cap[id(obj)] = (var, value)
         self.cap_vars.append(var)
@@ -145,6 +155,7 @@ class SubTrace(Trace):
         try:
             ins = []
             for v in values:
+                _check_numpy(v)
                 var = Var.like(v)
                 self.inputs.append(var)
                 ins.append(_make_tracer(v, self.level, var, self))
