@@ -434,7 +434,8 @@ def _may_need_cotangent(x: Any) -> bool:
 
 
 def _first(x: Any) -> Any:
-    x = np.asarray(x)
+    if not isinstance(x, np.ndarray):  # other array libraries run the Python loop
+        raise NotStageable(f"a sub-program runs on NumPy arrays, not {type(x).__name__}")
     if x.shape[0] == 0:
         return np.zeros(x.shape[1:], x.dtype)
     return x[0]
