@@ -275,6 +275,8 @@ def test_compiled_data_dependent_trip_count_replays_correctly():
         assert_allclose(g, 0.5 / np.sqrt(a), rtol=1e-9)
     assert f.trace_count == 1 and vg.trace_count == 1
     assert f.program(np.array(2.0)).count("while") == 1
+    # the reverse pass is one operation too, keeping the iterations it runs
+    assert vg.program(np.array(2.0)).count("while_grad") == 1
     h = cr.compile(lambda n, x: cr.fori_loop(0, n, lambda i, v: v * 2.0 + i, x))
     for n in (0, 3, 11):
         assert_allclose(h(np.array(n), np.array(1.0)), _py_fori(0, n, lambda i, v: v * 2 + i, 1.0))
