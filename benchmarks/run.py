@@ -50,6 +50,7 @@ WORKLOADS: list[tuple[str, str, str]] = [
     ("W7", "w7_resnet", "two ResNet basic blocks, value and grad (issue 19)"),
     ("WF", "fft_power", "value_and_grad through cnp.fft.rfft, n = 2^20"),
     ("WV", "wv_vmap", "per-example gradients: vmap(grad) vs a loop of grad"),
+    ("WCF", "wcf_control_flow", "cr.scan eager and compiled vs a Python-loop RNN"),
     # --- compiled variants (issue 5) -------------------------------------------------
     # Add compiled workloads here as ("W1c", "w1_chain_compiled", "..."), each module
     # exposing run(repeats) -> dict like the eager ones; they join --only automatically.

@@ -37,6 +37,7 @@ from chainrule.ops import nn as N
 from chainrule.ops import reductions as R
 from chainrule.ops import updates as U
 
+CF = importlib.import_module("chainrule.control_flow")
 P = importlib.import_module("chainrule.core.primitive")  # the module (a function shares its name)
 
 TABLE_MODULES = {
@@ -442,6 +443,54 @@ CASES += [
                                ("bcast", (slice(1, None), [0, 0]), (3, 2), (2,)),
                                ("mask", np.array([True, False, True]), (3, 2), (1, 2))]],
 ]
+
+# Control flow: the staged forms (one primitive holding its body as a sub-program) are forced
+# here, so these rows check the primitives' own rules (eagerly the loops are Python loops).
+# A body closing over an eager tensor that requires grad cannot be staged: the public
+# functions then run the Python loop, and so do these rows.
+def _flat_pair(c, ys):
+    return cnp.concatenate([cnp.reshape(c, (-1,)), cnp.reshape(ys, (-1,))])
+
+
+def _staged(staged, python, *args):
+    try:
+        return staged(*args)
+    except CF.NotStageable:
+        return python(*args)
+
+
+def _scan_case(reverse):
+    def fn(c0, xs, w):
+        step = lambda c, x: (cnp.tanh(w * c + x), c * x)  # noqa: E731 - closes over w
+        return _flat_pair(*_staged(CF._scan_staged, CF.scan, step, c0, xs, None, reverse))
+    return fn
+
+
+def _while_case(x, a):
+    body = lambda v: (v[0] + 1, v[1] * cnp.sin(v[1]) + a)  # noqa: E731
+    return _staged(CF._while_staged, CF.while_loop, lambda v: v[0] < 3, body,
+                   (np.array(0), x))[1]
+
+
+def _cond_case(pred):
+    def fn(x, y):
+        t, f = lambda u, v: u * cnp.sin(v), lambda u, v: u ** 2 + y
+        return _staged(lambda *a: CF._cond_staged(*a[:3], a[3:]), CF.cond, np.array(pred),
+                       t, f, x, y)
+    return fn
+
+
+CASES += [
+    Case(("scan", "tuple_get"), _scan_case(False), (ANY((3,)), ANY((4, 3)), UNIT((3,))),
+         "scan-(3,)x(4,3)"),
+    Case(("scan", "tuple_get"), _scan_case(True), (ANY((2,)), ANY((3, 2)), UNIT(())),
+         "scan-reverse-(2,)x(3,2)"),
+    Case(("while", "tuple_get"), _while_case, (UNIT((3,)), ANY((3,))), "while-(3,)"),
+    Case(("cond", "tuple_get"), _cond_case(True), (ANY((3,)), ANY((3,))), "cond-true-(3,)"),
+    Case(("cond", "tuple_get"), _cond_case(False), (ANY((2, 1)), ANY((2, 3))),
+         "cond-false-(2,1)x(2,3)"),
+]
+
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_primitive_derivatives_match_finite_differences(case):

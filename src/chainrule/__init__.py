@@ -25,6 +25,7 @@ from . import data, datasets, graph, nn, optim, optimize, pytree, sparse  # noqa
 from .batching import vmap  # noqa: E402
 from .checks import check_grads  # noqa: E402
 from .compile import compile  # noqa: E402
+from .control_flow import cond, fori_loop, scan, while_loop  # noqa: E402
 from .remat import checkpoint, linearize, remat  # noqa: E402
 from .transforms import (  # noqa: E402
     elementwise_grad,
@@ -56,5 +57,5 @@ __all__ = [
     "GradientTape", "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev",
     "jacobian", "hessian", "hvp", "check_grads", "compile", "pytree", "graph", "nn", "optim",
     "optimize", "data", "datasets", "elementwise_grad", "sparse", "vmap", "linearize",
-    "checkpoint", "remat", "__version__",
+    "checkpoint", "remat", "cond", "while_loop", "fori_loop", "scan", "__version__",
 ]

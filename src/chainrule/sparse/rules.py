@@ -540,6 +540,9 @@ for _name in ("cholesky", "det", "eigh", "inv", "qr", "slogdet", "solve", "svd")
 
 def _tuple_get(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
     p = args[0].pattern
+    members = getattr(p, "members", None)
+    if members is not None:  # one pattern per entry (control flow: sparse/loops.py)
+        return members[params["index"]]
     if isinstance(p, pt.PerBatch):
         return p.expand(tuple(out_shape))
     return conservative(args, out_shape, params, prim)
