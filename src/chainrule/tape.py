@@ -123,7 +123,7 @@ class GradientTape:
                 g = outs[i]
                 g = g if (create and isinstance(g, Box)) else _raw(g)
             else:
-                if _is_complex_dtype(t.dtype):
+                if _is_complex_dtype(_raw(t).dtype):
                     raise TypeError(_complex_seed_message("GradientTape.gradient()", t,
                                                           "output_gradients="))
                 g = _ones_like(_raw(t))

@@ -77,7 +77,7 @@ def concrete(x: Any) -> Any:
 
 
 def _signature(values: tuple) -> tuple:
-    key = []
+    key: list[tuple] = []
     for v in values:
         t = type(v)
         if t is np.ndarray or isinstance(v, np.generic):
@@ -250,8 +250,9 @@ class SubProgram:
             return self.retrace(list(values))(*values)
 
 
-def replay(program: Program, values: list) -> list:
+def replay(program: Program | None, values: list) -> list:
     """Apply ``program``'s equations to ``values`` of any level (differentiable again)."""
+    assert program is not None, "replay: the body was not traced into a sub-program"
     env: dict[int, Any] = {}
     for var, v in zip(program.inputs, values):
         env[var.id] = v

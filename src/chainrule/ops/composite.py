@@ -397,7 +397,7 @@ def partition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect",
             if not -n <= int(k) < n:
                 raise ValueError(f"kth(={int(k)}) out of bounds ({n})")
         return sort(a, axis=ax)
-    idx = np.argpartition(raw, _raw(kth), axis=ax, kind=kind)
+    idx = np.argpartition(raw, _raw(kth), axis=ax, kind=kind)  # type: ignore[arg-type]  # (NumPy checks kind)
     if not isinstance(a, Box):
         return np.take_along_axis(raw, idx, axis=ax)
     return take_along_axis(a, idx, axis=ax)
