@@ -20,22 +20,13 @@ exact simplifications); :mod:`.executor` generates straight-line Python
 that calls each primitive's NumPy implementation, reusing buffers.
 """
 
+from .dims import Dim
 from .dot import to_dot, to_svg
 from .executor import Executable, generate, plan_buffers
 from .ir import Equation, GuardFailed, Lit, Program, Var
-from .nodes import (
-    Dim,
-    GraphFunction,
-    Node,
-    compile,
-    constant,
-    gradients,
-    placeholder,
-    shape,
-    stop_gradient,
-    variable,
-)
+from .nodes import Node, constant, gradients, placeholder, shape, stop_gradient, variable
 from .passes import cse, dce, fold_constants, optimize, simplify
+from .run import GraphFunction, compile
 from .trace import Tracer, trace
 
 __all__ = [

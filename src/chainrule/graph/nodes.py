@@ -19,13 +19,11 @@ examples with every unknown size 1 and again with every unknown size 7:
 when both runs fail, the shapes conflict whatever is fed, and building the
 node raises ``ValueError`` naming the operation and the shapes.
 
-Running: ``node.forward(feed_dict)`` evaluates a node through a compiled
-program (:func:`chainrule.compile` on an interpreter of the node graph,
-cached per node and per fed shapes); ``node.backward()`` fills the
-``.grad`` of every variable the node depends on; :func:`gradients` returns
-gradient *nodes*, built by running chainrule's reverse sweep over the nodes
-with the same VJP rules as eager mode -- so they can be differentiated
-again.  :func:`compile` returns a fast callable for a list of nodes.
+:func:`gradients` returns gradient *nodes*, built by running chainrule's
+reverse sweep over the nodes with the same VJP rules as eager mode -- so
+they can be differentiated again.  Running a graph (``node.forward``,
+``node.backward``, :func:`compile`) is the job of :mod:`chainrule.graph.run`;
+symbolic sizes live in :mod:`chainrule.graph.dims`.
 
 A node has no value until the graph runs: helpers that need concrete
 values of a placeholder or a variable (``np.asarray(node)``, ``bool(node)``,
@@ -35,11 +33,10 @@ or a chainrule function that looks at the data, e.g. the class labels of
 
 from __future__ import annotations
 
-import copy
 import itertools
 import warnings
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -48,6 +45,7 @@ from ..core.backward import backward_pass
 from ..core.primitive import Box, Primitive, _seq
 from ..core.trace import new_staging_level
 from ..tensor import Tensor
+from .dims import Dim, _dims_in, _subst
 from .trace import (
     EXTRA_BOX_SLOTS,
     RawView,
@@ -58,202 +56,13 @@ from .trace import (
 )
 
 __all__ = [
-    "Node", "Dim", "placeholder", "variable", "constant", "gradients", "compile", "GraphFunction",
-    "shape", "stop_gradient", "GRAPH_LEVEL",
+    "Node", "Dim", "placeholder", "variable", "constant", "gradients", "shape", "stop_gradient",
+    "GRAPH_LEVEL",
 ]
 
 _names = itertools.count()
 #: Trial values of unknown sizes in the two abstract evaluations.
 _TRIALS = (1, 7)
-
-
-# --- symbolic sizes ------------------------------------------------------------------------------
-
-
-class Dim:
-    """An unknown size: an axis of a node's value, or arithmetic on such sizes.
-
-    Prints as ``None`` and ``== None`` is true.  Comparisons answer "could
-    these be the same size": two unknown sizes are equal when they agree in
-    both abstract evaluations (sizes that meet in an operation are assumed
-    equal), and an unknown size equals any known size except 1 (the size
-    that broadcasts, so gradients of broadcast operands are still summed).
-    ``int(d)`` raises ``TypeError``: the size is known only when the graph
-    runs.
-    """
-
-    __slots__ = ("op", "args", "trial")
-
-    def __init__(self, op: str, args: tuple, trial: tuple[int, int]) -> None:
-        self.op = op
-        self.args = args
-        self.trial = trial
-
-    def value(self, size_of: Callable[[Any, Any, int], int]) -> int:
-        """The concrete size, given ``size_of(node, path, axis)`` for axis sizes."""
-        if self.op == "axis":
-            return size_of(*self.args)
-        vals = [a.value(size_of) if isinstance(a, Dim) else a for a in self.args]
-        return _DIM_OPS[self.op](*vals)
-
-    def nodes(self) -> list:
-        """The nodes whose values this size is read from."""
-        if self.op == "axis":
-            return [self.args[0]]
-        out = []
-        for a in self.args:
-            if isinstance(a, Dim):
-                out += a.nodes()
-        return out
-
-    # --- arithmetic gives new symbolic sizes ------------------------------------------------
-    def _bin(self, op: str, a: Any, b: Any) -> Any:
-        if not isinstance(a, (Dim, int)) or not isinstance(b, (Dim, int)) or isinstance(a, bool):
-            return NotImplemented
-        f = _DIM_OPS[op]
-        ta = a.trial if isinstance(a, Dim) else (a, a)
-        tb = b.trial if isinstance(b, Dim) else (b, b)
-        try:
-            trial = (f(ta[0], tb[0]), f(ta[1], tb[1]))
-        except ZeroDivisionError:
-            return NotImplemented
-        if op == "mod" and trial == (0, 0):
-            return 0  # divisible in both evaluations: taken as divisible
-        if op == "mul" and (a == 1 or b == 1):
-            return b if a == 1 else a
-        if op in ("add", "sub") and isinstance(b, int) and b == 0:
-            return a
-        return Dim(op, (a, b), trial)
-
-    def __add__(self, o: Any) -> Any:
-        return self._bin("add", self, o)
-
-    def __radd__(self, o: Any) -> Any:
-        return self._bin("add", o, self)
-
-    def __sub__(self, o: Any) -> Any:
-        return self._bin("sub", self, o)
-
-    def __rsub__(self, o: Any) -> Any:
-        return self._bin("sub", o, self)
-
-    def __mul__(self, o: Any) -> Any:
-        return self._bin("mul", self, o)
-
-    def __rmul__(self, o: Any) -> Any:
-        return self._bin("mul", o, self)
-
-    def __floordiv__(self, o: Any) -> Any:
-        return self._bin("floordiv", self, o)
-
-    def __rfloordiv__(self, o: Any) -> Any:
-        return self._bin("floordiv", o, self)
-
-    def __mod__(self, o: Any) -> Any:
-        return self._bin("mod", self, o)
-
-    def __rmod__(self, o: Any) -> Any:
-        return self._bin("mod", o, self)
-
-    def __neg__(self) -> Any:
-        return self._bin("sub", 0, self)
-
-    # --- comparisons ------------------------------------------------------------------------
-    def __eq__(self, other: object) -> bool:
-        if other is None:
-            return True
-        if isinstance(other, Dim):
-            return self.trial == other.trial
-        if isinstance(other, (int, np.integer)) and not isinstance(other, bool):
-            return other != 1  # compatible with any size but 1, the size that broadcasts
-        return False
-
-    def __ne__(self, other: object) -> bool:
-        return not self.__eq__(other)
-
-    def __hash__(self) -> int:
-        return hash(("Dim",) + self.trial)
-
-    def __bool__(self) -> bool:
-        return True  # sizes are taken as non-zero
-
-    def _unknown(self, *_: Any) -> Any:
-        raise TypeError(
-            "this size is unknown until the graph runs (None in a placeholder's shape); "
-            "use a placeholder with a known size, or ops that do not need the number"
-        )
-
-    __int__ = __index__ = __float__ = __lt__ = __le__ = __gt__ = __ge__ = _unknown
-
-    def slice_length(self, s: slice) -> Dim:
-        """The (unknown) number of elements that slice ``s`` of this size selects."""
-        t = tuple(len(range(*s.indices(n))) for n in self.trial)
-        return Dim("slicelen", (self, s.start, s.stop, s.step), t)  # type: ignore[arg-type]
-
-    def __repr__(self) -> str:
-        return "None"
-
-
-_DIM_OPS: dict[str, Callable[..., int]] = {
-    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-    "floordiv": lambda a, b: a // b, "mod": lambda a, b: a % b,
-    "slicelen": lambda n, start, stop, step: len(range(*slice(start, stop, step).indices(n))),
-}
-
-
-def _has_dim(obj: Any) -> bool:
-    if isinstance(obj, Dim):
-        return True
-    if type(obj) in (tuple, list):
-        return any(_has_dim(x) for x in obj)
-    if type(obj) is slice:
-        return _has_dim(obj.start) or _has_dim(obj.stop) or _has_dim(obj.step)
-    if type(obj) is dict:
-        return any(_has_dim(x) for x in obj.values())
-    slots = getattr(type(obj), "__slots__", None)
-    if slots and not isinstance(obj, (Box, np.ndarray)) and type(obj).__module__.startswith(
-            "chainrule"):
-        return any(_has_dim(getattr(obj, s, None)) for s in slots if s != "__weakref__")
-    return False
-
-
-def _subst(obj: Any, f: Callable[[Dim], int]) -> Any:
-    """``obj`` with every :class:`Dim` inside replaced by ``f(dim)``."""
-    if isinstance(obj, Dim):
-        return f(obj)
-    t = type(obj)
-    if t is tuple or t is list:
-        return t(_subst(x, f) for x in obj) if _has_dim(obj) else obj
-    if t is slice:
-        return slice(_subst(obj.start, f), _subst(obj.stop, f), _subst(obj.step, f))
-    if t is dict:
-        return {k: _subst(v, f) for k, v in obj.items()}
-    if _has_dim(obj):  # a parameter object (e.g. an index key) holding sizes
-        new = copy.copy(obj)
-        for s in type(obj).__slots__:
-            if s != "__weakref__" and hasattr(obj, s):
-                setattr(new, s, _subst(getattr(obj, s), f))
-        return new
-    return obj
-
-
-def _dims_in(obj: Any, out: list) -> list:
-    if isinstance(obj, Dim):
-        out.append(obj)
-    elif type(obj) in (tuple, list):
-        for x in obj:
-            _dims_in(x, out)
-    elif type(obj) is slice:
-        for x in (obj.start, obj.stop, obj.step):
-            _dims_in(x, out)
-    elif type(obj) is dict:
-        for x in obj.values():
-            _dims_in(x, out)
-    elif _has_dim(obj):
-        for s in type(obj).__slots__:
-            if s != "__weakref__":
-                _dims_in(getattr(obj, s, None), out)
-    return out
 
 
 # --- what a node's .data holds -------------------------------------------------------------------
@@ -433,40 +242,6 @@ class Node(StagedOps, Tensor):
     def detach(self) -> Node:
         """The same value with no gradient through it (a ``stop_gradient`` node)."""
         return stop_gradient(self)
-
-    # --- running -------------------------------------------------------------------------------
-    def forward(self, feed_dict: dict | None = None) -> Any:
-        """Evaluate this node: ``feed_dict`` maps placeholders (or their names) to arrays."""
-        out = _runner((self,)).run(feed_dict)[0]
-        self._state()["feed"] = feed_dict
-        return out
-
-    eval = forward
-
-    def backward(self, feed_dict: dict | None = None, **_: Any) -> None:  # type: ignore[override]  # a static node's backward takes a feed
-        """Set ``v.grad = d self / d v`` for every variable ``v`` this scalar node depends on.
-
-        Uses ``feed_dict``, or the feed of the last ``forward`` call.  ``.grad``
-        is replaced, not accumulated.
-        """
-        if any(not isinstance(s, int) or s != 1 for s in self.shape):
-            raise ValueError(
-                f"backward() needs a scalar node, but {self.name!r} has shape {self.shape}; "
-                "reduce it first (e.g. cnp.sum(node)) or use graph.gradients with grad_ys"
-            )
-        st = self._state()
-        if feed_dict is None:
-            feed_dict = st.get("feed")
-        variables = [n for n in _topo((self,)) if n._kind == "variable" and n.requires_grad]
-        grads = st.get("grads")
-        if grads is None or grads[0] != [id(v) for v in variables]:
-            grads = st["grads"] = ([id(v) for v in variables], gradients(self, variables))
-        nodes = [g for g in grads[1] if g is not None]
-        values = _runner(tuple(nodes)).run(feed_dict) if nodes else []
-        it = iter(values)
-        for v, g in zip(variables, grads[1]):
-            v.grad = (np.array(next(it), dtype=v._dtype) if g is not None
-                      else np.zeros_like(v._value))
 
     def _state(self) -> dict:
         if self._cache is None:
@@ -855,170 +630,3 @@ def gradients(ys: Any, xs: Any, grad_ys: Any = None) -> Any:
             ct = found.get(x)
         out.append(None if ct is None else _as_node(ct))
     return out[0] if single else out
-
-
-# --- running: an interpreter of the node graph, compiled -----------------------------------------
-
-
-def _size_of(env: dict) -> Callable[[Any, Any, int], int]:
-    def size_of(node: Node, path: Any, axis: int) -> int:
-        v = env[id(node)]
-        v = getattr(v, "_value", v) if isinstance(v, Box) else v  # a tracer: its concrete value
-        if path is not None:
-            v = v[path]
-        return int(np.shape(v)[axis])
-
-    return size_of
-
-
-class _Runner:
-    """Evaluates a list of nodes from fed placeholder arrays and current variable values."""
-
-    def __init__(self, outputs: tuple) -> None:
-        from ..compile import CompiledFunction
-
-        for o in outputs:
-            if not isinstance(o, Node):
-                raise TypeError(f"can only evaluate graph nodes, got {type(o).__name__}")
-        self.outputs = outputs
-        self.order = _topo(outputs)
-        self.placeholders = [n for n in self.order if n._kind == "placeholder"]
-        self.variables = [n for n in self.order if n._kind == "variable"]
-        self.compiled = CompiledFunction(self._interpret)
-
-    def _interpret(self, *values: Any) -> list:
-        env: dict[int, Any] = {}
-        for n, v in zip(self.placeholders + self.variables, values):
-            env[id(n)] = v
-        size_of = _size_of(env)
-        resolve = lambda d: d.value(size_of)  # noqa: E731
-        for n in self.order:
-            if id(n) in env:
-                continue
-            if n._prim is None or n._known():
-                env[id(n)] = n._value
-                continue
-            args = [env[id(a)] if isinstance(a, Node) else (a.value(size_of) if isinstance(a, Dim)
-                                                            else a) for a in n._args]
-            params = _subst(n._params, resolve) if n._params else {}
-            env[id(n)] = n._prim(*args, **params)
-        return [env[id(o)] for o in self.outputs]
-
-    def feed_values(self, feed_dict: dict | None) -> list:
-        fed: dict[int, Any] = {}
-        for key, value in (feed_dict or {}).items():
-            node = _feed_key(key, self.placeholders)
-            if node is not None:
-                fed[id(node)] = check_feed(node, value)
-        values = []
-        for p in self.placeholders:
-            if id(p) not in fed:
-                raise KeyError(f"placeholder {p.name!r} (shape {p.shape}, {p.dtype}) was not "
-                               "fed: pass its value in feed_dict, e.g. {" + repr(p.name) +
-                               ": array}")
-            values.append(fed[id(p)])
-        return values
-
-    def run(self, feed_dict: dict | None) -> list:
-        values = self.feed_values(feed_dict) + [v._value for v in self.variables]
-        return self.compiled(*values)
-
-
-def _feed_key(key: Any, placeholders: list) -> Node | None:
-    """The placeholder a feed key names (``None``: a placeholder this graph does not need)."""
-    if isinstance(key, Node):
-        if key._kind != "placeholder":
-            raise TypeError(f"feed_dict key {key.name!r} is a {key.op} node, not a placeholder; "
-                            "only placeholders are fed (use variable.assign() for variables)")
-        return key if any(p is key for p in placeholders) else None
-    if isinstance(key, str):
-        for p in placeholders:
-            if p._name == key:
-                return p
-        if key in _placeholders:
-            return None
-        names = ", ".join(repr(p.name) for p in placeholders) or "none"
-        raise KeyError(f"feed_dict key {key!r} names no placeholder (this graph's placeholders: "
-                       f"{names})")
-    raise TypeError(f"feed_dict keys must be placeholders or their names, got "
-                    f"{type(key).__name__}")
-
-
-def check_feed(p: Node, value: Any) -> np.ndarray:
-    """``value`` as an array of placeholder ``p``'s dtype; ``ValueError`` if the shape conflicts."""
-    if isinstance(value, Box):
-        while isinstance(value, Box):
-            value = value.data
-    a = np.asarray(value)
-    if a.dtype != p._dtype:
-        if not np.can_cast(a.dtype, p._dtype, "same_kind"):
-            raise TypeError(f"placeholder {p.name!r} has dtype {p._dtype}, but was fed an array "
-                            f"of dtype {a.dtype}")
-        a = a.astype(p._dtype)
-    if a.ndim != len(p._shape) or any(isinstance(s, int) and s != n
-                                      for s, n in zip(p._shape, a.shape)):
-        raise ValueError(f"placeholder {p.name!r} has shape {p._shape}, but was fed an array of "
-                         f"shape {a.shape}")
-    return a
-
-
-def _runner(outputs: tuple) -> _Runner:
-    st = outputs[0]._state()
-    key = ("runner",) + tuple(id(o) for o in outputs)
-    r = st.get(key)
-    if r is None:
-        r = st[key] = _Runner(outputs)
-    return r
-
-
-class GraphFunction:
-    """A compiled list of nodes: ``run(*input_arrays) -> [values]`` (see :func:`compile`)."""
-
-    def __init__(self, outputs: Any, inputs: Iterable[Node] = ()) -> None:
-        self.single = isinstance(outputs, Node)
-        outs = (outputs,) if self.single else tuple(outputs)
-        for o in outs:
-            if not isinstance(o, Node):
-                raise TypeError(f"graph.compile: outputs must be nodes, got {type(o).__name__} "
-                                "(gradients() gives None for unconnected variables)")
-        self.inputs = list(inputs)
-        for p in self.inputs:
-            if not isinstance(p, Node) or p._kind != "placeholder":
-                raise TypeError(f"graph.compile: inputs must be placeholders, got {p!r}")
-        self.runner = _Runner(outs)
-        missing = [p for p in self.runner.placeholders if not any(p is q for q in self.inputs)]
-        if missing:
-            raise ValueError("graph.compile: the outputs need placeholder(s) " +
-                             ", ".join(repr(p.name) for p in missing) + " that inputs= omits")
-        self._pos = [next(i for i, q in enumerate(self.inputs) if q is p)
-                     for p in self.runner.placeholders]
-
-    def _values(self, data: tuple) -> list:
-        if len(data) != len(self.inputs):
-            raise TypeError(f"this compiled graph takes {len(self.inputs)} input(s) "
-                            f"({', '.join(p.name for p in self.inputs)}), got {len(data)}")
-        checked = [check_feed(p, d) for p, d in zip(self.inputs, data)]
-        return [checked[i] for i in self._pos] + [v._value for v in self.runner.variables]
-
-    def __call__(self, *data: Any) -> Any:
-        out = self.runner.compiled(*self._values(data))
-        return out[0] if self.single else out
-
-    def program(self, *data: Any) -> Any:
-        """The optimised program for these inputs' shapes."""
-        return self.runner.compiled.program(*self._values(data))
-
-    def source(self, *data: Any) -> str:
-        """The generated Python code for these inputs' shapes."""
-        return self.runner.compiled.source(*self._values(data))
-
-
-def compile(outputs: Any, inputs: Iterable[Node] = ()) -> GraphFunction:  # noqa: A001
-    """A fast callable evaluating ``outputs`` (a node or a list of nodes) from ``inputs``.
-
-    ``run = compile([loss, gw], inputs=[x])``; ``run(data)`` returns
-    ``[loss_value, gw_value]``.  Every placeholder the outputs need must be
-    in ``inputs``; variables are read when ``run`` is called, so
-    ``assign()`` is honoured.  The program is traced once per input shape.
-    """
-    return GraphFunction(outputs, inputs)
