@@ -73,15 +73,10 @@ class _ConvNd(Module):
         return s + f", bias={self.bias is not None}"
 
 
-class Conv1d(_ConvNd):
-    """1-D convolution over ``(N, C_in, L)`` (or ``(C_in, L)``).
+class _PlainConv(_ConvNd):
+    """Conv1d/2d/3d: PyTorch's constructor (no output_padding) and one forward."""
 
-    >>> import chainrule as cr
-    >>> cr.nn.Conv1d(2, 4, 3, padding="same")(cr.numpy.ones((1, 2, 9))).shape
-    (1, 4, 9)
-    """
-
-    _d = 1
+    _conv: Any
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
                  padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
@@ -90,11 +85,23 @@ class Conv1d(_ConvNd):
                          groups, bias, dtype)
 
     def forward(self, x: Any) -> Any:
-        return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                        self.groups)
+        return self._conv(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                          self.groups)
 
 
-class Conv2d(_ConvNd):
+class Conv1d(_PlainConv):
+    """1-D convolution over ``(N, C_in, L)`` (or ``(C_in, L)``).
+
+    >>> import chainrule as cr
+    >>> cr.nn.Conv1d(2, 4, 3, padding="same")(cr.numpy.ones((1, 2, 9))).shape
+    (1, 4, 9)
+    """
+
+    _d = 1
+    _conv = staticmethod(F.conv1d)
+
+
+class Conv2d(_PlainConv):
     """2-D convolution with PyTorch's constructor and initialisation.
 
     Input ``(N, C_in, H, W)`` (or ``(C_in, H, W)``); weight
@@ -107,19 +114,10 @@ class Conv2d(_ConvNd):
     """
 
     _d = 2
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
-                 dtype: Any = np.float64) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, dtype)
-
-    def forward(self, x: Any) -> Any:
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                        self.groups)
+    _conv = staticmethod(F.conv2d)
 
 
-class Conv3d(_ConvNd):
+class Conv3d(_PlainConv):
     """3-D convolution over ``(N, C_in, D, H, W)`` (or unbatched).
 
     >>> import chainrule as cr
@@ -128,16 +126,7 @@ class Conv3d(_ConvNd):
     """
 
     _d = 3
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
-                 dtype: Any = np.float64) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, dtype)
-
-    def forward(self, x: Any) -> Any:
-        return F.conv3d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                        self.groups)
+    _conv = staticmethod(F.conv3d)
 
 
 class ConvTranspose2d(_ConvNd):
