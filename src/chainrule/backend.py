@@ -34,6 +34,7 @@ import numpy as np
 __all__ = [
     "namespace_of", "is_numpy_namespace", "library_name", "to_numpy", "dtype_in",
     "ArrayNamespace", "BackendNotImplementedError", "NUMPY_TYPES", "register_namespace",
+    "REFUSING_TYPES", "refuses_operand",
 ]
 
 #: Types that NumPy serves directly (Python scalars are promoted by NumPy).
@@ -44,6 +45,27 @@ NUMPY_TYPES: frozenset[type] = frozenset(
 
 #: Libraries (top-level module names) whose arrays accept NumPy arrays as operands.
 ACCEPTS_NUMPY: frozenset[str] = frozenset({"dask"})
+
+#: Array types whose operators raise ``TypeError`` for an operand that is not their own
+#: array (array-api-strict) instead of returning ``NotImplemented`` (which lets a Tensor on
+#: the right handle ``a * t``).  Filled as libraries are met; while it is empty the engine
+#: never looks at the rules' inputs for it.
+REFUSING_TYPES: set[type] = set()
+
+
+class _Deferring:
+    """A probe operand that asks other arrays to defer to it (as chainrule's Tensor does)."""
+
+    __array_ufunc__ = None
+    __array_priority__ = 1e6
+
+
+def refuses_operand(example: Any) -> bool:
+    """True when ``example + other`` raises instead of deferring to a foreign ``other``."""
+    try:
+        return example.__add__(_Deferring()) is not NotImplemented
+    except Exception:
+        return True
 
 
 class BackendNotImplementedError(NotImplementedError, AttributeError):
@@ -164,6 +186,8 @@ def _namespace_of_type(t: type, example: Any) -> Any:
         if getattr(xp, "__name__", "") in ("numpy", "array_api_compat.numpy"):
             return np
         ns = _by_library[library] = ArrayNamespace(xp, library, library in ACCEPTS_NUMPY)
+    if t not in REFUSING_TYPES and refuses_operand(example):
+        REFUSING_TYPES.add(t)
     return ns
 
 

@@ -153,17 +153,19 @@ def _basis(n: int, offset: int, like: Any) -> Any:
 
     Concatenating these over several leaves gives the identity over all of them: the
     batch of basis vectors that one forward (or reverse) pass pushes through at once.
+    Made with the namespace of ``like`` (lazy for Dask, on the array's device).
     """
     raw = _raw(like)
     shape = _shape(like)
-    size = _size(shape)
-    e = np.zeros((n, size), dtype=raw.dtype)
-    if size:
-        idx = np.arange(size)
-        e[offset + idx, idx] = 1
-    e = e.reshape((n,) + shape)
     xp = namespace_of(raw)
-    return e if xp is np else xp.asarray(e)
+    # columns offset .. offset + size of the identity: ones at [offset + j, j]
+    if xp is np:
+        e = np.eye(n, _size(shape), k=-offset, dtype=raw.dtype)
+    else:
+        device = getattr(raw, "device", None)
+        extra = {} if device is None else {"device": device}
+        e = xp.eye(n, _size(shape), k=-offset, dtype=raw.dtype, **extra)
+    return xp.reshape(e, (n,) + shape)
 
 
 def _finish(x: Any) -> Any:
@@ -751,7 +753,7 @@ def elementwise_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
         leaves, _ = tree_flatten(out)
         total = None
         for leaf in leaves:
-            s = leaf.sum() if isinstance(leaf, Box) else np.sum(leaf)
+            s = leaf.sum() if isinstance(leaf, Box) else namespace_of(leaf).sum(leaf)
             total = s if total is None else total + s
         return total
 
