@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from . import dask_linalg
+
 __all__ = [
     "namespace_of", "is_numpy_namespace", "library_name", "to_numpy", "dtype_in",
     "ArrayNamespace", "BackendNotImplementedError", "NUMPY_TYPES", "register_namespace",
@@ -68,6 +70,18 @@ def refuses_operand(example: Any) -> bool:
         return True
 
 
+#: Functions chainrule supplies for a library that lacks them (or whose own need more of
+#: the input than chainrule can promise, e.g. Dask's LU wants equal square chunks), by
+#: (library, qualified name).
+SUPPLIED: dict[tuple[str, str], Any] = {
+    ("dask", "linalg.inv"): dask_linalg.inv,
+    ("dask", "linalg.solve"): dask_linalg.solve,
+    ("dask", "linalg.det"): dask_linalg.det,
+    ("dask", "linalg.slogdet"): dask_linalg.slogdet,
+    ("dask", "linalg.eigh"): dask_linalg.eigh,
+}
+
+
 class BackendNotImplementedError(NotImplementedError, AttributeError):
     """An operation that the array library of the inputs cannot express.
 
@@ -99,10 +113,12 @@ class ArrayNamespace:
             return getattr(self._xp, name)
         if name.startswith("_"):  # chainrule's own marks (e.g. _staged), or not set yet
             raise AttributeError(name)
-        try:
-            value = getattr(self._xp, name)
-        except AttributeError:
-            raise _missing(self._library, self._prefix + name) from None
+        value = SUPPLIED.get((self._library, self._prefix + name))
+        if value is None:
+            try:
+                value = getattr(self._xp, name)
+            except AttributeError:
+                raise _missing(self._library, self._prefix + name) from None
         if name in ("linalg", "fft") and not callable(value):
             value = ArrayNamespace(value, self._library, self._accepts_numpy,
                                    self._prefix + name + ".")

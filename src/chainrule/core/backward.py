@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .hooks import call_hook
 from ..backend import REFUSING_TYPES
+from .hooks import call_hook
 from .primitive import Box, Node, box_class, lift_refusing, node_of
 from .version import check_saved, modified
 
