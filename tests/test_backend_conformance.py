@@ -379,6 +379,19 @@ TRANSFORMS = [
     ("grad-hvp", lambda x, v: cr.grad(lambda y: cnp.sum(cr.hvp(_scalar, (y,), (v,)) ** 2))(x)),
     ("jacfwd-hessian", lambda x, v: cr.jacfwd(cr.hessian(_scalar))(x[:3])),
     ("grad-vmap", lambda x, v: cr.grad(lambda y: cnp.sum(cr.vmap(_elementwise)(y)))(x)),
+    ("vmap-grad", lambda x, v: cr.vmap(cr.grad(lambda r: cnp.sum(_elementwise(r) * r)))(
+        cnp.reshape(x, (2, 2)))),
+    ("vmap-jacfwd", lambda x, v: cr.vmap(cr.jacfwd(_elementwise))(cnp.reshape(x, (2, 2)))),
+    ("vmap-jacrev", lambda x, v: cr.vmap(cr.jacrev(_elementwise))(cnp.reshape(x, (2, 2)))),
+    ("vmap-hvp", lambda x, v: cr.vmap(lambda r, w: cr.hvp(_scalar, (r,), (w,)))(
+        cnp.reshape(x, (2, 2)), cnp.reshape(v, (2, 2)))),
+    ("jacfwd-vmap", lambda x, v: cr.jacfwd(lambda y: cr.vmap(_elementwise)(y))(x)),
+    ("linearize", lambda x, v: cr.linearize(_elementwise, x)[1](v)),
+    ("linearize-value", lambda x, v: cr.linearize(_elementwise, x)[0]),
+    ("vmap-linearize", lambda x, v: cr.vmap(cr.linearize(_elementwise, x)[1])(
+        cnp.stack([v, v * 2.0]))),
+    ("grad-linearize", lambda x, v: cr.grad(
+        lambda y: cnp.sum(cr.linearize(_elementwise, y)[1](v) ** 2))(x)),
     ("grad-closure", lambda x, v: cr.grad(lambda a: cnp.sum(
         cr.grad(lambda b: cnp.sum(cnp.sin(a * b) * a))(v) ** 2))(x)),
 ]

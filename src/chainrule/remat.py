@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from .backend import REFUSING_TYPES
 from .batching import BatchTracer, register_batching_rule, vmap
-from .core.primitive import Box, Node, Primitive, node_of
+from .core.primitive import Box, Node, Primitive, lift_refusing, node_of
 from .core.trace import level_scope
 from .ops._broadcast import reshape
 from .ops.linalg import tuple_get
@@ -71,15 +72,20 @@ def _tangent_of(node: Box, tangents: list) -> Any:
     if rule is None:
         raise NotImplementedError(f"linearize: {name!r} has no forward-mode (JVP) rule")
     params = node._params or {}
+    out, vals = node._out, node._vals
+    if REFUSING_TYPES:  # (array-api-strict: see core.primitive.lift_refusing)
+        n = len(tangents)
+        lifted = lift_refusing((*tangents, out, *vals))
+        tangents, out, vals = list(lifted[:n]), lifted[n], lifted[n + 1:]
     if callable(rule):
-        return rule(tangents, node._out, *node._vals, **params)
+        return rule(tangents, out, *vals, **params)
     total = None
     for t, f in zip(tangents, rule):
         if t is None:
             continue
         if f is None:
             raise NotImplementedError(f"linearize: {name!r} is not differentiable in this input")
-        term = f(t, node._out, *node._vals, **params)
+        term = f(t, out, *vals, **params)
         total = term if total is None else total + term
     return total
 

@@ -141,10 +141,27 @@ def _dtype_of(*likes: Any) -> Any:
         return dts[0]
 
 
+def _creating_namespace(raw: Any) -> Any:
+    """The namespace that makes fresh constants (zeros, seeds, basis vectors) for ``raw``.
+
+    Under ``vmap`` the raw value of a traced array is a view of its batch tracer, whose
+    namespace stages operations (and makes NumPy constants); the constants a transform
+    feeds in are not batched, so they are made by the library of the batch itself.
+    """
+    xp = namespace_of(raw)
+    while not isinstance(raw, np.ndarray | np.generic):
+        batch = getattr(getattr(raw, "_tracer", None), "_bval", None)  # a vmap tracer's view
+        if batch is None or isinstance(batch, tuple):
+            break
+        raw = _raw(batch)
+        xp = namespace_of(raw)
+    return xp
+
+
 def _zeros(shape: tuple, *likes: Any) -> Any:
     """Zeros in the library of the first of ``likes`` (a plain array: it carries no derivative)."""
     raw = _raw(likes[0])
-    xp = namespace_of(raw)
+    xp = _creating_namespace(raw)
     return xp.zeros(shape, dtype=_dtype_of(*likes))
 
 
@@ -157,7 +174,7 @@ def _basis(n: int, offset: int, like: Any) -> Any:
     """
     raw = _raw(like)
     shape = _shape(like)
-    xp = namespace_of(raw)
+    xp = _creating_namespace(raw)
     # columns offset .. offset + size of the identity: ones at [offset + j, j]
     if xp is np:
         e = np.eye(n, _size(shape), k=-offset, dtype=raw.dtype)
@@ -368,7 +385,7 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool 
             )
         _need_real("grad", "outputs", [raw], holomorphic)
         _need_complex("grad", "outputs", [raw], holomorphic)
-        xp = namespace_of(raw)
+        xp = _creating_namespace(raw)
         grads = tr.pull([xp.ones((), dtype=raw.dtype)], retain=False)
         grads = [_finish(g) if g is not None else _zeros(_shape(x), x)
                  for g, x in zip(grads, tr.inputs)]
