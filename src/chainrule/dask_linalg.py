@@ -4,14 +4,18 @@
 ``linalg`` functions of the Dask namespace, so ``cnp.linalg.det`` and its
 derivatives (whose rules use ``inv`` and ``solve``, which Dask has) stay lazy.
 
-* ``slogdet`` and ``det`` of one matrix go through Dask's blocked LU
-  factorisation ``A = P L U`` (``dask.array.linalg.lu``): ``L`` has a unit
-  diagonal, so ``det A = sign(P) prod(diag U)``; the sign of the permutation
-  is the parity of its inversions, counted lazily.  A stack of matrices (or
+* ``slogdet`` and ``det`` of one matrix go through Dask's LU factorisation
+  ``A = P L U`` (``dask.array.linalg.lu``): ``L`` has a unit diagonal, so
+  ``det A = sign(P) prod(diag U)``; the sign of the permutation is the parity
+  of its inversions, counted lazily.  Dask's blocked LU pivots only inside the
+  diagonal blocks (it fails, or silently loses accuracy, when a leading block
+  is singular or ill-conditioned), so the matrix is rechunked into one block
+  first: partial pivoting over all rows, as in NumPy.  A stack of matrices (or
   a Dask without SciPy, which its LU needs) maps NumPy's function over the
-  matrices, each rechunked into one block.
-* ``inv`` and ``solve`` are Dask's (blocked LU) after rechunking into the equal
-  square blocks its LU needs; stacks are mapped like ``slogdet``.
+  matrices, each in one block.
+* ``inv`` and ``solve`` (which the derivative rules use) are Dask's, with the
+  matrix in one block for the same reason (the right-hand side keeps its
+  column chunks); stacks are mapped like ``slogdet``.
 * ``eigh`` has no blocked algorithm: each matrix is rechunked into one block
   and NumPy's ``eigh`` is mapped over the stack (one task per block of the
   batch axes), which suits the small matrices it is used for.
@@ -35,13 +39,11 @@ def _da() -> Any:
     return dask.array
 
 
-def _square_chunks(a: Any) -> Any:
-    """``a`` rechunked into equal square blocks, as Dask's LU requires."""
-    n = a.shape[-1]
-    c = a.chunks[0][0]
-    if n % c:
-        c = n
-    return a.rechunk((c, c))
+def _one_block(a: Any) -> Any:
+    """``a`` (one matrix) in one block: Dask's blocked LU pivots only inside the diagonal
+    blocks (a singular or ill-conditioned leading block breaks it, or silently loses
+    accuracy), so the LU runs on the whole matrix with partial pivoting over all rows."""
+    return a.rechunk(a.shape)
 
 
 def _permutation_sign(p: Any) -> Any:
@@ -55,7 +57,7 @@ def _permutation_sign(p: Any) -> Any:
 def _lu_parts(a: Any) -> tuple[Any, Any]:
     """``(sign(P), diag(U))`` of the LU factorisation of one square matrix."""
     da = _da()
-    p, _, u = da.linalg.lu(_square_chunks(a))
+    p, _, u = da.linalg.lu(_one_block(a))
     return _permutation_sign(p), da.diagonal(u)
 
 
@@ -81,9 +83,11 @@ def slogdet(a: Any) -> tuple[Any, Any]:
     sign_p, d = _lu_parts(a)
     mag = da.absolute(d)
     # a zero pivot gives sign 0 and logabsdet -inf, as NumPy does
-    unit = d / da.where(mag == 0, 1, mag)
-    sign = sign_p * da.prod(unit)
-    return sign, da.sum(da.log(mag))
+    zero = mag == 0
+    safe = da.where(zero, 1, mag)
+    sign = sign_p * da.prod(d / safe)
+    logabs = da.where(da.any(zero), -np.inf, da.sum(da.log(safe)))
+    return sign, logabs
 
 
 def det(a: Any) -> Any:
@@ -105,7 +109,7 @@ def inv(a: Any) -> Any:
     """The inverse of a square Dask array (or a stack)."""
     if not _use_lu(a):
         return _mapped(np.linalg.inv, a, "(n,n)->(n,n)", a.dtype)
-    return _da().linalg.inv(_square_chunks(a))
+    return _da().linalg.inv(_one_block(a))
 
 
 def solve(a: Any, b: Any) -> Any:
@@ -114,7 +118,6 @@ def solve(a: Any, b: Any) -> Any:
         signature = "(n,n),(n)->(n)" if b.ndim == 1 else "(n,n),(n,k)->(n,k)"
         return _da().apply_gufunc(np.linalg.solve, signature, a, b, allow_rechunk=True,
                                   output_dtypes=np.result_type(a.dtype, b.dtype))
-    a = _square_chunks(a)
-    c = a.chunks[0][0]
-    b = b.rechunk((c,) if b.ndim == 1 else (c, b.chunks[1]))
-    return _da().linalg.solve(a, b)
+    n = a.shape[-1]
+    b = b.rechunk((n,) if b.ndim == 1 else (n, b.chunks[1]))  # (columns keep their chunks)
+    return _da().linalg.solve(_one_block(a), b)
