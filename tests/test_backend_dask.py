@@ -324,6 +324,12 @@ def test_dask_slogdet_of_a_singular_matrix_and_a_negative_determinant():
     assert_allclose(logabs.compute(), np.log(6.0), rtol=RTOL)
     sign, logabs = cnp.linalg.slogdet(da.from_array(np.ones((3, 3)), chunks=3))
     assert float(sign.compute()) == 0.0 and logabs.compute() == -np.inf
+    # a tiny leading pivot in its own chunk: pivoting must cross Dask's blocks
+    a = np.array([[1e-15, 1.0, 2.0], [1.0, 1.0, 0.5], [2.0, 0.3, 1.0]])
+    ad = da.from_array(a, chunks=1)
+    assert_allclose(cnp.linalg.det(ad).compute(), np.linalg.det(a), rtol=1e-13)
+    assert_allclose(cnp.linalg.solve(ad, da.ones(3, chunks=1)).compute(),
+                    np.linalg.solve(a, np.ones(3)), rtol=1e-13)
 
 
 # --- the example ---------------------------------------------------------------------------------
