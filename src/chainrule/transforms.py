@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import namespace_of
+from .backend import library_name, namespace_of
 from .core.backward import backward_pass
 from .core.primitive import Box, Primitive
 from .core.trace import EAGER_LEVEL, level_scope
@@ -178,12 +178,11 @@ def _basis(n: int, offset: int, like: Any) -> Any:
     shape = _shape(like)
     xp = _creating_namespace(raw)
     # columns offset .. offset + size of the identity: ones at [offset + j, j]
-    if xp is np:
-        e = np.eye(n, _size(shape), k=-offset, dtype=raw.dtype)
-    else:
-        device = getattr(raw, "device", None)
-        extra = {} if device is None else {"device": device}
-        e = xp.eye(n, _size(shape), k=-offset, dtype=raw.dtype, **extra)
+    if xp is np or library_name(xp) == "chainrule":  # (a staged graph value: NumPy at run time)
+        return np.eye(n, _size(shape), k=-offset, dtype=raw.dtype).reshape((n,) + shape)
+    device = getattr(raw, "device", None)
+    extra = {} if device is None else {"device": device}
+    e = xp.eye(n, _size(shape), k=-offset, dtype=raw.dtype, **extra)
     return xp.reshape(e, (n,) + shape)
 
 
