@@ -70,9 +70,9 @@ def refuses_operand(example: Any) -> bool:
         return True
 
 
-#: Functions chainrule supplies for a library that lacks them (or whose own need more of
-#: the input than chainrule can promise, e.g. Dask's LU wants equal square chunks), by
-#: (library, qualified name).
+#: Functions chainrule supplies for a library that lacks them (or whose own are not safe
+#: on every input: Dask's blocked LU pivots only inside diagonal blocks, see
+#: chainrule.dask_linalg), by (library, qualified name).
 SUPPLIED: dict[tuple[str, str], Any] = {
     ("dask", "linalg.inv"): dask_linalg.inv,
     ("dask", "linalg.solve"): dask_linalg.solve,

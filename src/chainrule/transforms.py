@@ -136,9 +136,12 @@ def _unbox(x: Any, level: int) -> Any:
 def _dtype_of(*likes: Any) -> Any:
     """The promoted dtype of ``likes``, as the library of the first one spells it."""
     dts = [_raw(v).dtype for v in likes]
-    xp = _creating_namespace(_raw(likes[0]))
     try:
-        return np.result_type(*dts) if xp is np else xp.result_type(*dts)
+        return np.result_type(*dts)
+    except TypeError:  # another library's dtype objects
+        pass
+    try:
+        return _creating_namespace(_raw(likes[0])).result_type(*dts)
     except (TypeError, AttributeError):
         return dts[0]
 
