@@ -25,8 +25,10 @@ import chainrule.numpy as cnp  # noqa: E402
 from chainrule.backend import library_name, namespace_of, to_numpy  # noqa: E402
 from chainrule.pytree import tree_leaves  # noqa: E402
 from test_backend_conformance import (  # noqa: E402
+    ATOL,
     FUNCTIONS,
     RTOL,
+    TRANSFORMS,
     VALUE_ATOL,
     assert_agree,
     closes_over_numpy,
@@ -46,6 +48,15 @@ def test_cupy_namespace_and_mixing_rules():
         namespace_of(np.ones(3), x)
     with pytest.raises(TypeError, match="cannot mix"):
         cnp.add(np.ones(3), x)
+
+
+@pytest.mark.parametrize("name,transform", TRANSFORMS, ids=[t[0] for t in TRANSFORMS])
+def test_transforms_on_cupy_arrays(name, transform):
+    """Every transform and nesting of the strict suite: CuPy results equal to NumPy's."""
+    x = np.linspace(-0.9, 1.1, 4)
+    v = np.linspace(0.5, -0.3, 4)
+    compare(transform(cp.asarray(x), cp.asarray(v)), transform(x, v), name, RTOL, ATOL,
+            library="cupy")
 
 
 def test_grad_of_a_cupy_array_is_a_cupy_array_on_its_device():

@@ -27,10 +27,12 @@ import dask  # noqa: E402
 import chainrule as cr  # noqa: E402
 import chainrule.numpy as cnp  # noqa: E402
 from chainrule.backend import ArrayNamespace, library_name, namespace_of  # noqa: E402
+from chainrule.core.primitive import Primitive  # noqa: E402
 from chainrule.pytree import tree_leaves  # noqa: E402
 from test_backend_conformance import (  # noqa: E402
     FUNCTIONS,
     RTOL,
+    TRANSFORMS,
     VALUE_ATOL,
     assert_agree,
     compare,
@@ -101,9 +103,11 @@ def test_dask_does_not_mix_with_another_non_numpy_library():
 
 
 def test_what_dask_cannot_do_names_the_primitive_and_dask():
-    a = chunked(np.eye(3) * 2.0)
-    with pytest.raises(NotImplementedError, match="'det'.*dask"):
-        cr.grad(lambda a: cnp.linalg.det(a))(a)
+    prim = Primitive("test_dask_missing_fn", lambda xp, x: xp.linalg.no_such_function(x),
+                     register=False)
+    with pytest.raises(NotImplementedError,
+                       match="'test_dask_missing_fn'.*dask.*linalg.no_such_function"):
+        prim(chunked(np.eye(3)))
 
 
 # --- the transforms ------------------------------------------------------------------------------
@@ -237,6 +241,90 @@ def test_primitive_table_on_dask(case):
     for key in want:
         a = VALUE_ATOL.get(case.prims[0], atol) if key == "value" else atol
         compare(got[key], want[key], f"{case.id}: {key}", rtol, a, library="numpy")
+
+
+# --- every transform, nested in any order -------------------------------------------------------
+
+def test_every_transform_on_dask_is_lazy_and_equals_numpy(client):
+    """grad ... hvp, vmap and their nestings (the strict suite's list): lazy Dask results
+    from the input's chunks, computed on the cluster, equal to NumPy's."""
+    x = np.linspace(-0.9, 1.1, 4)
+    v = np.linspace(0.5, -0.3, 4)
+    want = {name: t(x, v) for name, t in TRANSFORMS}
+    with lazily():
+        got = {name: t(chunked(x), chunked(v)) for name, t in TRANSFORMS}
+    for name, tree in got.items():
+        for leaf in tree_leaves(tree):
+            assert isinstance(leaf, da.Array), f"{name}: {type(leaf)} is not a Dask array"
+    computed, _ = on_cluster(client, got)
+    for name in want:
+        compare(computed[name], want[name], name, RTOL, 1e-12, library="numpy")
+
+
+def test_jacobians_are_built_from_the_input_chunks():
+    x = da.from_array(np.linspace(0.1, 1.0, 6), chunks=2)
+    with lazily():
+        jac = cr.jacfwd(lambda x: cnp.sin(x) * x)(x)
+        hess = cr.hessian(lambda x: cnp.sum(cnp.sin(x) * x))(x)
+    assert isinstance(jac, da.Array) and isinstance(hess, da.Array)
+    assert jac.numblocks[0] > 1 or jac.numblocks[1] > 1  # not one NumPy block wrapped up
+    assert_allclose(jac.compute(scheduler="sync"), cr.jacfwd(lambda x: cnp.sin(x) * x)(
+        np.linspace(0.1, 1.0, 6)), rtol=RTOL)
+
+
+# --- linalg: det, slogdet (through LU), eigh -----------------------------------------------------
+
+_LA_RNG = np.random.default_rng(21)
+_A = _LA_RNG.normal(size=(6, 6)) + 3 * np.eye(6)
+_S = _A + _A.T
+_T = _LA_RNG.normal(size=(6, 6))
+
+LINALG = [
+    ("det", lambda a: cnp.linalg.det(a), _A),
+    ("slogdet", lambda a: cnp.linalg.slogdet(a)[1] * cnp.linalg.slogdet(a)[0], _A),
+    ("eigh-w", lambda a: cnp.linalg.eigh(a)[0], _S),
+    ("eigh-v", lambda a: cnp.abs(cnp.linalg.eigh(a)[1]), _S),  # (signs are arbitrary)
+    ("det-stack", lambda a: cnp.linalg.det(a), np.stack([_A, _S, _A.T])),
+    ("eigh-stack", lambda a: cnp.linalg.eigh(a)[0], np.stack([_S, _S + _S @ _S])),
+]
+
+
+@pytest.mark.parametrize("chunks", [(2, 2), (3, 6), (4, 4)], ids=["2x2", "3x6", "4x4"])
+def test_det_slogdet_eigh_on_dask_with_derivatives(chunks, client):
+    """Values, VJP, JVP and Hessian-vector products: lazy, computed on the cluster, equal to
+    NumPy's (which test_linalg.py checks against finite differences)."""
+    want, got = {}, {}
+    for name, f, a in LINALG:
+        u = np.ones(np.shape(f(a)))
+        t = np.broadcast_to(_T, a.shape)
+        w = np.arange(1.0, 1.0 + u.size).reshape(u.shape)
+        s = lambda x, f=f, w=w: cnp.sum(f(x) * w)
+        fns = lambda x, f=f, s=s, u=u, t=t: (  # noqa: E731
+            f(x), cr.vjp(f, x)[1](u), cr.jvp(f, (x,), (t,))[1], cr.hvp(s, (x,), (t,)))
+        want[name] = fns(a)
+        ch = (1,) * (a.ndim - 2) + chunks
+        with lazily():
+            got[name] = fns(da.from_array(a, chunks=ch))
+        for leaf in tree_leaves(got[name]):
+            assert isinstance(leaf, da.Array), name
+    computed, _ = on_cluster(client, got)
+    for name in want:
+        compare(computed[name], want[name], name, 1e-9, 1e-10, library="numpy")
+
+
+def test_dask_slogdet_of_a_singular_matrix_and_a_negative_determinant():
+    a = np.array([[0.0, 2.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 3.0]])  # a row swap: det < 0
+    sign, logabs = cnp.linalg.slogdet(da.from_array(a, chunks=1))
+    assert float(sign.compute()) == -1.0
+    assert_allclose(logabs.compute(), np.log(6.0), rtol=RTOL)
+    sign, logabs = cnp.linalg.slogdet(da.from_array(np.ones((3, 3)), chunks=3))
+    assert float(sign.compute()) == 0.0 and logabs.compute() == -np.inf
+    # a tiny leading pivot in its own chunk: pivoting must cross Dask's blocks
+    a = np.array([[1e-15, 1.0, 2.0], [1.0, 1.0, 0.5], [2.0, 0.3, 1.0]])
+    ad = da.from_array(a, chunks=1)
+    assert_allclose(cnp.linalg.det(ad).compute(), np.linalg.det(a), rtol=1e-13)
+    assert_allclose(cnp.linalg.solve(ad, da.ones(3, chunks=1)).compute(),
+                    np.linalg.solve(a, np.ones(3)), rtol=1e-13)
 
 
 # --- the example ---------------------------------------------------------------------------------

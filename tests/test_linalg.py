@@ -14,6 +14,7 @@ import chainrule as cr
 import chainrule.numpy as cnp
 from chainrule.core.backward import backward_pass
 from chainrule.core.trace import level_scope
+from chainrule.ops.linalg import qr_p, tuple_get
 from chainrule.tensor import Tensor
 
 RNG = np.random.default_rng(20240611)
@@ -486,11 +487,25 @@ def test_qr(shape):
     check(lambda a: cnp.linalg.qr(a, mode="r"), A, second=False)
 
 
-def test_qr_wide_derivative_not_implemented():
-    x = cr.tensor(rand(2, 4), requires_grad=True)
-    q, r = cnp.linalg.qr(x)
-    with pytest.raises(NotImplementedError, match="qr"):
-        cnp.sum(r).backward()
+@pytest.mark.parametrize("shape", [(2, 4), (3, 5), (2, 2, 3)])
+def test_qr_wide(shape):
+    """A wide matrix (m < n): NumPy's values; derivatives of Q and R in both modes."""
+    A = rand(*shape)
+    x = cr.tensor(A, requires_grad=True)
+    for mode in ("reduced", "complete"):
+        q, r = cnp.linalg.qr(x, mode=mode)
+        q_np, r_np = np.linalg.qr(A, mode=mode)
+        assert q.shape == q_np.shape and r.shape == r_np.shape
+        assert_allclose(_np(q), q_np, atol=1e-12)
+        assert_allclose(_np(r), r_np, atol=1e-12)
+    assert_allclose(_np(cnp.linalg.qr(x, mode="r")), np.linalg.qr(A, mode="r"), atol=1e-12)
+    check(_qr_fn, A, second=len(shape) == 2)
+    check(lambda a: cnp.linalg.qr(a)[1], A, second=False)
+
+
+def test_qr_primitive_itself_refuses_wide_matrices_with_a_pointer():
+    with pytest.raises(NotImplementedError, match="cnp.linalg.qr"):
+        cr.grad(lambda a: cnp.sum(tuple_get(qr_p(a), index=1)))(rand(2, 4))
 
 
 def _svd_fn(a):
@@ -527,6 +542,43 @@ def test_svd_full_matrices():
     assert_allclose(x.grad, u_np @ vh_np, atol=1e-10)  # d sum(s) / dA = U V^T
     # square: full == reduced, both modes work
     check(lambda a: cnp.linalg.svd(a)[1], rand(3, 3), second=False)
+
+
+def _svd_full_fn(a):
+    """Depends on the extra columns of U (rows of Vh) only through their projector, which
+    the basis choice does not change, and on everything else of the full SVD."""
+    u, s, vh = cnp.linalg.svd(a)  # full_matrices=True
+    m, n = a.shape[-2:]
+    k = min(m, n)
+    u2, vh2 = u[..., :, k:], vh[..., k:, :]
+    p_u = cnp.matmul(u2, cnp.swapaxes(u2, -1, -2))
+    p_v = cnp.matmul(cnp.swapaxes(vh2, -1, -2), vh2)
+    return (cnp.sum(p_u * np.arange(m * m).reshape(m, m), axis=(-2, -1))
+            + cnp.sum(p_v * np.arange(n * n).reshape(n, n), axis=(-2, -1))
+            + cnp.sum(s * s, axis=-1)
+            + cnp.sum(u[..., :, :k] ** 2 * np.linspace(1.0, 2.0, k), axis=(-2, -1))
+            + cnp.sum(vh[..., :k, :] ** 2 * np.linspace(1.0, 3.0, n), axis=(-2, -1)))
+
+
+def _svd_full_complex_fn(a):
+    u, s, vh = cnp.linalg.svd(a)
+    u2 = u[..., :, min(a.shape[-2:]):]
+    p_u = cnp.matmul(u2, cnp.conj(cnp.swapaxes(u2, -1, -2)))  # (phase-free, like s)
+    return cnp.real(p_u) * 2.0 + cnp.imag(p_u) + cnp.sum(s * s)
+
+
+@pytest.mark.parametrize("shape", [(4, 2), (2, 5), (2, 4, 3)])
+def test_svd_full_matrices_both_modes(shape):
+    """full_matrices=True on non-square matrices: forward mode too, consistent with reverse
+    mode, exact for functions of the complement's projector (the old rule dropped them)."""
+    A = rand(*shape)
+    check(_svd_full_fn, A, second=len(shape) == 2)
+    _, tan = fwd(lambda a: cnp.linalg.svd(a)[0], [A], [rand(*shape)])
+    assert tan.shape == np.linalg.svd(A)[0].shape
+    # U stays unitary to first order: U^T dU is skew
+    u = np.linalg.svd(A)[0]
+    w = np.swapaxes(u, -1, -2) @ tan
+    assert_allclose(w, -np.swapaxes(w, -1, -2), atol=1e-10)
 
 
 # --- norms -------------------------------------------------------------------------------------
@@ -656,7 +708,9 @@ def test_array_api_strict_matmul_and_einsum_error():
 
 # --- the shared numerical checker (forward and reverse, second order) ---------------------------
 
-@pytest.mark.parametrize("name", ["matmul", "inv", "solve", "det", "einsum", "stacked_inv"])
+@pytest.mark.parametrize("name", ["matmul", "inv", "solve", "det", "einsum", "stacked_inv",
+                                  "qr_wide", "qr_wide_stack", "qr_wide_complex",
+                                  "svd_full_tall", "svd_full_wide", "svd_full_complex"])
 def test_check_grads_second_order(name):
     check_grads = getattr(cr, "check_grads", None)
     if check_grads is None:
@@ -669,6 +723,12 @@ def test_check_grads_second_order(name):
         "det": (cnp.linalg.det, (A,)),
         "einsum": (lambda a, b: cnp.einsum("ij,jk->ik", a, b), (A, B)),
         "stacked_inv": (cnp.linalg.inv, (wellcond(3, (2,)),)),
+        "qr_wide": (lambda a: cnp.linalg.qr(a), (rand(2, 4),)),
+        "qr_wide_stack": (lambda a: cnp.linalg.qr(a, mode="r"), (rand(2, 2, 3),)),
+        "qr_wide_complex": (lambda a: cnp.linalg.qr(a), (rand(2, 3) + 1j * rand(2, 3),)),
+        "svd_full_tall": (_svd_full_fn, (rand(4, 2),)),
+        "svd_full_wide": (_svd_full_fn, (rand(2, 4),)),
+        "svd_full_complex": (_svd_full_complex_fn, (rand(3, 2) + 1j * rand(3, 2),)),
     }
     f, args = cases[name]
     check_grads(f, args, order=2, modes=("fwd", "rev"))

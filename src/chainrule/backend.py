@@ -31,9 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from . import dask_linalg
+
 __all__ = [
     "namespace_of", "is_numpy_namespace", "library_name", "to_numpy", "dtype_in",
     "ArrayNamespace", "BackendNotImplementedError", "NUMPY_TYPES", "register_namespace",
+    "REFUSING_TYPES", "refuses_operand",
 ]
 
 #: Types that NumPy serves directly (Python scalars are promoted by NumPy).
@@ -44,6 +47,39 @@ NUMPY_TYPES: frozenset[type] = frozenset(
 
 #: Libraries (top-level module names) whose arrays accept NumPy arrays as operands.
 ACCEPTS_NUMPY: frozenset[str] = frozenset({"dask"})
+
+#: Array types whose operators raise ``TypeError`` for an operand that is not their own
+#: array (array-api-strict) instead of returning ``NotImplemented`` (which lets a Tensor on
+#: the right handle ``a * t``).  Filled as libraries are met; while it is empty the engine
+#: never looks at the rules' inputs for it.
+REFUSING_TYPES: set[type] = set()
+
+
+class _Deferring:
+    """A probe operand that asks other arrays to defer to it (as chainrule's Tensor does)."""
+
+    __array_ufunc__ = None
+    __array_priority__ = 1e6
+
+
+def refuses_operand(example: Any) -> bool:
+    """True when ``example + other`` raises instead of deferring to a foreign ``other``."""
+    try:
+        return example.__add__(_Deferring()) is not NotImplemented
+    except Exception:
+        return True
+
+
+#: Functions chainrule supplies for a library that lacks them (or whose own are not safe
+#: on every input: Dask's blocked LU pivots only inside diagonal blocks, see
+#: chainrule.dask_linalg), by (library, qualified name).
+SUPPLIED: dict[tuple[str, str], Any] = {
+    ("dask", "linalg.inv"): dask_linalg.inv,
+    ("dask", "linalg.solve"): dask_linalg.solve,
+    ("dask", "linalg.det"): dask_linalg.det,
+    ("dask", "linalg.slogdet"): dask_linalg.slogdet,
+    ("dask", "linalg.eigh"): dask_linalg.eigh,
+}
 
 
 class BackendNotImplementedError(NotImplementedError, AttributeError):
@@ -77,10 +113,12 @@ class ArrayNamespace:
             return getattr(self._xp, name)
         if name.startswith("_"):  # chainrule's own marks (e.g. _staged), or not set yet
             raise AttributeError(name)
-        try:
-            value = getattr(self._xp, name)
-        except AttributeError:
-            raise _missing(self._library, self._prefix + name) from None
+        value = SUPPLIED.get((self._library, self._prefix + name))
+        if value is None:
+            try:
+                value = getattr(self._xp, name)
+            except AttributeError:
+                raise _missing(self._library, self._prefix + name) from None
         if name in ("linalg", "fft") and not callable(value):
             value = ArrayNamespace(value, self._library, self._accepts_numpy,
                                    self._prefix + name + ".")
@@ -164,6 +202,8 @@ def _namespace_of_type(t: type, example: Any) -> Any:
         if getattr(xp, "__name__", "") in ("numpy", "array_api_compat.numpy"):
             return np
         ns = _by_library[library] = ArrayNamespace(xp, library, library in ACCEPTS_NUMPY)
+    if t not in REFUSING_TYPES and refuses_operand(example):
+        REFUSING_TYPES.add(t)
     return ns
 
 

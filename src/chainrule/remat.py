@@ -18,13 +18,15 @@ tangents with extra leading batch axes (Jacobians) go through ``vmap``.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from .backend import REFUSING_TYPES
 from .batching import BatchTracer, register_batching_rule, vmap
-from .core.primitive import Box, Primitive
+from .core.primitive import Box, Node, Primitive, lift_refusing, node_of
 from .core.trace import level_scope
 from .ops._broadcast import reshape
 from .ops.linalg import tuple_get
@@ -36,21 +38,27 @@ from .transforms import vjp as _vjp
 
 __all__ = ["linearize", "checkpoint", "remat"]
 
+_primitive_module = sys.modules[Box.__module__]  # (its KEEP_BELOW: see linearize)
+
 
 # --- linearize ------------------------------------------------------------------------------------
 
+def _at(a: Any, level: int) -> bool:
+    return (type(a) is Node or isinstance(a, Box)) and a._level == level
+
+
 def _recorded(outputs: list, level: int) -> list:
-    """The operations recorded at ``level`` that the outputs depend on, oldest first."""
+    """The graph nodes recorded at ``level`` that the outputs depend on, oldest first."""
     seen: set[int] = set()
     found = []
-    stack = [o for o in outputs if isinstance(o, Box) and o._level == level]
+    stack = [node_of(o) for o in outputs if isinstance(o, Box) and o._level == level]
     while stack:
         b = stack.pop()
-        if id(b) in seen or b._prim is None:
+        if b is None or id(b) in seen or b._prim is None:
             continue
         seen.add(id(b))
         found.append(b)
-        stack.extend(a for a in b._args if isinstance(a, Box) and a._level == level)
+        stack.extend(a for a in b._args if _at(a, level))
     found.sort(key=lambda b: b._seq)
     return found
 
@@ -64,15 +72,20 @@ def _tangent_of(node: Box, tangents: list) -> Any:
     if rule is None:
         raise NotImplementedError(f"linearize: {name!r} has no forward-mode (JVP) rule")
     params = node._params or {}
+    out, vals = node._out, node._vals
+    if REFUSING_TYPES:  # (array-api-strict: see core.primitive.lift_refusing)
+        n = len(tangents)
+        lifted = lift_refusing((*tangents, out, *vals))
+        tangents, out, vals = list(lifted[:n]), lifted[n], lifted[n + 1:]
     if callable(rule):
-        return rule(tangents, node.data, *node._vals, **params)
+        return rule(tangents, out, *vals, **params)
     total = None
     for t, f in zip(tangents, rule):
         if t is None:
             continue
         if f is None:
             raise NotImplementedError(f"linearize: {name!r} is not differentiable in this input")
-        term = f(t, node.data, *node._vals, **params)
+        term = f(t, out, *vals, **params)
         total = term if total is None else total + term
     return total
 
@@ -94,9 +107,14 @@ def linearize(f: Callable, *primals: Any) -> tuple[Any, Callable]:
     """
     p_leaves, p_def = tree_flatten(tuple(primals))
     inputs = [_diff_input(x, "linearize", f"primal leaf {i}") for i, x in enumerate(p_leaves)]
-    with level_scope() as level:
-        boxes = [Tensor(x, level, None, True) for x in inputs]
-        out = f(*tree_unflatten(p_def, boxes))
+    keep_below = _primitive_module.KEEP_BELOW
+    _primitive_module.KEEP_BELOW = float("inf")  # the JVP rules read every value: keep them all
+    try:
+        with level_scope() as level:
+            boxes = [Tensor(x, level, None, True) for x in inputs]
+            out = f(*tree_unflatten(p_def, boxes))
+    finally:
+        _primitive_module.KEEP_BELOW = keep_below
     out_leaves, out_def = tree_flatten(out)
     values = [_unbox(o, level) for o in out_leaves]
     nodes = _recorded(out_leaves, level)
@@ -114,14 +132,13 @@ def linearize(f: Callable, *primals: Any) -> tuple[Any, Callable]:
                                  f"primal has shape {tuple(b.shape)}; they must be equal")
             tan[id(b)] = t
         for node in nodes:
-            ts = [tan.get(id(a)) if isinstance(a, Box) and a._level == level else None
-                  for a in node._args]
+            ts = [tan.get(id(a)) if _at(a, level) else None for a in node._args]
             t = _tangent_of(node, ts)
             if t is not None:
                 tan[id(node)] = t
         res = []
         for o, v in zip(out_leaves, values):
-            t = tan.get(id(o)) if isinstance(o, Box) and o._level == level else None
+            t = tan.get(id(node_of(o) or o)) if isinstance(o, Box) and o._level == level else None
             res.append(_finish(t) if t is not None else _zeros(tuple(np.shape(_raw(v))), v))
         return tree_unflatten(out_def, res)
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import namespace_of
+from .backend import library_name, namespace_of
 from .core.backward import backward_pass
 from .core.primitive import Box, Primitive
 from .core.trace import EAGER_LEVEL, level_scope
@@ -134,17 +134,39 @@ def _unbox(x: Any, level: int) -> Any:
 
 
 def _dtype_of(*likes: Any) -> Any:
+    """The promoted dtype of ``likes``, as the library of the first one spells it."""
     dts = [_raw(v).dtype for v in likes]
     try:
         return np.result_type(*dts)
-    except TypeError:
+    except TypeError:  # another library's dtype objects
+        pass
+    try:
+        return _creating_namespace(_raw(likes[0])).result_type(*dts)
+    except (TypeError, AttributeError):
         return dts[0]
+
+
+def _creating_namespace(raw: Any) -> Any:
+    """The namespace that makes fresh constants (zeros, seeds, basis vectors) for ``raw``.
+
+    Under ``vmap`` the raw value of a traced array is a view of its batch tracer, whose
+    namespace stages operations (and makes NumPy constants); the constants a transform
+    feeds in are not batched, so they are made by the library of the batch itself.
+    """
+    xp = namespace_of(raw)
+    while not isinstance(raw, np.ndarray | np.generic):
+        batch = getattr(getattr(raw, "_tracer", None), "_bval", None)  # a vmap tracer's view
+        if batch is None or isinstance(batch, tuple):
+            break
+        raw = _raw(batch)
+        xp = namespace_of(raw)
+    return xp
 
 
 def _zeros(shape: tuple, *likes: Any) -> Any:
     """Zeros in the library of the first of ``likes`` (a plain array: it carries no derivative)."""
     raw = _raw(likes[0])
-    xp = namespace_of(raw)
+    xp = _creating_namespace(raw)
     return xp.zeros(shape, dtype=_dtype_of(*likes))
 
 
@@ -153,17 +175,18 @@ def _basis(n: int, offset: int, like: Any) -> Any:
 
     Concatenating these over several leaves gives the identity over all of them: the
     batch of basis vectors that one forward (or reverse) pass pushes through at once.
+    Made with the namespace of ``like`` (lazy for Dask, on the array's device).
     """
     raw = _raw(like)
     shape = _shape(like)
-    size = _size(shape)
-    e = np.zeros((n, size), dtype=raw.dtype)
-    if size:
-        idx = np.arange(size)
-        e[offset + idx, idx] = 1
-    e = e.reshape((n,) + shape)
-    xp = namespace_of(raw)
-    return e if xp is np else xp.asarray(e)
+    xp = _creating_namespace(raw)
+    # columns offset .. offset + size of the identity: ones at [offset + j, j]
+    if xp is np or library_name(xp) == "chainrule":  # (a staged graph value: NumPy at run time)
+        return np.eye(n, _size(shape), k=-offset, dtype=raw.dtype).reshape((n,) + shape)
+    device = getattr(raw, "device", None)
+    extra = {} if device is None else {"device": device}
+    e = xp.eye(n, _size(shape), k=-offset, dtype=raw.dtype, **extra)
+    return xp.reshape(e, (n,) + shape)
 
 
 def _finish(x: Any) -> Any:
@@ -367,7 +390,7 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool 
             )
         _need_real("grad", "outputs", [raw], holomorphic)
         _need_complex("grad", "outputs", [raw], holomorphic)
-        xp = namespace_of(raw)
+        xp = _creating_namespace(raw)
         grads = tr.pull([xp.ones((), dtype=raw.dtype)], retain=False)
         grads = [_finish(g) if g is not None else _zeros(_shape(x), x)
                  for g, x in zip(grads, tr.inputs)]
@@ -752,7 +775,7 @@ def elementwise_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
         leaves, _ = tree_flatten(out)
         total = None
         for leaf in leaves:
-            s = leaf.sum() if isinstance(leaf, Box) else np.sum(leaf)  # type: ignore[attr-defined]  # a Tensor
+            s = leaf.sum() if isinstance(leaf, Box) else namespace_of(leaf).sum(leaf)  # type: ignore[attr-defined]  # a Tensor
             total = s if total is None else total + s
         return total
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import REFUSING_TYPES
 from .hooks import call_hook
-from .primitive import Box, Node, box_class, node_of
+from .primitive import Box, Node, box_class, lift_refusing, node_of
 from .version import check_saved, modified
 
 __all__ = ["backward_pass", "add_cotangents", "tensor_hooks"]
@@ -44,6 +45,8 @@ def add_cotangents(a: Any, b: Any) -> Any:
         return a
     if type(a) is tuple:
         return tuple(add_cotangents(x, y) for x, y in zip(a, b))
+    if type(a) in REFUSING_TYPES and isinstance(b, Box):
+        return b + a  # (its operators refuse a Tensor on the right)
     return a + b
 
 
@@ -118,6 +121,8 @@ def backward_pass(
                 out = node._out
             prim = node._prim
             rule = prim.vjp
+            if REFUSING_TYPES:
+                g, out, *vals = lift_refusing((g, out, *vals))
             if type(rule) is tuple:
                 inplace = prim.vjp_inplace if lean and node._owned else None
                 if inplace is not None:

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import NUMPY_TYPES, namespace_of
+from ..backend import NUMPY_TYPES, REFUSING_TYPES, namespace_of
 from .trace import FORWARD_LEVELS, SPECIAL_LEVELS, STAGING, state
 
 __all__ = ["Primitive", "Box", "Node", "ShapeOf", "record", "registry", "primitive", "SAVES"]
@@ -434,6 +434,21 @@ def _explained(prim: Primitive, values: Any, exc: Exception) -> Exception:
         return exc
 
 
+def lift_refusing(values: Any) -> Any:
+    """``values`` (a rule's cotangent or tangents, output and inputs) with the raw arrays of a
+    library that refuses foreign operands made inert Tensors, when boxes are among them.
+
+    Rules use Python operators in any order (``x * t``); array-api-strict's operators raise
+    ``TypeError`` for a Tensor operand instead of deferring to it, which nested transforms
+    meet when raw values and an enclosing level's boxes reach one rule.  The engine calls
+    this only once such a library has been seen (``REFUSING_TYPES`` is not empty).
+    """
+    if not any(isinstance(v, Box) for v in values):
+        return values
+    cls = box_class[0]
+    return type(values)(cls(v) if type(v) in REFUSING_TYPES else v for v in values)
+
+
 def _bind_numpy(impl: Callable[..., Any]) -> Callable[..., Any]:
     def np_impl(*args: Any, **params: Any) -> Any:
         return impl(np, *args, **params)
@@ -453,6 +468,10 @@ def _push_tangents(prim, args, vals, params, out, level):
         raise NotImplementedError(
             f"forward-mode differentiation of {prim.name!r} is not implemented (no JVP rule)"
         )
+    if REFUSING_TYPES:
+        n = len(tangents)
+        lifted = lift_refusing((*tangents, out, *vals))
+        tangents, out, vals = list(lifted[:n]), lifted[n], lifted[n + 1:]
     if callable(rule):
         return rule(tangents, out, *vals, **params)
     total = None

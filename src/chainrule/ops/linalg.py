@@ -52,6 +52,7 @@ from .elementwise import (
     real,
     where,
 )
+from .indexing import concat_p, getitem
 from .reductions import amax, amin, reduce_sum
 
 __all__ = ["dot", "vdot", "inner", "outer", "matmul", "tensordot", "einsum", "kron"]
@@ -930,9 +931,10 @@ def eigvalsh(a: Any, UPLO: str = "L") -> Any:
 # --- qr ---------------------------------------------------------------------------------------
 
 def _qr_wide_error() -> NotImplementedError:
+    # (qr() splits a wide matrix before it reaches the primitive: see _qr_wide)
     return NotImplementedError(
-        "qr: the derivative is implemented for square and tall matrices (m >= n) only; "
-        "for a wide matrix differentiate qr of its transpose instead"
+        "qr: the qr primitive's derivative is for square and tall matrices (m >= n); "
+        "call cnp.linalg.qr, which splits a wide matrix"
     )
 
 
@@ -985,7 +987,8 @@ def qr(a: Any, mode: str = "reduced") -> Any:
     """QR decomposition ``(Q, R)`` (``numpy.linalg.qr``).
 
     The derivative covers ``mode='reduced'`` (and ``'r'``, ``'complete'`` where
-    they coincide with it) for square and tall matrices.
+    they coincide with it) for square, tall and wide matrices (a wide one is
+    split into its leading square block and the rest).
     """
     a = _arr(a)
     _check_matrix(a, "qr")
@@ -1001,8 +1004,20 @@ def qr(a: Any, mode: str = "reduced") -> Any:
     if mode == "raw" or (mode == "complete" and m > n):
         raise NotImplementedError(f"qr: mode={mode!r} is not differentiable for shape "
                                   f"{tuple(a.shape)}; use mode='reduced'")
-    q, r = _entries(qr_p(a), 2)
+    q, r = _qr_wide(a) if m < n else _entries(qr_p(a), 2)
     return r if mode == "r" else QRResult(q, r)
+
+
+def _qr_wide(a: Any) -> tuple[Any, Any]:
+    """QR of a wide matrix (m < n) composed from the square case, so both modes and every
+    order follow: with ``A = [X | Y]`` (``X`` square), ``X = Q U`` and ``R = [U | Q^H Y]``.
+    Householder QR of ``A`` builds ``Q`` from the first m columns alone, so the values are
+    NumPy's."""
+    m = a.shape[-2]
+    lead = (slice(None),) * (_nd(a) - 1)
+    q, u = _entries(qr_p(getitem(a, lead + (slice(0, m),))), 2)
+    v = matmul_p(_mH(q), getitem(a, lead + (slice(m, None),)))
+    return q, concat_p(u, v, axis=-1)
 
 
 # --- svd --------------------------------------------------------------------------------------
@@ -1026,15 +1041,34 @@ def _svd_reduced(out, a, full_matrices):
     return u, s, vh, m, n, k
 
 
+_COLS = (Ellipsis, slice(None))  # then a slice of the last axis
+
+
+def _complement_tangents(out: Any, m: int, n: int, k: int) -> tuple[Any, Any]:
+    """``U2`` and ``Vh2``: the extra columns / rows of a full SVD (``None`` when absent)."""
+    u, _, vh = _entries(out, 3)
+    u2 = getitem(u, _COLS + (slice(k, None),)) if m > k else None
+    vh2 = getitem(vh, (Ellipsis, slice(k, None), slice(None))) if n > k else None
+    return u2, vh2
+
+
 def _svd_vjp(g, out, a, full_matrices):
     # Townsend (2016), "Differentiating the singular value decomposition".
     gu, gs, gvh = g
     u, s, vh, m, n, k = _svd_reduced(out, a, full_matrices)
     if full_matrices and m != n:
+        # The extra columns U2 (rows Vh2) are any orthonormal basis of the complement; they
+        # move with the least rotation that keeps U unitary (see _svd_jvp): the transpose
+        # of dU2 = -U1 dU1^H U2 sends -U2 gU2^H U1 to U1's cotangent (likewise for Vh).
+        u2, vh2 = _complement_tangents(out, m, n, k)
         if gu is not None and m > k:
-            gu = matmul_p(gu, _eye(m, u, k))
+            gu2 = getitem(gu, _COLS + (slice(k, None),))
+            gu = getitem(gu, _COLS + (slice(0, k),)) - matmul_p(u2, matmul_p(_mH(gu2), u))
         if gvh is not None and n > k:
-            gvh = matmul_p(_eye(k, vh, n), gvh)
+            rows = (Ellipsis, slice(k, None), slice(None))
+            gvh2 = getitem(gvh, rows)
+            gvh = (getitem(gvh, (Ellipsis, slice(0, k), slice(None)))
+                   - matmul_p(vh, matmul_p(_mH(gvh2), vh2)))
     # (conjugate convention; for complex data the phase of each singular pair is taken by U,
     # as in the JVP, which adds the imaginary diagonal of U^H Ubar divided by s)
     s_row = _as_row(s)  # s[j] along the last axis
@@ -1071,11 +1105,6 @@ def _svd_vjp(g, out, a, full_matrices):
 
 def _svd_jvp(t, out, a, full_matrices):
     u, s, vh, m, n, k = _svd_reduced(out, a, full_matrices)
-    if full_matrices and m != n:
-        raise NotImplementedError(
-            "svd: forward-mode derivative with full_matrices=True needs a square matrix; "
-            "pass full_matrices=False"
-        )
     v = _mH(vh)
     ut = _mH(u)
     dP = matmul_p(ut, matmul_p(t, v))
@@ -1097,7 +1126,16 @@ def _svd_jvp(t, out, a, full_matrices):
     if n > k:
         dau = matmul_p(_mH(t), u)
         dv = dv + (dau - matmul_p(v, matmul_p(vh, dau))) / s_row
-    return du, ds, _mH(dv)
+    dvh = _mH(dv)
+    if full_matrices and m != n:
+        # the complement's basis moves with the least rotation keeping U (V) unitary:
+        # dU2 = -U1 dU1^H U2 (U2^H dU2 = 0), and dVh2 = -Vh2 dVh1^H Vh1
+        u2, vh2 = _complement_tangents(out, m, n, k)
+        if m > k:
+            du = concat_p(du, negative(matmul_p(u, matmul_p(_mH(du), u2))), axis=-1)
+        if n > k:
+            dvh = concat_p(dvh, negative(matmul_p(vh2, matmul_p(_mH(dvh), vh))), axis=-2)
+    return du, ds, dvh
 
 
 svd_p = primitive(
@@ -1113,9 +1151,12 @@ def svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
     ``compute_uv=False``.
 
     The derivative assumes distinct, non-zero singular values.  With
-    ``full_matrices=True`` on a non-square matrix the extra columns of ``U``
-    (rows of ``Vh``) are not unique: their cotangents are ignored in reverse
-    mode (as PyTorch does) and forward mode asks for ``full_matrices=False``.
+    ``full_matrices=True`` on a non-square matrix the extra columns ``U2`` of
+    ``U`` (rows of ``Vh``) are any orthonormal basis of the complement; in both
+    modes they move with the least rotation that keeps ``U`` unitary
+    (``dU2 = -U1 dU1^H U2``), so every function that does not depend on the
+    choice of that basis (``U2 U2^H``, norms of projections...) gets its exact
+    derivative.
     """
     a = _arr(a)
     _check_matrix(a, "svd")
