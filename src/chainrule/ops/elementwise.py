@@ -615,11 +615,13 @@ angle = primitive("angle", _angle_impl, np.angle, vjp=(_angle_vjp,), jvp=(_angle
 
 
 def _abs_vjp(g, out, x):  # d|z| = Re(conj(z) dz) / |z|; 0 at z = 0 (a subgradient, as for reals)
-    return (real(g) / where(out == 0, 1.0, out)) * conj(x)  # the division on reals
+    r = absolute(x)  # (from x: abs saves its input only, so ``out`` may be a shape stand-in)
+    return (real(g) / where(r == 0, 1.0, r)) * conj(x)  # the division on reals
 
 
 def _abs_jvp(t, out, x):
-    return real(conj(x) * t) / where(out == 0, 1.0, out)
+    r = absolute(x)
+    return real(conj(x) * t) / where(r == 0, 1.0, r)
 
 
 def _sign_vjp(g, out, x):  # sign(z) = z / |z| is not constant off the real line
@@ -647,3 +649,4 @@ def _or_complex(rules: Any, complex_rule: Callable[..., Any]) -> tuple:
 absolute.vjp, absolute.jvp = _or_complex(absolute.vjp, _abs_vjp), _or_complex(absolute.jvp,
                                                                               _abs_jvp)
 sign.vjp, sign.jvp = _or_complex(sign.vjp, _sign_vjp), _or_complex(sign.jvp, _sign_jvp)
+sign.saves = "inputs"  # the complex rule reads z (sign(z) = z / |z| is not constant)
