@@ -1,7 +1,7 @@
 """``cr.linearize`` and ``cr.checkpoint`` (alias ``cr.remat``).
 
-``linearize`` runs ``f`` once at a fresh reverse level, which records every
-operation with the values its tangent rule needs; ``f_jvp`` then pushes
+``linearize`` runs ``f`` once at a fresh staging level that records every
+operation with its inputs and output (all that its tangent rule may read); ``f_jvp`` then pushes
 tangents through the recorded operations in order with their JVP rules --
 the primal computation is never run again.
 
@@ -25,11 +25,12 @@ import numpy as np
 
 from .batching import BatchTracer, register_batching_rule, vmap
 from .core.primitive import Box, Primitive
-from .core.trace import level_scope
+from .core.trace import LEVEL_NAMES, new_staging_level, release_level
+from .graph.trace import EXTRA_BOX_SLOTS
 from .ops._broadcast import reshape
 from .ops.linalg import tuple_get
 from .pytree import tree_flatten, tree_unflatten
-from .tensor import Tensor, is_differentiable_dtype
+from .tensor import Tensor, _escape_message, is_differentiable_dtype
 from .transforms import _as_value, _diff_input, _finish, _raw, _unbox, _zeros
 from .transforms import jvp as _jvp
 from .transforms import vjp as _vjp
@@ -39,40 +40,93 @@ __all__ = ["linearize", "checkpoint", "remat"]
 
 # --- linearize ------------------------------------------------------------------------------------
 
-def _recorded(outputs: list, level: int) -> list:
-    """The operations recorded at ``level`` that the outputs depend on, oldest first."""
-    seen: set[int] = set()
-    found = []
-    stack = [o for o in outputs if isinstance(o, Box) and o._level == level]
-    while stack:
-        b = stack.pop()
-        if id(b) in seen or b._prim is None:
-            continue
-        seen.add(id(b))
-        found.append(b)
-        stack.extend(a for a in b._args if isinstance(a, Box) and a._level == level)
-    found.sort(key=lambda b: b._seq)
-    return found
+class _LinearizeBox(Tensor):
+    """A value traced by ``linearize``: its numbers are real, but reading them would lose the
+    tangent, so value reads are refused as under every other transform."""
+
+    __slots__ = ()
+
+    def _refuse(self, what: str) -> TypeError:
+        return TypeError(_escape_message(self, "linearize", what))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise self._refuse("np.asarray() / np.array()")
+
+    def __float__(self) -> float:
+        raise self._refuse("float()")
+
+    def __int__(self) -> int:
+        raise self._refuse("int()")
+
+    def __complex__(self) -> complex:
+        raise self._refuse("complex()")
+
+    def __index__(self) -> int:
+        raise self._refuse("operator.index()")
+
+    def numpy(self) -> np.ndarray:
+        raise self._refuse(".numpy()")
+
+    def item(self) -> Any:
+        raise self._refuse(".item()")
+
+    def tolist(self) -> Any:
+        raise self._refuse(".tolist()")
 
 
-def _tangent_of(node: Box, tangents: list) -> Any:
+class _Recorder:
+    """A staging level that runs every primitive at once and keeps ALL it needs for the
+    tangent rules: the inputs and the output of each operation, in order.
+
+    (The reverse levels keep only what the reverse rules read -- ``ShapeOf`` stand-ins
+    for the rest -- which is not enough to replay the forward rules.)
+    """
+
+    def __init__(self) -> None:
+        self.ops: list[tuple] = []  # (box, prim, args, params, vals)
+        self.level = new_staging_level(self.handle)
+
+    def box(self, value: Any) -> _LinearizeBox:
+        b = _LinearizeBox.__new__(_LinearizeBox)
+        for s in EXTRA_BOX_SLOTS:
+            setattr(b, s, None)
+        b.data = value
+        b.grad = None
+        b.requires_grad = True
+        b._level = self.level
+        b._tangent = None
+        b._prim = None
+        b._rec = None
+        return b
+
+    def handle(self, prim: Primitive, args: tuple, params: dict) -> Any:
+        lvl = self.level
+        vals = tuple(a.data if isinstance(a, Box) and a._level == lvl else a for a in args)
+        out = prim(*vals, **(params or {}))
+        if not prim.differentiable:
+            return out
+        b = self.box(out)
+        self.ops.append((b, prim, args, params or {}, vals))
+        return b
+
+
+def _tangent_of(prim: Primitive, tangents: list, out: Any, vals: tuple, params: dict) -> Any:
     """The output tangent of one recorded operation (``None`` is a zero tangent)."""
-    rule = node._prim.jvp
+    rule = prim.jvp
     if all(t is None for t in tangents):
         return None
-    name = node._prim.name
+    name = prim.name
     if rule is None:
         raise NotImplementedError(f"linearize: {name!r} has no forward-mode (JVP) rule")
-    params = node._params or {}
     if callable(rule):
-        return rule(tangents, node.data, *node._vals, **params)
+        return rule(tangents, out, *vals, **params)
     total = None
     for t, f in zip(tangents, rule):
         if t is None:
             continue
         if f is None:
             raise NotImplementedError(f"linearize: {name!r} is not differentiable in this input")
-        term = f(t, node.data, *node._vals, **params)
+        term = f(t, out, *vals, **params)
         total = term if total is None else total + term
     return total
 
@@ -94,12 +148,18 @@ def linearize(f: Callable, *primals: Any) -> tuple[Any, Callable]:
     """
     p_leaves, p_def = tree_flatten(tuple(primals))
     inputs = [_diff_input(x, "linearize", f"primal leaf {i}") for i, x in enumerate(p_leaves)]
-    with level_scope() as level:
-        boxes = [Tensor(x, level, None, True) for x in inputs]
+    rec = _Recorder()
+    level = rec.level
+    LEVEL_NAMES[level] = "linearize"
+    try:
+        boxes = [rec.box(x) for x in inputs]
         out = f(*tree_unflatten(p_def, boxes))
-    out_leaves, out_def = tree_flatten(out)
+        out_leaves, out_def = tree_flatten(out)
+    finally:
+        release_level(level)
+        LEVEL_NAMES.pop(level, None)
     values = [_unbox(o, level) for o in out_leaves]
-    nodes = _recorded(out_leaves, level)
+    ops = rec.ops
 
     def f_jvp(*tangents: Any) -> Any:
         t_leaves, t_def = tree_flatten(tuple(tangents))
@@ -113,12 +173,12 @@ def linearize(f: Callable, *primals: Any) -> tuple[Any, Callable]:
                 raise ValueError(f"f_jvp: tangent leaf {i} has shape {tuple(t.shape)} but its "
                                  f"primal has shape {tuple(b.shape)}; they must be equal")
             tan[id(b)] = t
-        for node in nodes:
+        for b, prim, args, params, vals in ops:
             ts = [tan.get(id(a)) if isinstance(a, Box) and a._level == level else None
-                  for a in node._args]
-            t = _tangent_of(node, ts)
+                  for a in args]
+            t = _tangent_of(prim, ts, b.data, vals, params)
             if t is not None:
-                tan[id(node)] = t
+                tan[id(b)] = t
         res = []
         for o, v in zip(out_leaves, values):
             t = tan.get(id(o)) if isinstance(o, Box) and o._level == level else None
