@@ -232,6 +232,18 @@ def test_sparse_newton_converges_on_a_large_convex_energy():
     assert np.abs(res.jac).max() < 1e-7
     with pytest.raises(ValueError, match="newton"):
         cr.optimize.minimize(f, np.zeros(3), method="lbfgs", sparse=True)
+    with pytest.raises(ValueError, match="jac=None"):
+        cr.optimize.minimize(f, np.zeros(3), method="newton", sparse=True, jac=True)
+
+
+def test_sparse_newton_on_a_nonconvex_start():
+    # Rosenbrock chain: indefinite Hessians on the way, shifted until they point downhill
+    def f(x):
+        return cnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+    res = cr.optimize.minimize(f, np.full(50, -1.0), method="newton", sparse=True,
+                               max_iter=200)
+    assert res.success and np.abs(res.x - 1.0).max() < 1e-6
 
 
 # --- the example -------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ EXACT_FAMILIES = set(rules._NONLINEAR_UNARY + rules._NONLINEAR_BINARY + rules._L
     "reshape", "transpose", "broadcast_to", "flip", "roll", "diagonal", "getitem",
     "concatenate", "pad", "diag_embed", "_linalg_mT", "im2col", "col2im", "scatter_add",
     "reduce_sum", "reduce_prod", "sum_to", "norm2", "cumsum", "cumprod", "softmax",
-    "log_softmax", "matmul", "einsum",
+    "log_softmax", "matmul", "einsum", "conv2d", "conv2d_bias", "avg_pool2d",
 }
 # cases whose inputs hold exact zeros, or whose function reuses a primitive on top of
 # another one that only "contains" (their dense Jacobians have structural entries at 0)
@@ -205,3 +205,13 @@ def test_second_order_couplings():
     H = cr.sparse.hessian_sparsity(lambda v: v[0] / v[1] + 3.0 * v[2], x).toarray()
     assert (H == np.array([[0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]],
                           dtype=bool)).all()
+
+
+def test_matmul_couples_only_across_its_factors():
+    def f(v):
+        return cnp.sum(v[:6].reshape(2, 3) @ v[6:].reshape(3, 2))
+
+    x = _rng.standard_normal(12)
+    P = cr.sparse.hessian_sparsity(f, x).toarray()
+    assert (P == (np.asarray(cr.hessian(f)(x)) != 0)).all()
+    assert not P[:6, :6].any() and not P[6:, 6:].any()

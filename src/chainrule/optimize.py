@@ -207,6 +207,9 @@ def minimize(fun: Callable, x0: Any, method: str = "lbfgs", jac: Any = None,
     sparse = bool(options.pop("sparse", False))
     if sparse and name != "newton":
         raise ValueError(f"minimize: sparse=True needs method='newton' (got {method!r})")
+    if sparse and jac is not None:
+        raise ValueError("minimize: sparse=True finds the Hessian's sparsity by tracing fun "
+                         "itself: leave jac=None and write fun with chainrule.numpy")
     try:
         if sparse:
             res = _sparse_newton(fun, obj, x0_arr, tol, max_iter, callback, progress, options)

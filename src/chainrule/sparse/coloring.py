@@ -12,9 +12,11 @@ colourings satisfy.
 The greedy colouring is vectorised: a Jones-Plassmann sweep (every vertex
 whose priority beats all its uncoloured neighbours takes the smallest colour
 that none of its coloured neighbours has, all at once), which gives exactly
-the sequential greedy colouring in priority order.  Cyclic colourings
-``j mod k`` (optimal for banded patterns) are tried as well; the fewest
-colours win.  Python loops run over rounds and colours, never over vertices.
+the sequential greedy colouring in priority order (largest degree first),
+improved by iterated greedy passes.  Lattice colourings
+``(j + s * (j // w)) mod k`` (optimal for banded patterns and 2-D stencils) are
+tried first; the fewest colours win, and every colouring is verified.  Python
+loops run over rounds, colours and candidates, never over vertices.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 from ._scipy import require_scipy
 
 __all__ = ["column_coloring", "row_coloring", "symmetric_coloring", "intersection_graph",
-           "is_symmetric_recoverable"]
+           "is_symmetric_recoverable", "greedy_coloring", "n_colors"]
 
 #: Intersection graphs with more entries than this are not formed (the side is left
 #: uncompressed: one colour per column).
@@ -119,8 +121,10 @@ def _best_coloring(n: int, edges: tuple | None, lower: int, seed: int = 0) -> np
     r, c = edges
     degree = np.bincount(r, minlength=n)
     rng = np.random.default_rng(seed)
-    # largest degree first, ties in random order
-    priority = degree.astype(np.float64) + rng.random(n)
+    # largest degree first, ties in random order; distinct priorities (no two neighbours
+    # may ever be chosen in the same round)
+    priority = np.empty(n, dtype=np.float64)
+    priority[np.lexsort((rng.random(n), degree))] = np.arange(n)
     # the lattice candidates are cheap and optimal when they reach the lower bound
     cyclic = _cyclic_coloring(n, r, c, lower, lower + CYCLIC_TRIES, rng)
     if cyclic is not None and n_colors(cyclic) <= lower:
@@ -140,14 +144,14 @@ def _cyclic_coloring(n: int, r: np.ndarray, c: np.ndarray, lower: int, above: in
     the most frequent index differences of the graph) with a shift ``s`` gives the
     optimal lattice colourings of 2-D stencils (``col + 2 row mod 5`` for 5 points).
     """
+    if lower > CYCLIC_MAX_COLORS:
+        return None
     j = np.arange(n, dtype=np.int64)
     diffs, counts = np.unique(np.abs(r - c), return_counts=True)
     widths = [1] + [int(d) for d in diffs[np.argsort(-counts)][:CYCLIC_WIDTHS] if d > 2]
     # a random sample of edges rejects most candidates cheaply
-    sample = rng.choice(r.size, size=min(r.size, 100_000), replace=False) if r.size else r
+    sample = rng.integers(0, r.size, size=min(r.size, 100_000)) if r.size else r
     rs, cs = r[sample], c[sample]
-    if lower > CYCLIC_MAX_COLORS:
-        return None
     for k in range(max(lower, 1), min(above, lower + CYCLIC_TRIES)):
         for w in widths:
             for shift in range(k if w > 1 else 1):
@@ -197,7 +201,11 @@ def column_coloring(pattern: Any) -> np.ndarray:
     require_scipy("cr.sparse.column_coloring")
     P = pattern.tocsr()
     lower = int(np.diff(P.indptr).max()) if P.shape[0] and P.nnz else 1
-    return _best_coloring(P.shape[1], intersection_graph(P), lower)
+    edges = intersection_graph(P)
+    colors = _best_coloring(P.shape[1], edges, lower)
+    if edges is not None and not _valid(colors, *edges):  # never hand out a bad colouring
+        raise AssertionError("column colouring failed its verification")
+    return colors
 
 
 def row_coloring(pattern: Any) -> np.ndarray:

@@ -87,6 +87,11 @@ def _interactions(kind: str, args: list, out: Any, out_shape: Any) -> list:
     if kind == "nonlinear":
         p = _pattern_of(out)
         return [(p, p)]
+    if kind == "matmul":
+        if args[0].pattern is None or args[1].pattern is None:
+            return []
+        exact = rl.matmul_couplings(args)
+        return exact if exact is not None else [(_pattern_of(out),) * 2]
     if kind == "bilinear":
         return [(_pattern_of(out),) * 2] if sum(a.pattern is not None for a in args[:2]) > 1 \
             else []

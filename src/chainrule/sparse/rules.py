@@ -359,7 +359,23 @@ def _matmul_const(this: Arg, const: np.ndarray, rowwise: bool, out_shape: tuple)
 
 
 DEPENDENCY_RULES["matmul"] = _matmul
-HESSIAN_RULES["matmul"] = "bilinear"
+HESSIAN_RULES["matmul"] = "matmul"
+
+
+def matmul_couplings(args: list) -> list:
+    """Second-order couplings of ``a @ b`` (both depending on x): ``a[..., i, k]`` meets
+    ``b[..., k, j]`` for every i, j -- the pairs (union over i of a[..., :, k]) x (union
+    over j of b[..., k, :]) for each batch entry and k."""
+    a, b = args
+    a2 = tuple(a.shape) if len(a.shape) > 1 else (1,) + tuple(a.shape)
+    b2 = tuple(b.shape) if len(b.shape) > 1 else tuple(b.shape) + (1,)
+    if a2[:-2] != b2[:-2]:  # broadcast batches: every pair of their dependencies, safely
+        return None
+    la, ga = _reduce_labels(a2, (len(a2) - 2,))
+    lb, gb = _reduce_labels(b2, (len(b2) - 1,))
+    A = pt.apply(pt.labels_matrix(la, ga), a.pattern)
+    B = pt.apply(pt.labels_matrix(lb, gb), b.pattern)
+    return [(A, B)]
 
 
 def _linear(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
@@ -417,55 +433,73 @@ DEPENDENCY_RULES["einsum"] = _einsum
 HESSIAN_RULES["einsum"] = "bilinear"
 
 
-def _per_leading(args: list, out_shape: tuple, lead_of: Callable[[Arg], int],
-                 out_lead: int) -> Any:
-    """Output elements of leading index ``l`` (the first ``out_lead`` axes, flattened)
-    depend on every element of the inputs' entries with the same leading index."""
-    parts = []
-    groups = pt.size_of(tuple(out_shape[:out_lead]))
-    for a in args:
-        if a.pattern is None:
-            continue
-        k = lead_of(a)
-        inner = pt.size_of(tuple(a.shape[k:]))
-        labels = np.arange(pt.size_of(a.shape), dtype=np.int64) // max(inner, 1)
-        if k == 0:
-            labels = np.zeros(pt.size_of(a.shape), dtype=np.int64)
-        if pt.size_of(tuple(a.shape[:k])) != groups:
-            labels = np.zeros(pt.size_of(a.shape), dtype=np.int64)
-            red = pt.apply(pt.labels_matrix(labels, 1), a.pattern)
-            parts.append(pt.gather(red, np.zeros(pt.size_of(out_shape), dtype=np.int64)))
-            continue
-        red = pt.apply(pt.labels_matrix(labels, groups), a.pattern)
-        out_inner = pt.size_of(tuple(out_shape[out_lead:]))
-        parts.append(pt.gather(red, np.arange(pt.size_of(out_shape)) // max(out_inner, 1)))
-    return pt.union(*parts)
+def _windows(shape: tuple, kernel: tuple, stride: tuple, padding: tuple) -> np.ndarray:
+    """For an input of ``shape`` (``..., H, W``): the index of the input element at every
+    window position, ``(..., kh, kw, Ho, Wo)`` (``-1`` where the window reads padding)."""
+    labels = _labels(shape) + 1
+    cols = DEPENDENCY_RULES_IMPL["im2col"](labels, kernel=tuple(kernel), stride=tuple(stride),
+                                           padding=tuple(padding), fill=0)
+    return np.asarray(cols) - 1
+
+
+def _window_union(x: Arg, windows: np.ndarray, reduce_axes: int) -> tuple[Any, tuple]:
+    """The union of ``x``'s pattern over each window: ``windows`` is ``(lead..., r_1..r_k,
+    Ho, Wo)`` with ``reduce_axes = k`` axes reduced; returns the pattern of shape
+    ``(lead..., Ho, Wo)`` and that shape."""
+    nd = windows.ndim
+    lead = windows.shape[:nd - 2 - reduce_axes]
+    out_shape = tuple(lead) + tuple(windows.shape[-2:])
+    groups = _labels(out_shape).reshape(tuple(lead) + (1,) * reduce_axes
+                                        + tuple(windows.shape[-2:]))
+    groups = np.broadcast_to(groups, windows.shape).ravel()
+    cols = windows.ravel()
+    keep = cols >= 0
+    L = pt.sp.csr_matrix((np.ones(int(keep.sum()), dtype=bool), (groups[keep], cols[keep])),
+                         shape=(pt.size_of(out_shape), pt.size_of(x.shape)))
+    L.sum_duplicates()
+    return pt.apply(L, x.pattern), out_shape
 
 
 def _conv2d(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
-    """out[n, o, :, :] depends on x[n] (all channels: a safe over-estimate of the window),
-    w[o] and b[o]."""
-    x = args[0]
+    """out[..., o, i, j] depends on the window (i, j) of x[...] over all channels, on w[o]
+    and on b[o]."""
+    x, w = args[0], args[1]
+    kernel = tuple(w.shape[-2:])
+    windows = _windows(tuple(x.shape), kernel, params["stride"], params["padding"])
     parts = []
     if x.pattern is not None:
-        lead = len(x.shape) - 3
-        parts.append(_per_leading([x], out_shape, lambda a: lead, lead))
-    for p in args[1:]:
-        if p is None or p.pattern is None:
-            continue
-        k = 1
-        labels = np.arange(pt.size_of(p.shape)) // max(pt.size_of(tuple(p.shape[k:])), 1)
-        red = pt.apply(pt.labels_matrix(labels, p.shape[0]), p.pattern)
-        chan = np.broadcast_to(_labels((p.shape[0],)).reshape((-1, 1, 1)), out_shape[-3:])
-        parts.append(pt.gather(red, np.broadcast_to(chan, out_shape)))
+        union, shape = _window_union(x, windows, 3)  # over (C, kh, kw)
+        lead = shape[:-2]
+        idx = np.broadcast_to(_labels(shape).reshape(lead + (1,) + shape[-2:]), out_shape)
+        parts.append(pt.gather(union, idx))
+    if w.pattern is not None:  # w[o, c, p, q] where the window reads x, not padding
+        lead = tuple(windows.shape[:-5])
+        nl = len(lead)
+        C, kh, kw, Ho, Wo = windows.shape[-5:]
+        O = w.shape[0]
+        full = lead + (O, C, kh, kw, Ho, Wo)
+        reads = np.broadcast_to((windows >= 0).reshape(lead + (1, C, kh, kw, Ho, Wo)), full)
+        rows = np.broadcast_to(_labels(tuple(out_shape)).reshape(lead + (O, 1, 1, 1, Ho, Wo)),
+                               full)[reads]
+        cols = np.broadcast_to(_labels(tuple(w.shape)).reshape((1,) * nl + (O, C, kh, kw, 1, 1)),
+                               full)[reads]
+        L = pt.sp.csr_matrix((np.ones(rows.size, dtype=bool), (rows, cols)),
+                             shape=(pt.size_of(out_shape), pt.size_of(w.shape)))
+        L.sum_duplicates()
+        parts.append(pt.apply(L, w.pattern))
+    if len(args) > 2 and args[2].pattern is not None:  # the bias: out[..., o, :, :] <- b[o]
+        b = args[2]
+        chan = np.broadcast_to(_labels((b.shape[0],)).reshape((-1, 1, 1)), out_shape[-3:])
+        parts.append(pt.gather(b.pattern, np.broadcast_to(chan, out_shape)))
     return pt.union(*parts)
 
 
 def _pool(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
-    """out[..., c, :, :] depends on x[..., c, :, :] (a safe over-estimate of the window)."""
+    """out[..., i, j] depends on the window (i, j) of x[...]."""
     x = args[0]
-    lead = len(x.shape) - 2
-    return _per_leading([x], out_shape, lambda a: lead, lead)
+    windows = _windows(tuple(x.shape), params["kernel"], params["stride"], params["padding"])
+    union, _ = _window_union(x, windows, 2)  # over (kh, kw)
+    return union
 
 
 for _name in ("conv2d", "conv2d_bias"):
