@@ -24,7 +24,18 @@ from .elementwise import absolute, isinf, isnan, multiply, where
 from .elementwise import clip as _clip_p
 from .elementwise import fmod as fmod  # noqa: PLC0414  (re-exported under NumPy's name)
 from .indexing import getitem, take_along_axis
-from .shape import concatenate, flip, moveaxis, ravel, split, stack, transpose, vstack
+from .shape import (
+    concatenate,
+    flip,
+    is_staged,
+    moveaxis,
+    ravel,
+    sort,
+    split,
+    stack,
+    transpose,
+    vstack,
+)
 
 __all__ = [
     "append", "diff", "gradient", "cross", "rot90", "rollaxis", "row_stack", "dsplit",
@@ -378,6 +389,8 @@ def partition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect",
         axis = -1
     ax = _axis(axis, a.ndim, "partition")
     raw = _raw(a)
+    if is_staged(a):  # values unknown while a program is traced: a full sort partitions too
+        return sort(a, axis=ax)
     if not isinstance(raw, np.ndarray | np.generic):
         raw = np.asarray(raw)
     idx = to_library(np.argpartition(raw, _raw(kth), axis=ax, kind=kind), library_of(a))
@@ -424,7 +437,7 @@ def nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None,
     """
     x = asarray(x)
     raw = _raw(x)
-    dtype = np.asarray(raw).dtype
+    dtype = np.dtype(x.dtype)
     if not np.issubdtype(dtype, np.inexact):
         return x
     if np.issubdtype(dtype, np.complexfloating):
@@ -432,6 +445,9 @@ def nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None,
     info = np.finfo(dtype)
     hi = info.max if posinf is None else posinf
     lo = info.min if neginf is None else neginf
+    if is_staged(x):  # values unknown while a program is traced: replace without looking
+        big = where(x > 0, np.asarray(hi, dtype), np.asarray(lo, dtype))
+        return where(isnan(x), np.asarray(nan, dtype), where(isinf(x), big, x))
     bad_nan = np.asarray(isnan(raw))
     inf = np.asarray(isinf(raw))
     if not (bad_nan.any() or inf.any()):
@@ -473,7 +489,7 @@ def fabs(x: Any) -> Any:
     array([1.5, 2. ])
     """
     x = asarray(x)
-    if np.issubdtype(np.asarray(_raw(x)).dtype, np.complexfloating):
+    if np.issubdtype(np.dtype(x.dtype), np.complexfloating):
         raise TypeError("ufunc 'fabs' not supported for complex input")
     return absolute(x)
 

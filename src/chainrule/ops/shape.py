@@ -807,6 +807,16 @@ def tril(m: Any, k: int = 0) -> Any:
 # ``t`` and constant in ``x`` (the permutation is piecewise constant).
 
 
+def is_staged(x: Any) -> bool:
+    """True for a value traced at a staging level (``vmap``, a compiled program), under any
+    number of other levels: its numbers are not there to look at."""
+    while isinstance(x, Box):
+        if x._level in STAGING:
+            return True
+        x = x.data
+    return False
+
+
 def _argsort(xp: Any, x: Any, axis: int) -> Any:
     if xp is np:
         return np.argsort(x, axis=axis, kind="stable")
@@ -870,7 +880,7 @@ def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
         a = ravel(a)
         axis = -1
     ax = _axis(axis, a.ndim, "sort")
-    if isinstance(a, Box) and a._level in STAGING:  # no values until the program runs
+    if is_staged(a):  # no values until the program runs
         return sort_like_p(a, a, axis=ax - a.ndim)
     raw = _raw(a)
     if isinstance(raw, (np.ndarray, np.generic)):
