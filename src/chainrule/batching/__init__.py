@@ -24,7 +24,7 @@ along a new batch axis, and ``vmap(body, in_axes=dims)`` batches a body
 result batched at 0 (every entry of a tuple result).
 """
 
-from . import gradient_tape, rules  # noqa: F401  (gradient_tape registers a tape hook)
+from . import gradient_tape, library_rules, rules  # noqa: F401  (gradient_tape registers a tape hook)
 from .api import vmap
 from .tracer import (
     BATCHING_RULES,
