@@ -783,7 +783,8 @@ def _triangle(m: Any, k: int, upper: bool, op: str) -> Any:
     if not isinstance(m, Box) and raw_xp is np:
         return np.triu(m, k) if upper else np.tril(m, k)
     r, c = (m.shape[0], m.shape[0]) if m.ndim == 1 else tuple(m.shape[-2:])
-    zero = _zeros(raw_xp, (), raw)
+    # (a traced value has no device to ask for: probing it would read its numbers)
+    zero = np.zeros((), dtype=m.dtype) if is_staged(m) else _zeros(raw_xp, (), raw)
     if upper:
         return where(_tri(raw_xp, r, c, k - 1), zero, m)
     return where(_tri(raw_xp, r, c, k), m, zero)

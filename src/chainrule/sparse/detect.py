@@ -142,7 +142,7 @@ def propagate(fname: str, program: Program, out: Any, n: int, hessian: bool = Fa
             else:
                 d = i.id in deps
                 anydep = anydep or d
-                args.append(rl.Arg(pats.get(i.id), _shape(i), consts.get(i.id), d))
+                args.append(rl.Arg(pats.get(i.id), _shape(i), consts.get(i.id), d, i.dtype))
         if eq.out is None:  # a guard: the traced program read a value
             if anydep:
                 raise ValueError(_VALUE_ERROR.format(fname=fname))

@@ -38,13 +38,15 @@ __all__ = ["Arg", "DEPENDENCY_RULES", "HESSIAN_RULES", "ZERO_DERIVATIVE", "conse
 class Arg:
     """One input of an equation as the rules see it."""
 
-    __slots__ = ("pattern", "shape", "value", "dep")
+    __slots__ = ("pattern", "shape", "value", "dep", "dtype")
 
-    def __init__(self, pattern: Any, shape: tuple, value: Any, dep: bool) -> None:
+    def __init__(self, pattern: Any, shape: tuple, value: Any, dep: bool,
+                 dtype: Any = None) -> None:
         self.pattern = pattern  # pattern (m x n), a PerBatch, or None (no dependency)
         self.shape = shape  # () for Python scalars
         self.value = value  # the concrete value when it does not depend on x, else None
         self.dep = dep
+        self.dtype = dtype  # the NumPy dtype when known (None: unknown)
 
 
 Rule = Callable[[list, Any, dict, Any], Any]
@@ -117,7 +119,7 @@ _NONLINEAR_BINARY = "arctan2 hypot logaddexp logaddexp2 power binary_cross_entro
 _PIECEWISE_LINEAR = "absolute relu maximum minimum fmax fmin clip mod".split()
 _LINEAR = "add subtract negative positive astype".split()
 #: Differentiable primitives whose derivative is zero wherever it is defined.
-ZERO_DERIVATIVE = ("ceil", "floor", "round", "sign")
+ZERO_DERIVATIVE = ("ceil", "floor", "round")
 
 for _name in _NONLINEAR_UNARY + _NONLINEAR_BINARY:
     DEPENDENCY_RULES[_name] = _elementwise
@@ -134,6 +136,24 @@ HESSIAN_RULES["where"] = "linear"
 for _name in ZERO_DERIVATIVE + ("graph.stop_gradient",):
     DEPENDENCY_RULES[_name] = _zero
     HESSIAN_RULES[_name] = "linear"
+
+
+def _real_input(a: Arg) -> bool:
+    return a.dtype is not None and not np.issubdtype(np.dtype(a.dtype), np.complexfloating)
+
+
+def _zero_if_real(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    """``sign``, ``imag``, ``angle``: constant on real numbers, smooth on complex ones
+    (``z / |z|``, ``Im z``, ``arg z``); an input of unknown dtype counts as complex."""
+    if _real_input(args[0]):
+        return None
+    return _elementwise(args, out_shape, params, prim)
+
+
+DEPENDENCY_RULES["sign"] = _zero_if_real
+# |z| and z / |z| are smooth (curved) for complex z: every dependency couples with itself
+HESSIAN_RULES["sign"] = "nonlinear"
+HESSIAN_RULES["absolute"] = "nonlinear"
 
 
 # --- index-moving operations ---------------------------------------------------------------
@@ -332,7 +352,8 @@ def _matmul(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
     for this, other, this2, rowwise in ((a, b, a2, True), (b, a, b2, False)):
         if this.pattern is None:
             continue
-        if other.value is not None and other.pattern is None and len(full) == 2:
+        if (other.value is not None and other.pattern is None and np.ndim(other.value) <= 2
+                and tuple(this2[:-2]) == tuple(full[:-2])):
             parts.append(_matmul_const(this, np.asarray(other.value), rowwise, out_shape))
             continue
         # union over the contracted axis, then broadcast over the other factor's free axis
@@ -346,15 +367,19 @@ def _matmul(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
 
 
 def _matmul_const(this: Arg, const: np.ndarray, rowwise: bool, out_shape: tuple) -> Any:
-    """``x @ C`` (``rowwise``) or ``C @ x`` with a constant matrix ``C``: its zeros stay."""
+    """``x @ C`` (``rowwise``) or ``C @ x`` with a constant matrix ``C``: its zeros stay
+    (``x`` may be a stack of matrices: the same map for each)."""
     nz = pt.sp.csr_matrix(const.reshape(const.shape if const.ndim > 1 else (
         (1, -1) if not rowwise else (-1, 1))) != 0)
-    if rowwise:  # out(i, j) <- x(i, k) where C[k, j] != 0
-        rows_x = 1 if len(this.shape) == 1 else this.shape[0]
+    shape = tuple(this.shape)
+    if rowwise:  # out(..., i, j) <- x(..., i, k) where C[k, j] != 0
+        rows_x = pt.size_of(shape[:-1])
         L = pt.sp.kron(pt.identity(rows_x), nz.T, format="csr")
-    else:  # out(i, j) <- x(k, j) where C[i, k] != 0
-        cols_x = 1 if len(this.shape) == 1 else this.shape[1]
-        L = pt.sp.kron(nz, pt.identity(cols_x), format="csr")
+    else:  # out(..., i, j) <- x(..., k, j) where C[i, k] != 0
+        cols_x = 1 if len(shape) == 1 else shape[-1]
+        stack = pt.size_of(shape[:-2])
+        L = pt.sp.kron(pt.identity(stack), pt.sp.kron(nz, pt.identity(cols_x), format="csr"),
+                       format="csr")
     return pt.apply(L.astype(bool), this.pattern)
 
 
@@ -555,10 +580,12 @@ HESSIAN_RULES["tuple_get"] = "linear"
 for _name in ("trunc", "floor_divide"):
     DEPENDENCY_RULES[_name] = _zero
     HESSIAN_RULES[_name] = "linear"
-for _name in ("fmod", "real", "imag", "conj", "fft_conj_weighted"):
+for _name in ("fmod", "real", "conj", "fft_conj_weighted"):
     DEPENDENCY_RULES[_name] = _elementwise
     HESSIAN_RULES[_name] = "linear"
-DEPENDENCY_RULES["angle"] = _elementwise
+DEPENDENCY_RULES["imag"] = _zero_if_real
+HESSIAN_RULES["imag"] = "linear"
+DEPENDENCY_RULES["angle"] = _zero_if_real
 HESSIAN_RULES["angle"] = "nonlinear"
 DEPENDENCY_RULES["reduce_logsumexp"] = _reduce
 HESSIAN_RULES["reduce_logsumexp"] = "nonlinear"
