@@ -437,7 +437,7 @@ def nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None,
     """
     x = asarray(x)
     raw = _raw(x)
-    dtype = np.dtype(x.dtype)
+    dtype = np.dtype(x.dtype) if is_staged(x) else np.asarray(raw).dtype
     if not np.issubdtype(dtype, np.inexact):
         return x
     if np.issubdtype(dtype, np.complexfloating):
@@ -489,7 +489,8 @@ def fabs(x: Any) -> Any:
     array([1.5, 2. ])
     """
     x = asarray(x)
-    if np.issubdtype(np.dtype(x.dtype), np.complexfloating):
+    dtype = np.dtype(x.dtype) if is_staged(x) else np.asarray(_raw(x)).dtype
+    if np.issubdtype(dtype, np.complexfloating):
         raise TypeError("ufunc 'fabs' not supported for complex input")
     return absolute(x)
 
