@@ -2,7 +2,9 @@
 
 A ``vmap`` call opens a batching trace level (:mod:`.tracer`); every
 primitive bound on its boxes runs through its batching rule, looked up by
-primitive name in :data:`BATCHING_RULES` (the rules live in :mod:`.rules`).
+primitive name in :data:`BATCHING_RULES` (the rules live in :mod:`.rules`;
+those of the primitives of ``chainrule.scipy`` and ``chainrule.optimize``,
+registered by name without importing them, in :mod:`.library_rules`).
 A new primitive -- a control-flow operation, a ``cr.Function`` -- joins with
 :func:`register_batching_rule`.
 
