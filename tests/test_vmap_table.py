@@ -19,6 +19,7 @@ import chainrule as cr
 import chainrule.numpy as cnp
 from chainrule.batching import BATCHING_RULES
 from chainrule.core.primitive import registry
+from chainrule.optimize import fixed_point  # (its primitive joins the registry walk)
 from test_primitive_table import CASES, Case
 
 B = 3
@@ -52,9 +53,6 @@ SHARED_ARGS = {"odeint-decay": (0, None, 0)}
 
 
 def test_every_registered_primitive_has_a_batching_rule():
-    import chainrule.optimize  # noqa: F401  (declare the primitives of every module)
-    if importlib.util.find_spec("scipy") is not None:
-        import chainrule.scipy  # noqa: F401
     missing = [n for n in registry if "#" not in n and n not in BATCHING_RULES]
     assert not missing, "primitives without a batching rule: " + ", ".join(missing)
 
@@ -158,8 +156,6 @@ def test_vmap_odeint_maps_the_start_and_the_arguments():
 
 
 def test_vmap_fixed_point_iterates_the_whole_batch_at_once():
-    from chainrule.optimize import fixed_point
-
     def newton_sqrt(a, x):
         return 0.5 * (x + a / x)
 
