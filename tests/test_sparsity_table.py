@@ -286,3 +286,20 @@ def test_matmul_couples_only_across_its_factors():
     P = cr.sparse.hessian_sparsity(f, x).toarray()
     assert (P == (np.asarray(cr.hessian(f)(x)) != 0)).all()
     assert not P[:6, :6].any() and not P[6:, 6:].any()
+
+
+def test_checkpointed_block_has_its_own_pattern():
+    block = cr.checkpoint(lambda v, w: (cnp.sin(v) * w, v[:2] ** 2))
+
+    def f(x):
+        a, b = block(x[:3], x[3:])
+        c, _ = block(x[:3], 2.0)  # a constant argument
+        return cnp.concatenate([a, b, c])
+
+    x = _rng.standard_normal(6)
+    P = cr.sparse.jacobian_sparsity(f, x).toarray()
+    assert (P == _dense_pattern(f, x)).all()
+    Hp = cr.sparse.hessian_sparsity(lambda v: cnp.sum(f(v)), x).toarray()
+    H = np.asarray(cr.hessian(lambda v: cnp.sum(f(v)))(x))
+    assert not ((H != 0) & ~Hp).any()
+    assert not Hp[:3, :3][~np.eye(3, dtype=bool)].any()  # no coupling across elements

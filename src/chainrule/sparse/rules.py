@@ -814,8 +814,9 @@ for _name in ("expm", "sqrtm", "solve_sylvester", "solve_triangular", "solve_ban
     # stacks of matrices: each result matrix depends on its whole input matrices
     DEPENDENCY_RULES["scipy.linalg." + _name] = _batched_matrix
     HESSIAN_RULES["scipy.linalg." + _name] = "nonlinear"
-# A solution of an equation (an ODE's trajectory, a fixed point) or a checkpointed block
-# depends on every element of its inputs as far as a structural rule can tell.
+# A solution of an equation (an ODE's trajectory, a fixed point) depends on every element
+# of its inputs as far as a structural rule can tell.
+# (``checkpoint`` gets its block's own pattern in :mod:`.block_rules`.)
 for _name in ("scipy.integrate.odeint", "fixed_point", "checkpoint"):
     DEPENDENCY_RULES[_name] = conservative
     HESSIAN_RULES[_name] = "nonlinear"
