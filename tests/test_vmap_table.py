@@ -165,6 +165,10 @@ def test_vmap_fixed_point_iterates_the_whole_batch_at_once():
 
     a = np.array([[2.0, 3.0], [4.0, 9.0], [0.5, 7.0]])
     assert_allclose(cr.vmap(sqrt)(a), np.sqrt(a), rtol=1e-12)
+    # a distance returning a Python float (it reads numbers): measured on the whole batch
+    plain = lambda x, y: float(np.max(np.abs(np.asarray(x) - np.asarray(y))))  # noqa: E731
+    got = cr.vmap(lambda v: fixed_point(newton_sqrt, v, cnp.ones_like(v), plain, 1e-13))(a)
+    assert_allclose(got, np.sqrt(a), rtol=1e-12)
     # derivatives of the batched iteration, both modes (its implicit rules iterate until
     # converged, so the transform goes outside vmap)
     assert_allclose(cr.grad(lambda v: cnp.sum(cr.vmap(sqrt)(v)))(a), 0.5 / np.sqrt(a),

@@ -24,7 +24,7 @@ from ..ops.linalg import _mT
 from ..ops.shape import moveaxis
 from .api import vmap
 from .rules import align, elementwise, leading, move_to_front
-from .tracer import BATCHING_RULES, _shape_of
+from .tracer import BATCHING_RULES, BatchedValueError, _shape_of
 
 __all__: list[str] = []
 
@@ -161,7 +161,12 @@ def _fixed_point_rule(size, vals, dims, /, f, distance, tol):
 
     def batched_distance(x: Any, y: Any) -> Any:
         # the batch has converged when every example has (its distance is below tol)
-        return np.max(np.asarray(vmap(distance)(x, y)))
+        try:
+            return np.max(np.asarray(vmap(distance)(x, y)))
+        except BatchedValueError:
+            # a distance that reads plain numbers (float(...)): measured on the whole batch,
+            # which for max-, sum- or norm-like distances bounds every example's
+            return distance(x, y)
 
     return registry["fixed_point"](a, x0, f=batched_f, distance=batched_distance, tol=tol), 0
 
