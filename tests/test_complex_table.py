@@ -20,8 +20,11 @@ from numpy.testing import assert_allclose
 
 import chainrule as cr
 import chainrule.numpy as cnp
+from chainrule.core.primitive import Node, node_of
 from chainrule.ops import _broadcast as B
+from chainrule.ops import indexing as I
 from chainrule.ops import reductions as R
+from chainrule.ops import shape as S
 
 _rng = np.random.default_rng(1357)
 
@@ -209,6 +212,16 @@ CASES += [
     Case(lambda a, b: cnp.linalg.lstsq(a, b)[1], (crand(4, 2), crand(4)), "lstsq-residuals"),
     Case(lambda a: cnp.linalg.matrix_power(a, -2), (crand(2, 2) + 2 * np.eye(2),),
          "matrix_power"),
+]
+
+# primitives that move values by a mask or a permutation known only at run time
+_MASK = np.array([[True, False, True], [False, True, True]])
+_ORDER = np.array([[0.3, -1.2, 0.8], [2.0, 0.1, -0.4]])
+CASES += [
+    Case(lambda x: I.mask_select_p(x, _MASK, ndim=2), (crand(2, 3),), "mask_select"),
+    Case(lambda v: I.mask_scatter_p(v, _MASK, ndim=2), (crand(4),), "mask_scatter"),
+    Case(lambda t: S.sort_like_p(t, _ORDER, axis=-1), (crand(2, 3),), "sort_like"),
+    Case(lambda t: S.unsort_p(t, _ORDER, axis=-1), (crand(2, 3),), "unsort"),
 ]
 
 
@@ -401,7 +414,8 @@ def test_sgd_step_moves_along_the_conjugate_gradient():
 # --- coverage: every primitive of the four families has a complex case (or NumPy has none) ------
 
 #: NumPy defines these for real numbers only (they raise TypeError on complex input)
-REAL_ONLY = {"cbrt", "floor", "ceil", "logaddexp", "logaddexp2", "arctan2", "hypot", "mod"}
+REAL_ONLY = {"cbrt", "floor", "ceil", "logaddexp", "logaddexp2", "arctan2", "hypot", "mod",
+             "fmod", "floor_divide", "trunc"}
 FAMILIES = {"chainrule.ops.elementwise", "chainrule.ops.reductions", "chainrule.ops.shape",
             "chainrule.ops.linalg", "chainrule.ops.indexing", "chainrule.ops._broadcast",
             "chainrule.ops.creation"}
@@ -410,14 +424,16 @@ FAMILIES = {"chainrule.ops.elementwise", "chainrule.ops.reductions", "chainrule.
 def _primitives_used(case):
     leaves = [cr.tensor(a, requires_grad=True) for a in case.args]
     out = case.fn(*leaves)
-    seen, stack = set(), list(cr.pytree.tree_leaves(out))
+    seen = set()
+    stack = [node_of(b) for b in cr.pytree.tree_leaves(out) if isinstance(b, cr.Tensor)]
     while stack:
-        box = stack.pop()
-        if not isinstance(box, cr.Tensor) or box._prim is None or id(box) in seen:
+        node = stack.pop()  # a recorded operation (its inputs are nodes, leaves or values)
+        if node is None or not hasattr(node, "_args") or id(node) in seen:
             continue
-        seen.add(id(box))
-        yield box._prim.name
-        stack.extend(a for a in box._args if isinstance(a, cr.Tensor))
+        seen.add(id(node))
+        yield node._prim.name
+        stack.extend(node_of(a) if isinstance(a, cr.Tensor) else a for a in node._args
+                     if isinstance(a, (cr.Tensor, Node)))
 
 
 def test_every_primitive_of_the_families_has_a_complex_case():
@@ -437,7 +453,7 @@ def test_every_primitive_of_the_families_has_a_complex_case():
 @pytest.mark.parametrize("name", sorted(REAL_ONLY))
 def test_real_only_functions_refuse_complex_input(name):
     fn = getattr(cnp, {"mod": "mod"}.get(name, name))
-    args = (crand(2),) if name in ("cbrt", "floor", "ceil") else (crand(2), crand(2))
+    args = (crand(2),) if name in ("cbrt", "floor", "ceil", "trunc") else (crand(2), crand(2))
     with pytest.raises(TypeError, match=name if name != "mod" else "remainder"):
         fn(*args)
 
