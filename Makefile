@@ -41,6 +41,7 @@ bench: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks examples docs
+	$(BIN)/mypy
 
 # The documentation site (offline), warnings as errors; open docs/_build/html/index.html.
 docs: $(VENV)/.installed-docs

@@ -22,7 +22,9 @@ import chainrule as cr
 import chainrule.numpy as cnp
 from chainrule.core.primitive import Node, node_of
 from chainrule.ops import _broadcast as B
+from chainrule.ops import indexing as I
 from chainrule.ops import reductions as R
+from chainrule.ops import shape as S
 
 _rng = np.random.default_rng(1357)
 
@@ -210,6 +212,16 @@ CASES += [
     Case(lambda a, b: cnp.linalg.lstsq(a, b)[1], (crand(4, 2), crand(4)), "lstsq-residuals"),
     Case(lambda a: cnp.linalg.matrix_power(a, -2), (crand(2, 2) + 2 * np.eye(2),),
          "matrix_power"),
+]
+
+# primitives that move values by a mask or a permutation known only at run time
+_MASK = np.array([[True, False, True], [False, True, True]])
+_ORDER = np.array([[0.3, -1.2, 0.8], [2.0, 0.1, -0.4]])
+CASES += [
+    Case(lambda x: I.mask_select_p(x, _MASK, ndim=2, skip=0), (crand(2, 3),), "mask_select"),
+    Case(lambda v: I.mask_scatter_p(v, _MASK, ndim=2, skip=0), (crand(4),), "mask_scatter"),
+    Case(lambda t: S.sort_like_p(t, _ORDER, axis=-1), (crand(2, 3),), "sort_like"),
+    Case(lambda t: S.unsort_p(t, _ORDER, axis=-1), (crand(2, 3),), "unsort"),
 ]
 
 
@@ -403,10 +415,7 @@ def test_sgd_step_moves_along_the_conjugate_gradient():
 
 #: NumPy defines these for real numbers only (they raise TypeError on complex input)
 REAL_ONLY = {"cbrt", "floor", "ceil", "logaddexp", "logaddexp2", "arctan2", "hypot", "mod",
-             "trunc", "fmod", "floor_divide"}
-#: Primitives that only static graphs bind, at run time (sort and boolean masks of unknown
-#: size); they move values without arithmetic and are tested in test_numpy_surface.py.
-GRAPH_ONLY = {"sort_like", "unsort", "mask_select", "mask_scatter"}
+             "fmod", "floor_divide", "trunc"}
 FAMILIES = {"chainrule.ops.elementwise", "chainrule.ops.reductions", "chainrule.ops.shape",
             "chainrule.ops.linalg", "chainrule.ops.indexing", "chainrule.ops._broadcast",
             "chainrule.ops.creation"}
@@ -415,16 +424,16 @@ FAMILIES = {"chainrule.ops.elementwise", "chainrule.ops.reductions", "chainrule.
 def _primitives_used(case):
     leaves = [cr.tensor(a, requires_grad=True) for a in case.args]
     out = case.fn(*leaves)
-    # walk the recorded graph: a recorded result's node, and the nodes of its inputs
-    seen, stack = set(), [node_of(b) for b in cr.pytree.tree_leaves(out)
-                          if isinstance(b, cr.Tensor)]
+    seen = set()
+    stack = [node_of(b) for b in cr.pytree.tree_leaves(out) if isinstance(b, cr.Tensor)]
     while stack:
-        node = stack.pop()
-        if node is None or node._prim is None or id(node) in seen:
+        node = stack.pop()  # a recorded operation (its inputs are nodes, leaves or values)
+        if node is None or not hasattr(node, "_args") or id(node) in seen:
             continue
         seen.add(id(node))
         yield node._prim.name
-        stack.extend(a if type(a) is Node else None for a in node._args)
+        stack.extend(node_of(a) if isinstance(a, cr.Tensor) else a for a in node._args
+                     if isinstance(a, (cr.Tensor, Node)))
 
 
 def test_every_primitive_of_the_families_has_a_complex_case():
@@ -437,7 +446,7 @@ def test_every_primitive_of_the_families_has_a_complex_case():
         name for name, prim in registry.items()
         if prim.differentiable
         and (getattr(prim.impl, "__module__", None) or "").startswith(tuple(FAMILIES))
-        and name not in covered and name not in REAL_ONLY and name not in GRAPH_ONLY
+        and name not in covered and name not in REAL_ONLY
     )
     assert not missing, f"primitives without a complex case: {missing}"
 

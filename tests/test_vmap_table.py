@@ -1,12 +1,15 @@
 """The batching column of the primitive table: ``vmap(f)`` equals stacking ``f`` over examples.
 
-For every case of ``test_primitive_table.CASES`` and for the linear-algebra, shape and
-indexing cases below: the mapped axis first and last, only the first argument mapped
-(the others shared), and ``vmap(grad(sum f))`` against per-example gradients.  A registry
-walk fails for any registered primitive (differentiable or not) without a batching rule.
+For every case of ``test_primitive_table.CASES``, of the convolution, SciPy, complex and FFT
+tables (their ``CASES``), and for the linear-algebra, shape and indexing cases below: the
+mapped axis first and last, only the first argument mapped (the others shared), and
+``vmap(grad(sum f))`` against per-example gradients.  A registry walk fails for any
+registered primitive (differentiable or not) without a batching rule.
 """
 
 from __future__ import annotations
+
+import importlib
 
 import numpy as np
 import pytest
@@ -16,10 +19,37 @@ import chainrule as cr
 import chainrule.numpy as cnp
 from chainrule.batching import BATCHING_RULES
 from chainrule.core.primitive import registry
+from chainrule.optimize import fixed_point  # (its primitive joins the registry walk)
 from test_primitive_table import CASES, Case
 
 B = 3
 _rng = np.random.default_rng(7)
+
+
+def _cases_of(module: str) -> list:
+    """The ``CASES`` of another table test module (none when its optional package is absent)."""
+    try:
+        return list(importlib.import_module(module).CASES)
+    except (ImportError, pytest.skip.Exception):
+        return []
+
+
+OTHER_TABLES = [(m, c) for m in ("test_conv_table", "test_scipy_table", "test_complex_table",
+                                 "test_fft") for c in _cases_of(m)]
+# Functions that read their arguments' VALUES (checks, data-dependent sizes or ranks): a
+# batched value has none, so vmap refuses them (BatchedValueError) instead of guessing.
+READS_VALUES = {
+    "mvn.logpdf-eigh": "the rank of a singular covariance comes from its eigenvalues",
+    "dirichlet.logpdf": "alpha and the points are validated on their values",
+    "dirichlet.pdf-points": "alpha and the points are validated on their values",
+    "poisson.logpmf": "mu is validated and k's integrality read on their values",
+    "poisson.pmf": "mu is validated and k's integrality read on their values",
+    "poisson.cdf": "mu is validated and k's integrality read on their values",
+    "lstsq-x": "the rank (a result) comes from the singular values",
+    "lstsq-residuals": "the rank (a result) comes from the singular values",
+}
+# One time grid for the solver: odeint maps y0 and the arguments (test_vmap_odeint below).
+SHARED_ARGS = {"odeint-decay": (0, None, 0)}
 
 
 def test_every_registered_primitive_has_a_batching_rule():
@@ -32,8 +62,8 @@ def _examples(args):
     out = []
     for a in args:
         a = np.asarray(a)
-        if a.dtype.kind == "f":
-            scale = np.array([1.0, 1.013, 0.987], dtype=a.dtype).reshape((B,) + (1,) * a.ndim)
+        if a.dtype.kind in "fc":
+            scale = np.array([1.0, 1.013, 0.987]).astype(a.dtype).reshape((B,) + (1,) * a.ndim)
             out.append(a[None] * scale)
         else:
             out.append(np.stack([a] * B))
@@ -41,8 +71,8 @@ def _examples(args):
 
 
 def _tol(x):
-    return dict(rtol=2e-5, atol=1e-6) if np.asarray(x).dtype == np.float32 else \
-        dict(rtol=1e-10, atol=1e-12)
+    return dict(rtol=2e-5, atol=1e-6) if np.asarray(x).dtype in (np.float32, np.complex64) \
+        else dict(rtol=1e-10, atol=1e-12)
 
 
 def _plain(x):
@@ -67,9 +97,19 @@ def check_batching(fn, args):
     return exs
 
 
+def _real_sum(y):
+    """A real scalar of every entry of ``y`` (real and imaginary parts of complex ones)."""
+    y = cnp.asarray(y)
+    if np.dtype(y.dtype).kind == "c":
+        return cnp.sum(cnp.real(y)) + cnp.sum(cnp.imag(y))
+    return cnp.sum(y)
+
+
 def check_batched_grad(fn, args, exs):
-    nums = tuple(i for i, a in enumerate(args) if np.asarray(a).dtype.kind == "f")
-    g = cr.grad(lambda *a: cnp.sum(fn(*a)), argnums=nums)
+    nums = tuple(i for i, a in enumerate(args) if np.asarray(a).dtype.kind in "fc")
+    if not nums:
+        return
+    g = cr.grad(lambda *a: _real_sum(fn(*a)), argnums=nums)
     ref = [g(*[e[k] for e in exs]) for k in range(B)]
     got = cr.vmap(g)(*exs)
     for j in range(len(nums)):
@@ -81,6 +121,60 @@ def check_batched_grad(fn, args, exs):
 def test_vmap_matches_stacking(case: Case):
     exs = check_batching(case.fn, case.args)
     check_batched_grad(case.fn, case.args, exs)
+
+
+@pytest.mark.parametrize("module,case", OTHER_TABLES,
+                         ids=[f"{m.removeprefix('test_')}-{c.id}" for m, c in OTHER_TABLES])
+def test_vmap_matches_stacking_other_tables(module, case):
+    if case.id in READS_VALUES:
+        with pytest.raises(cr.batching.BatchedValueError):
+            cr.vmap(case.fn)(*_examples(case.args))
+        pytest.skip("reads values: " + READS_VALUES[case.id])
+    if case.id in SHARED_ARGS:
+        pytest.skip("a shared argument (see test_vmap_odeint)")
+    exs = check_batching(case.fn, case.args)
+    check_batched_grad(case.fn, case.args, exs)
+
+
+def test_vmap_odeint_maps_the_start_and_the_arguments():
+    scipy_table = pytest.importorskip("test_scipy_table")
+    case = next(c for c in scipy_table.CASES if c.id == "odeint-decay")
+    y0, t, a = _examples(case.args)
+    ref = np.stack([case.fn(y0[k], case.args[1], a[k]) for k in range(B)])
+    got = cr.vmap(case.fn, in_axes=SHARED_ARGS[case.id])(y0, case.args[1], a)
+    assert_allclose(got, ref, rtol=1e-6, atol=1e-8)  # one joint solve: its own step sizes
+    # derivatives of the batched solve (odeint's adjoint is first order only, so the
+    # transform goes outside vmap)
+    g = cr.grad(lambda y, aa: cnp.sum(case.fn(y, case.args[1], aa)), argnums=(0, 1))
+    want = [g(y0[k], a[k]) for k in range(B)]
+    got = cr.grad(lambda y, aa: cnp.sum(cr.vmap(case.fn, in_axes=(0, None, 0))(
+        y, case.args[1], aa)), argnums=(0, 1))(y0, a)
+    for j in range(2):
+        assert_allclose(got[j], np.stack([w[j] for w in want]), rtol=1e-5, atol=1e-7)
+    with pytest.raises(NotImplementedError, match="time points"):
+        cr.vmap(case.fn)(y0, np.stack([case.args[1]] * B), a)
+
+
+def test_vmap_fixed_point_iterates_the_whole_batch_at_once():
+    def newton_sqrt(a, x):
+        return 0.5 * (x + a / x)
+
+    def sqrt(a):
+        return fixed_point(newton_sqrt, a, cnp.ones_like(a), lambda x, y: np.max(np.abs(x - y)),
+                           1e-13)
+
+    a = np.array([[2.0, 3.0], [4.0, 9.0], [0.5, 7.0]])
+    assert_allclose(cr.vmap(sqrt)(a), np.sqrt(a), rtol=1e-12)
+    # a distance returning a Python float (it reads numbers): measured on the whole batch
+    plain = lambda x, y: float(np.max(np.abs(np.asarray(x) - np.asarray(y))))  # noqa: E731
+    got = cr.vmap(lambda v: fixed_point(newton_sqrt, v, cnp.ones_like(v), plain, 1e-13))(a)
+    assert_allclose(got, np.sqrt(a), rtol=1e-12)
+    # derivatives of the batched iteration, both modes (its implicit rules iterate until
+    # converged, so the transform goes outside vmap)
+    assert_allclose(cr.grad(lambda v: cnp.sum(cr.vmap(sqrt)(v)))(a), 0.5 / np.sqrt(a),
+                    rtol=1e-10)
+    assert_allclose(cr.jvp(cr.vmap(sqrt), (a,), (np.ones_like(a),))[1], 0.5 / np.sqrt(a),
+                    rtol=1e-10)
 
 
 def _spd(n):

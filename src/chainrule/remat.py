@@ -1,7 +1,7 @@
 """``cr.linearize`` and ``cr.checkpoint`` (alias ``cr.remat``).
 
-``linearize`` runs ``f`` once at a fresh reverse level, which records every
-operation with the values its tangent rule needs; ``f_jvp`` then pushes
+``linearize`` runs ``f`` once at a fresh staging level that records every
+operation with its inputs and output (all that its tangent rule may read); ``f_jvp`` then pushes
 tangents through the recorded operations in order with their JVP rules --
 the primal computation is never run again.
 
@@ -18,7 +18,6 @@ tangents with extra leading batch axes (Jacobians) go through ``vmap``.
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,57 +25,104 @@ import numpy as np
 
 from .backend import REFUSING_TYPES
 from .batching import BatchTracer, register_batching_rule, vmap
-from .core.primitive import Box, Node, Primitive, lift_refusing, node_of
-from .core.trace import level_scope
+from .core.primitive import Box, Primitive, lift_refusing
+from .core.trace import LEVEL_NAMES, new_staging_level, release_level
+from .graph.trace import EXTRA_BOX_SLOTS
 from .ops._broadcast import reshape
 from .ops.linalg import tuple_get
 from .pytree import tree_flatten, tree_unflatten
-from .tensor import Tensor, is_differentiable_dtype
+from .tensor import Tensor, _escape_message, is_differentiable_dtype
 from .transforms import _as_value, _diff_input, _finish, _raw, _unbox, _zeros
 from .transforms import jvp as _jvp
 from .transforms import vjp as _vjp
 
 __all__ = ["linearize", "checkpoint", "remat"]
 
-_primitive_module = sys.modules[Box.__module__]  # (its KEEP_BELOW: see linearize)
-
 
 # --- linearize ------------------------------------------------------------------------------------
 
-def _at(a: Any, level: int) -> bool:
-    return (type(a) is Node or isinstance(a, Box)) and a._level == level
+class _LinearizeBox(Tensor):
+    """A value traced by ``linearize``: its numbers are real, but reading them would lose the
+    tangent, so value reads are refused as under every other transform."""
+
+    __slots__ = ()
+
+    def _refuse(self, what: str) -> TypeError:
+        return TypeError(_escape_message(self, "linearize", what))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise self._refuse("np.asarray() / np.array()")
+
+    def __float__(self) -> float:
+        raise self._refuse("float()")
+
+    def __int__(self) -> int:
+        raise self._refuse("int()")
+
+    def __complex__(self) -> complex:
+        raise self._refuse("complex()")
+
+    def __index__(self) -> int:
+        raise self._refuse("operator.index()")
+
+    def numpy(self) -> np.ndarray:
+        raise self._refuse(".numpy()")
+
+    def item(self) -> Any:
+        raise self._refuse(".item()")
+
+    def tolist(self) -> Any:
+        raise self._refuse(".tolist()")
 
 
-def _recorded(outputs: list, level: int) -> list:
-    """The graph nodes recorded at ``level`` that the outputs depend on, oldest first."""
-    seen: set[int] = set()
-    found = []
-    stack = [node_of(o) for o in outputs if isinstance(o, Box) and o._level == level]
-    while stack:
-        b = stack.pop()
-        if b is None or id(b) in seen or b._prim is None:
-            continue
-        seen.add(id(b))
-        found.append(b)
-        stack.extend(a for a in b._args if _at(a, level))
-    found.sort(key=lambda b: b._seq)
-    return found
+class _Recorder:
+    """A staging level that runs every primitive at once and keeps ALL it needs for the
+    tangent rules: the inputs and the output of each operation, in order.
+
+    (The reverse levels keep only what the reverse rules read -- ``ShapeOf`` stand-ins
+    for the rest -- which is not enough to replay the forward rules.)
+    """
+
+    def __init__(self) -> None:
+        self.ops: list[tuple] = []  # (box, prim, args, params, vals)
+        self.level = new_staging_level(self.handle)
+
+    def box(self, value: Any) -> _LinearizeBox:
+        b = _LinearizeBox.__new__(_LinearizeBox)
+        for s in EXTRA_BOX_SLOTS:
+            setattr(b, s, None)
+        b.data = value
+        b.grad = None
+        b.requires_grad = True
+        b._level = self.level
+        b._tangent = None
+        b._prim = None
+        b._rec = None
+        return b
+
+    def handle(self, prim: Primitive, args: tuple, params: dict) -> Any:
+        lvl = self.level
+        vals = tuple(a.data if isinstance(a, Box) and a._level == lvl else a for a in args)
+        out = prim(*vals, **(params or {}))
+        if not prim.differentiable:
+            return out
+        b = self.box(out)
+        self.ops.append((b, prim, args, params or {}, vals))
+        return b
 
 
-def _tangent_of(node: Box, tangents: list) -> Any:
+def _tangent_of(prim: Primitive, tangents: list, out: Any, vals: tuple, params: dict) -> Any:
     """The output tangent of one recorded operation (``None`` is a zero tangent)."""
-    rule = node._prim.jvp
+    rule = prim.jvp
     if all(t is None for t in tangents):
         return None
-    name = node._prim.name
-    if rule is None:
-        raise NotImplementedError(f"linearize: {name!r} has no forward-mode (JVP) rule")
-    params = node._params or {}
-    out, vals = node._out, node._vals
     if REFUSING_TYPES:  # (array-api-strict: see core.primitive.lift_refusing)
         n = len(tangents)
         lifted = lift_refusing((*tangents, out, *vals))
-        tangents, out, vals = list(lifted[:n]), lifted[n], lifted[n + 1:]
+        tangents, out, vals = list(lifted[:n]), lifted[n], tuple(lifted[n + 1:])
+    name = prim.name
+    if rule is None:
+        raise NotImplementedError(f"linearize: {name!r} has no forward-mode (JVP) rule")
     if callable(rule):
         return rule(tangents, out, *vals, **params)
     total = None
@@ -107,17 +153,18 @@ def linearize(f: Callable, *primals: Any) -> tuple[Any, Callable]:
     """
     p_leaves, p_def = tree_flatten(tuple(primals))
     inputs = [_diff_input(x, "linearize", f"primal leaf {i}") for i, x in enumerate(p_leaves)]
-    keep_below = _primitive_module.KEEP_BELOW
-    _primitive_module.KEEP_BELOW = float("inf")  # the JVP rules read every value: keep them all
+    rec = _Recorder()
+    level = rec.level
+    LEVEL_NAMES[level] = "linearize"
     try:
-        with level_scope() as level:
-            boxes = [Tensor(x, level, None, True) for x in inputs]
-            out = f(*tree_unflatten(p_def, boxes))
+        boxes = [rec.box(x) for x in inputs]
+        out = f(*tree_unflatten(p_def, boxes))
+        out_leaves, out_def = tree_flatten(out)
     finally:
-        _primitive_module.KEEP_BELOW = keep_below
-    out_leaves, out_def = tree_flatten(out)
+        release_level(level)
+        LEVEL_NAMES.pop(level, None)
     values = [_unbox(o, level) for o in out_leaves]
-    nodes = _recorded(out_leaves, level)
+    ops = rec.ops
 
     def f_jvp(*tangents: Any) -> Any:
         t_leaves, t_def = tree_flatten(tuple(tangents))
@@ -131,14 +178,15 @@ def linearize(f: Callable, *primals: Any) -> tuple[Any, Callable]:
                 raise ValueError(f"f_jvp: tangent leaf {i} has shape {tuple(t.shape)} but its "
                                  f"primal has shape {tuple(b.shape)}; they must be equal")
             tan[id(b)] = t
-        for node in nodes:
-            ts = [tan.get(id(a)) if _at(a, level) else None for a in node._args]
-            t = _tangent_of(node, ts)
+        for b, prim, args, params, vals in ops:
+            ts = [tan.get(id(a)) if isinstance(a, Box) and a._level == level else None
+                  for a in args]
+            t = _tangent_of(prim, ts, b.data, vals, params)
             if t is not None:
-                tan[id(node)] = t
+                tan[id(b)] = t
         res = []
         for o, v in zip(out_leaves, values):
-            t = tan.get(id(node_of(o) or o)) if isinstance(o, Box) and o._level == level else None
+            t = tan.get(id(o)) if isinstance(o, Box) and o._level == level else None
             res.append(_finish(t) if t is not None else _zeros(tuple(np.shape(_raw(v))), v))
         return tree_unflatten(out_def, res)
 

@@ -2,7 +2,9 @@
 
 A ``vmap`` call opens a batching trace level (:mod:`.tracer`); every
 primitive bound on its boxes runs through its batching rule, looked up by
-primitive name in :data:`BATCHING_RULES` (the rules live in :mod:`.rules`).
+primitive name in :data:`BATCHING_RULES` (the rules live in :mod:`.rules`;
+those of the primitives of ``chainrule.scipy`` and ``chainrule.optimize``,
+registered by name without importing them, in :mod:`.library_rules`).
 A new primitive -- a control-flow operation, a ``cr.Function`` -- joins with
 :func:`register_batching_rule`.
 
@@ -24,7 +26,7 @@ along a new batch axis, and ``vmap(body, in_axes=dims)`` batches a body
 result batched at 0 (every entry of a tuple result).
 """
 
-from . import gradient_tape, rules  # noqa: F401  (gradient_tape registers a tape hook)
+from . import gradient_tape, library_rules, rules  # noqa: F401  (gradient_tape registers a tape hook)
 from .api import vmap
 from .tracer import (
     BATCHING_RULES,

@@ -38,6 +38,7 @@ from ..ops._broadcast import broadcast_to, reshape
 from ..ops.linalg import _mT, einsum_p, matmul_p
 from ..ops.nn import patches_p
 from ..ops.reductions import reduce_sum
+from ..ops.shape import moveaxis
 from ..transforms import _pad as _pad_block
 from ..transforms import _take as _take_block
 from .tracer import BATCHING_RULES, FAMILY_RULES, _shape_of
@@ -250,6 +251,69 @@ def _stop_rule(size, vals, dims, /):
     return stop_gradient_p(vals[0]), 0
 
 
+# --- convolutions: extra axes in front of the sample axes broadcast, right-aligned ----------------
+
+def _conv_family_rule(name: str, cores: Any):
+    """Rule of ``conv`` / ``conv_input_grad`` / ``conv_weight_grad``: the batch axis becomes one
+    more *extra* axis.  ``cores(params)`` gives the per-operand core ranks (the axes after the
+    extra ones); batched operands get ones after their batch axis so that both operands' extra
+    axes line up, an unbatched operand broadcasts along the batch."""
+    prim = registry[name]
+
+    def rule(size, vals, dims, /, **params):
+        core = cores(params)
+        extra = max(_example_rank(v, d) - c for v, d, c in zip(vals, dims, core))
+        vals = [align(v, d, extra + c) for v, d, c in zip(vals, dims, core)]
+        return prim(*vals, **params), 0
+
+    return rule
+
+
+def _image_core(params: dict) -> int:
+    return params["ns"] + 1 + len(params["stride"])
+
+
+def _kernel_core(params: dict) -> int:
+    return len(params["stride"]) + 2
+
+
+# --- operations with a permutation or a mask read from an operand -------------------------------
+
+def _sort_like_rule(name: str):
+    """``sort_like(t, x)`` / ``unsort(t, x)``: the permutation comes from ``x`` (``axis`` is
+    negative).  ``t`` may carry axes in front of x's; with a batched ``x`` the batch axis
+    of ``t`` must sit right before x's axes, so it moves there and back."""
+    prim = registry[name]
+
+    def rule(size, vals, dims, /, axis):
+        (t, x), (dt, dx) = vals, dims
+        if dx is None:
+            return prim(t, x, axis=axis), 0
+        t = move_to_front(t, dt, size)
+        extra = len(_shape_of(t)) - len(_shape_of(x))  # t's own leading axes, per example
+        if extra <= 0:
+            return prim(t, x, axis=axis), 0
+        t = moveaxis(t, 0, extra)
+        return moveaxis(prim(t, x, axis=axis), extra, 0), 0
+
+    return rule
+
+
+def _mask_rule(name: str):
+    """``mask_select`` / ``mask_scatter`` address the leading axes of a value with a mask: a
+    batched value is a leading axis; a batched mask would give each example its own size."""
+    prim = registry[name]
+
+    def rule(size, vals, dims, /, ndim, skip=0):
+        if dims[1] is not None:
+            raise IndexError(
+                f"vmap: {name} with a batched boolean mask gives a data-dependent shape per "
+                "example, which vmap cannot batch; use cnp.where(mask, x, 0) instead")
+        return prim(*vals, ndim=ndim, skip=skip), 0  # (leading batch axes count as skipped)
+
+    return rule
+
+
 # --- the table ----------------------------------------------------------------------------------
 
 ELEMENTWISE = (
@@ -258,14 +322,15 @@ ELEMENTWISE = (
     "arcsin arccos arctan sinh cosh tanh arcsinh arccosh arctanh arctan2 hypot sinc where maximum "
     "minimum fmax fmin clip mod equal not_equal less less_equal greater greater_equal isnan "
     "isfinite isinf logical_not logical_and logical_or sigmoid relu softplus log_sigmoid erf "
-    "binary_cross_entropy"
+    "binary_cross_entropy trunc fmod floor_divide real imag conj angle"
 ).split()
 
 #: Primitives that address their axes from the end: a leading batch axis is free.
 LEADING = (
     "astype getitem scatter_add reduce_sum reduce_max reduce_min reduce_prod cumsum cumprod "
     "_linalg_mT tuple_get inv det slogdet cholesky eigh qr svd norm2 transpose concatenate flip "
-    "roll pad diagonal diag_embed softmax log_softmax im2col col2im max_pool2d avg_pool2d"
+    "roll pad diagonal diag_embed softmax log_softmax im2col col2im max_pool2d avg_pool2d "
+    "reduce_logsumexp fft_c2c fft_conj_weighted rfftn irfftn"
 ).split()
 
 FAMILY_RULES.update(elementwise=elementwise, leading=leading, leading_aligned=leading_aligned)
@@ -285,6 +350,15 @@ BATCHING_RULES.update({
     "linear": _linear_rule("linear"),
     "linear_nobias": _linear_rule("linear_nobias"),
     "softmax_cross_entropy": _xent_rule,
+    "conv": _conv_family_rule("conv", lambda p: (_image_core(p), _kernel_core(p))),
+    "conv_input_grad": _conv_family_rule("conv_input_grad",
+                                         lambda p: (_image_core(p), _kernel_core(p))),
+    "conv_weight_grad": _conv_family_rule("conv_weight_grad",
+                                          lambda p: (_image_core(p), _image_core(p))),
+    "sort_like": _sort_like_rule("sort_like"),
+    "unsort": _sort_like_rule("unsort"),
+    "mask_select": _mask_rule("mask_select"),
+    "mask_scatter": _mask_rule("mask_scatter"),
     # private primitives of the transforms and of the staged (graph) namespace
     _take_block.name: leading(_take_block),
     _pad_block.name: leading(_pad_block),

@@ -158,6 +158,11 @@ class BatchTracer(StagedOps, Tensor):
     """
 
     __slots__ = ("_bval", "_bdim", "_size", "_origin", "_trace")
+    _bval: Any
+    _bdim: int
+    _size: int
+    _origin: str
+    _trace: Any
 
     @property
     def shape(self) -> tuple:
@@ -290,7 +295,8 @@ class BatchTrace:
         Supported: the integer arrays (batched or not) and ints come first, slices after,
         so NumPy puts the broadcast index axes in front, after the batch axis.
         """
-        vals, n_adv, rank = [], 0, 0
+        vals: list[Any] = []
+        n_adv, rank = 0, 0
         for e in entries:
             if isinstance(e, slice):
                 vals.append(e)

@@ -27,6 +27,7 @@ from .indexing import getitem, take_along_axis
 from .shape import (
     concatenate,
     flip,
+    is_staged,
     moveaxis,
     ravel,
     sort,
@@ -389,6 +390,8 @@ def partition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect",
         axis = -1
     ax = _axis(axis, a.ndim, "partition")
     raw = _raw(a)
+    if is_staged(a):  # values unknown while a program is traced: a full sort partitions too
+        return sort(a, axis=ax)
     if library_of(a) is not np:
         # No argpartition in the array API (nor a lazy one in Dask); a sorted array is a
         # valid partition (NumPy leaves the order inside the two parts unspecified).
@@ -441,7 +444,7 @@ def nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None,
     """
     x = asarray(x)
     raw = _raw(x)
-    dtype = numpy_dtype(raw)
+    dtype = np.dtype(x.dtype) if is_staged(x) else numpy_dtype(raw)
     if not np.issubdtype(dtype, np.inexact):
         return x
     if np.issubdtype(dtype, np.complexfloating):
@@ -449,6 +452,9 @@ def nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None,
     info = np.finfo(dtype)
     hi = float(info.max if posinf is None else posinf)
     lo = float(info.min if neginf is None else neginf)
+    if is_staged(x):  # values unknown while a program is traced: replace without looking
+        big = where(x > 0, np.asarray(hi, dtype), np.asarray(lo, dtype))
+        return where(isnan(x), np.asarray(nan, dtype), where(isinf(x), big, x))
     bad_nan, inf = isnan(raw), isinf(raw)  # plain boolean arrays of x's library
     if isinstance(raw, np.ndarray | np.generic) and not (bad_nan.any() or inf.any()):
         return x
@@ -490,7 +496,8 @@ def fabs(x: Any) -> Any:
     array([1.5, 2. ])
     """
     x = asarray(x)
-    if np.issubdtype(numpy_dtype(_raw(x)), np.complexfloating):
+    dtype = np.dtype(x.dtype) if is_staged(x) else numpy_dtype(_raw(x))
+    if np.issubdtype(dtype, np.complexfloating):
         raise TypeError("ufunc 'fabs' not supported for complex input")
     return absolute(x)
 

@@ -295,6 +295,9 @@ def size(x: Any) -> int:
 def stop_gradient(x: Any) -> Any:
     """The value of ``x`` with no derivative through it, at every level."""
     if isinstance(x, Box):
+        staged = getattr(_raw(x), "_as_box", None)
+        if staged is not None:  # traced (vmap, a program): no numbers, stop it where it is
+            return staged()
         from ..core.primitive import box_class
 
         return box_class[0](_raw(x))

@@ -382,10 +382,11 @@ def rfft2(a: Any, s: Sequence[int] | None = None, axes: Sequence[int] = (-2, -1)
 def _odd_half_spectrum(a: Any, last: int) -> int | None:
     """The odd length ``n`` whose ``rfft`` along ``last`` made ``a`` (recorded values only)."""
     while isinstance(a, Box):
-        node = node_of(a)  # the recorded operation that made ``a`` (its input's shape is kept)
-        if (node is not None and node._prim is rfftn_p and node._vals is not None
-                and node._params["axes"][-1] == last):
-            n = node._vals[0].shape[last]
+        node = node_of(a)  # the recorded operation (its inputs' values or their shapes)
+        vals = getattr(node, "_vals", None)
+        if node is not None and node._prim is rfftn_p and vals and \
+                node._params["axes"][-1] == last:
+            n = vals[0].shape[last]
             return n if n % 2 else None
         a = a.data
     return None

@@ -783,7 +783,8 @@ def _triangle(m: Any, k: int, upper: bool, op: str) -> Any:
     if not isinstance(m, Box) and raw_xp is np:
         return np.triu(m, k) if upper else np.tril(m, k)
     r, c = (m.shape[0], m.shape[0]) if m.ndim == 1 else tuple(m.shape[-2:])
-    zero = _zeros(raw_xp, (), raw)
+    # (a traced value has no device to ask for: probing it would read its numbers)
+    zero = np.zeros((), dtype=m.dtype) if is_staged(m) else _zeros(raw_xp, (), raw)
     if upper:
         return where(_tri(raw_xp, r, c, k - 1), zero, m)
     return where(_tri(raw_xp, r, c, k), m, zero)
@@ -805,6 +806,16 @@ def tril(m: Any, k: int = 0) -> Any:
 # ``sort_like(t, x, axis)`` orders ``t`` the way sorting ``x`` orders ``x`` (``t`` may carry
 # leading batch axes); ``unsort`` puts values back, its transpose.  Both are linear in
 # ``t`` and constant in ``x`` (the permutation is piecewise constant).
+
+
+def is_staged(x: Any) -> bool:
+    """True for a value traced at a staging level (``vmap``, a compiled program), under any
+    number of other levels: its numbers are not there to look at."""
+    while isinstance(x, Box):
+        if x._level in STAGING:
+            return True
+        x = x.data
+    return False
 
 
 def _argsort(xp: Any, x: Any, axis: int) -> Any:
@@ -870,7 +881,7 @@ def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
         a = ravel(a)
         axis = -1
     ax = _axis(axis, a.ndim, "sort")
-    if isinstance(a, Box) and a._level in STAGING:  # no values until the program runs
+    if is_staged(a):  # no values until the program runs
         return sort_like_p(a, a, axis=ax - a.ndim)  # type: ignore[attr-defined]  # a Tensor
     raw = _raw(a)
     if isinstance(raw, (np.ndarray, np.generic)):

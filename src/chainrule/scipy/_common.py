@@ -9,6 +9,7 @@ import numpy as np
 
 from ..core.primitive import Box, Primitive, primitive
 from ..ops._broadcast import align, unbroadcast
+from ..ops.shape import is_staged
 
 
 def raw(x: Any) -> Any:
@@ -16,6 +17,14 @@ def raw(x: Any) -> Any:
     while isinstance(x, Box):
         x = x.data
     return x
+
+
+def known(x: Any) -> Any:
+    """The NumPy value of ``x``, or ``None`` while ``x`` is traced at a staging level
+    (``vmap``, a compiled program, sparsity detection): there are no numbers to check then."""
+    if is_staged(x):
+        return None
+    return np.asarray(raw(x))
 
 
 def numpy_only(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:

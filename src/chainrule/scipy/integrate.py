@@ -186,9 +186,9 @@ def odeint(func: Callable, y0: Any, t: Any, args: tuple = (), rtol: float = 1.4e
                         "the solution array, with func(y, t, *args))")
     if not isinstance(args, tuple):
         args = (args,)
-    tr = np.asarray(raw(t))
-    if tr.ndim != 1 or tr.size < 1:
-        raise ValueError(f"odeint: t must be a 1-d sequence of times, got shape {tr.shape}")
+    ts = tuple(t.shape) if hasattr(t, "shape") else np.shape(t)  # (a traced t has no values)
+    if len(ts) != 1 or ts[0] < 1:
+        raise ValueError(f"odeint: t must be a 1-d sequence of times, got shape {ts}")
     if not hasattr(y0, "shape"):
         y0 = np.asarray(y0, dtype=float)
     if not hasattr(t, "shape"):

@@ -24,7 +24,7 @@ from ..core.primitive import Primitive, primitive
 from ..ops._broadcast import align, unbroadcast
 from ..ops.linalg import LinAlgError
 from ..ops.linalg import cholesky as _cholesky
-from ._common import numpy_only, raw
+from ._common import known, numpy_only, raw
 
 __all__ = ["solve_triangular", "cholesky", "cho_solve", "cho_factor", "expm", "sqrtm",
            "solve_sylvester", "solve_banded"]
@@ -110,7 +110,9 @@ def solve_triangular(a: Any, b: Any, trans: Any = 0, lower: bool = False,
     if len(b.shape) not in (1, 2) or b.shape[0] != n:
         raise ValueError(f"solve_triangular: a has shape {tuple(a.shape)}, so b must have "
                          f"shape ({n},) or ({n}, k); got {tuple(b.shape)}")
-    if check_finite and not (np.all(np.isfinite(raw(a))) and np.all(np.isfinite(raw(b)))):
+    ka, kb = (known(a), known(b)) if check_finite else (None, None)
+    if ka is not None and kb is not None and not (np.all(np.isfinite(ka))
+                                                  and np.all(np.isfinite(kb))):
         raise ValueError("solve_triangular: array must not contain infs or NaNs")
     kw = {"trans": _TRANS[trans], "lower": bool(lower), "unit_diagonal": bool(unit_diagonal)}
     if len(b.shape) == 1:

@@ -25,11 +25,12 @@ import numpy as np
 import scipy.special as sc
 
 from ..core.primitive import Primitive
+from ..ops import creation as C
 from ..ops import elementwise as E
 from ..ops import nn as N
 from ..ops import reductions as R
 from ..ops._broadcast import reshape
-from ._common import partials, raw, unary
+from ._common import known, partials, raw, unary
 
 __all__ = [
     "gammaln", "digamma", "psi", "polygamma", "gamma", "rgamma", "gammasgn", "beta", "betaln",
@@ -93,7 +94,8 @@ def multigammaln(a: Any, d: int) -> Any:
     1.550194994
     """
     d = int(d)
-    if np.any(np.asarray(raw(a)) <= 0.5 * (d - 1)):
+    ka = known(a)
+    if ka is not None and np.any(ka <= 0.5 * (d - 1)):
         raise ValueError(f"multigammaln: condition a ({raw(a)!r}) > 0.5 * (d - 1) "
                          f"({0.5 * (d - 1)}) not met")
     total = 0.25 * d * (d - 1) * math.log(math.pi)
@@ -124,7 +126,10 @@ logit = unary("logit", sc.logit, lambda x, out: 1.0 / (x * (1.0 - x)))
 def _ratio(x: Any, y: Any) -> Any:
     """``x / y``, and 0 where both are 0 (``xlogy(0, y)`` is 0 for every ``y``: its
     derivative in ``y`` is 0 at ``x = 0``, also at ``y = 0``)."""
-    both = (np.asarray(raw(x)) == 0) & (np.asarray(raw(y)) == 0)
+    kx, ky = known(x), known(y)
+    if kx is None or ky is None:  # traced values: the guard without looking
+        return x / E.where(E.logical_and(E.equal(x, 0.0), E.equal(y, 0.0)), 1.0, y)
+    both = (kx == 0) & (ky == 0)
     return x / (E.where(both, 1.0, y) if np.any(both) else y)
 
 
@@ -152,20 +157,25 @@ def logsumexp(a: Any, axis: Any = None, b: Any = None, keepdims: bool = False,
     if b is None and not return_sign:
         return R.logsumexp(a, axis=axis, keepdims=keepdims)
     axes = R.normalize_axes(axis, np.ndim(raw(a)), "logsumexp")
-    data = np.asarray(raw(a))
-    m = np.max(data, axis=axes, keepdims=True) if data.size else np.zeros(())
-    m = np.where(np.isfinite(m), m, 0.0)  # a constant shift: no derivative flows through it
+    data = known(a)
+    if data is None:  # traced values: the same shift, traced with no derivative through it
+        m = C.stop_gradient(R.max(a, axis=axes, keepdims=True))
+        m = E.where(E.isfinite(m), m, 0.0)
+    else:
+        m = np.max(data, axis=axes, keepdims=True) if data.size else np.zeros(())
+        m = np.where(np.isfinite(m), m, 0.0)  # a constant shift: no derivative through it
     e = E.exp(a - m)
     if b is not None:
         e = e * b
     s = R.sum(e, axis=axes, keepdims=True)
-    sign = np.sign(np.asarray(raw(s)))
+    ks = known(s)
+    sign = C.stop_gradient(E.sign(s)) if ks is None else np.sign(ks)
     out = E.log(E.absolute(s) if return_sign else s) + m
     if not keepdims:
         full = np.shape(raw(out))
         kept = tuple(n for i, n in enumerate(full) if i - len(full) not in axes)
         out = reshape(out, shape=kept)
-        sign = sign.reshape(kept)
+        sign = reshape(sign, shape=kept)
     return (out, sign) if return_sign else out
 
 

@@ -28,7 +28,7 @@ import scipy.stats as st
 from .. import numpy as cnp
 from ..ops import elementwise as E
 from . import special as S
-from ._common import check_positive, partials, raw
+from ._common import check_positive, known, partials, raw
 from .linalg import cholesky, solve_triangular
 
 __all__ = ["norm", "multivariate_normal", "t", "gamma", "beta", "chi2", "dirichlet", "poisson"]
@@ -252,8 +252,11 @@ t = _T()
 
 def _inside(z: Any, lo: float, hi: float) -> tuple[np.ndarray, Any]:
     """The support mask and ``z`` moved inside it (no NaN in either branch of ``where``)."""
-    zr = np.asarray(raw(z))
-    ok = (zr > lo) & (zr < hi)
+    zr = known(z)
+    if zr is None:  # traced values: the mask is traced too
+        ok = E.logical_and(E.greater(z, lo), E.less(z, hi))
+    else:
+        ok = (zr > lo) & (zr < hi)
     return ok, E.where(ok, z, 0.5 if hi == 1.0 else 1.0)
 
 

@@ -13,6 +13,7 @@ array([[-1.,  2.,  0.,  0.],
        [ 0.,  0., -1.,  6.]])
 """
 
+from . import block_rules  # noqa: F401  (the checkpoint rule traces through detect)
 from .coloring import column_coloring, row_coloring, symmetric_coloring
 from .detect import hessian_sparsity, jacobian_sparsity
 from .evaluate import SparseHessian, SparseJacobian, hessian, hessian_fn, jacobian, jacobian_fn

@@ -142,7 +142,7 @@ def propagate(fname: str, program: Program, out: Any, n: int, hessian: bool = Fa
             else:
                 d = i.id in deps
                 anydep = anydep or d
-                args.append(rl.Arg(pats.get(i.id), _shape(i), consts.get(i.id), d))
+                args.append(rl.Arg(pats.get(i.id), _shape(i), consts.get(i.id), d, i.dtype))
         if eq.out is None:  # a guard: the traced program read a value
             if anydep:
                 raise ValueError(_VALUE_ERROR.format(fname=fname))
@@ -159,7 +159,7 @@ def propagate(fname: str, program: Program, out: Any, n: int, hessian: bool = Fa
             result = rule(args, eq.out.shape, eq.params, eq.prim)
             if result is not None:
                 pats[eq.out.id] = result
-                if hessian and eq.out.id in need:
+                if need is not None and eq.out.id in need:  # (need exists iff hessian)
                     kind = rl.HESSIAN_RULES.get(eq.prim.name, "nonlinear")
                     for a, b in _interactions(kind, args, result, eq.out.shape):
                         couplings.append(pt.outer_union(a, b))

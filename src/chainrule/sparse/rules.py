@@ -38,13 +38,15 @@ __all__ = ["Arg", "DEPENDENCY_RULES", "HESSIAN_RULES", "ZERO_DERIVATIVE", "conse
 class Arg:
     """One input of an equation as the rules see it."""
 
-    __slots__ = ("pattern", "shape", "value", "dep")
+    __slots__ = ("pattern", "shape", "value", "dep", "dtype")
 
-    def __init__(self, pattern: Any, shape: tuple, value: Any, dep: bool) -> None:
+    def __init__(self, pattern: Any, shape: tuple, value: Any, dep: bool,
+                 dtype: Any = None) -> None:
         self.pattern = pattern  # pattern (m x n), a PerBatch, or None (no dependency)
         self.shape = shape  # () for Python scalars
         self.value = value  # the concrete value when it does not depend on x, else None
         self.dep = dep
+        self.dtype = dtype  # the NumPy dtype when known (None: unknown)
 
 
 Rule = Callable[[list, Any, dict, Any], Any]
@@ -117,7 +119,7 @@ _NONLINEAR_BINARY = "arctan2 hypot logaddexp logaddexp2 power binary_cross_entro
 _PIECEWISE_LINEAR = "absolute relu maximum minimum fmax fmin clip mod".split()
 _LINEAR = "add subtract negative positive astype".split()
 #: Differentiable primitives whose derivative is zero wherever it is defined.
-ZERO_DERIVATIVE = ("ceil", "floor", "round", "sign")
+ZERO_DERIVATIVE = ("ceil", "floor", "round")
 
 for _name in _NONLINEAR_UNARY + _NONLINEAR_BINARY:
     DEPENDENCY_RULES[_name] = _elementwise
@@ -134,6 +136,24 @@ HESSIAN_RULES["where"] = "linear"
 for _name in ZERO_DERIVATIVE + ("graph.stop_gradient",):
     DEPENDENCY_RULES[_name] = _zero
     HESSIAN_RULES[_name] = "linear"
+
+
+def _real_input(a: Arg) -> bool:
+    return a.dtype is not None and not np.issubdtype(np.dtype(a.dtype), np.complexfloating)
+
+
+def _zero_if_real(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    """``sign``, ``imag``, ``angle``: constant on real numbers, smooth on complex ones
+    (``z / |z|``, ``Im z``, ``arg z``); an input of unknown dtype counts as complex."""
+    if _real_input(args[0]):
+        return None
+    return _elementwise(args, out_shape, params, prim)
+
+
+DEPENDENCY_RULES["sign"] = _zero_if_real
+# |z| and z / |z| are smooth (curved) for complex z: every dependency couples with itself
+HESSIAN_RULES["sign"] = "nonlinear"
+HESSIAN_RULES["absolute"] = "nonlinear"
 
 
 # --- index-moving operations ---------------------------------------------------------------
@@ -332,7 +352,8 @@ def _matmul(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
     for this, other, this2, rowwise in ((a, b, a2, True), (b, a, b2, False)):
         if this.pattern is None:
             continue
-        if other.value is not None and other.pattern is None and len(full) == 2:
+        if (other.value is not None and other.pattern is None and np.ndim(other.value) <= 2
+                and tuple(this2[:-2]) == tuple(full[:-2])):
             parts.append(_matmul_const(this, np.asarray(other.value), rowwise, out_shape))
             continue
         # union over the contracted axis, then broadcast over the other factor's free axis
@@ -346,15 +367,19 @@ def _matmul(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
 
 
 def _matmul_const(this: Arg, const: np.ndarray, rowwise: bool, out_shape: tuple) -> Any:
-    """``x @ C`` (``rowwise``) or ``C @ x`` with a constant matrix ``C``: its zeros stay."""
+    """``x @ C`` (``rowwise``) or ``C @ x`` with a constant matrix ``C``: its zeros stay
+    (``x`` may be a stack of matrices: the same map for each)."""
     nz = pt.sp.csr_matrix(const.reshape(const.shape if const.ndim > 1 else (
         (1, -1) if not rowwise else (-1, 1))) != 0)
-    if rowwise:  # out(i, j) <- x(i, k) where C[k, j] != 0
-        rows_x = 1 if len(this.shape) == 1 else this.shape[0]
+    shape = tuple(this.shape)
+    if rowwise:  # out(..., i, j) <- x(..., i, k) where C[k, j] != 0
+        rows_x = pt.size_of(shape[:-1])
         L = pt.sp.kron(pt.identity(rows_x), nz.T, format="csr")
-    else:  # out(i, j) <- x(k, j) where C[i, k] != 0
-        cols_x = 1 if len(this.shape) == 1 else this.shape[1]
-        L = pt.sp.kron(nz, pt.identity(cols_x), format="csr")
+    else:  # out(..., i, j) <- x(..., k, j) where C[i, k] != 0
+        cols_x = 1 if len(shape) == 1 else shape[-1]
+        stack = pt.size_of(shape[:-2])
+        L = pt.sp.kron(pt.identity(stack), pt.sp.kron(nz, pt.identity(cols_x), format="csr"),
+                       format="csr")
     return pt.apply(L.astype(bool), this.pattern)
 
 
@@ -362,7 +387,7 @@ DEPENDENCY_RULES["matmul"] = _matmul
 HESSIAN_RULES["matmul"] = "matmul"
 
 
-def matmul_couplings(args: list) -> list:
+def matmul_couplings(args: list) -> list | None:
     """Second-order couplings of ``a @ b`` (both depending on x): ``a[..., i, k]`` meets
     ``b[..., k, j]`` for every i, j -- the pairs (union over i of a[..., :, k]) x (union
     over j of b[..., k, :]) for each batch entry and k."""
@@ -550,6 +575,254 @@ def _tuple_get(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
 
 DEPENDENCY_RULES["tuple_get"] = _tuple_get
 HESSIAN_RULES["tuple_get"] = "linear"
+
+
+# --- primitives of the later families -----------------------------------------------------
+
+# zero derivative wherever defined; piecewise linear; complex parts (linear); nonlinear
+for _name in ("trunc", "floor_divide"):
+    DEPENDENCY_RULES[_name] = _zero
+    HESSIAN_RULES[_name] = "linear"
+for _name in ("fmod", "real", "conj", "fft_conj_weighted"):
+    DEPENDENCY_RULES[_name] = _elementwise
+    HESSIAN_RULES[_name] = "linear"
+DEPENDENCY_RULES["imag"] = _zero_if_real
+HESSIAN_RULES["imag"] = "linear"
+DEPENDENCY_RULES["angle"] = _zero_if_real
+HESSIAN_RULES["angle"] = "nonlinear"
+DEPENDENCY_RULES["reduce_logsumexp"] = _reduce
+HESSIAN_RULES["reduce_logsumexp"] = "nonlinear"
+
+
+def _permute_along(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    """``sort_like(t, x)`` / ``unsort(t, x)``: ``t`` permuted along ``axis`` by an order read
+    from ``x`` at run time -- structurally any element of the line (``x`` itself carries no
+    derivative: the permutation is piecewise constant)."""
+    t = args[0]
+    if t.pattern is None:
+        return None
+    return _along_axis([t], out_shape, {"axis": params["axis"]}, prim)
+
+
+for _name in ("sort_like", "unsort"):
+    DEPENDENCY_RULES[_name] = _permute_along
+    HESSIAN_RULES[_name] = "linear"
+
+
+def _mask_moving(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    """``mask_select`` / ``mask_scatter`` with a constant mask: an index-moving operation on
+    the first input (run on its labels); a mask computed from x selects at run time."""
+    v, mask = args[0], args[1]
+    if v.pattern is None:
+        return None
+    if mask.value is None:
+        return conservative(args, out_shape, params, prim)
+    labels = np.arange(1, pt.size_of(v.shape) + 1, dtype=np.int64).reshape(v.shape)
+    moved = np.asarray(prim.np_impl(labels, np.asarray(mask.value, dtype=bool), **params))
+    return pt.gather(v.pattern, moved.ravel() - 1)
+
+
+for _name in ("mask_select", "mask_scatter"):
+    DEPENDENCY_RULES[_name] = _mask_moving
+    HESSIAN_RULES[_name] = "linear"
+
+
+def _over_axes(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    """FFTs: every output element depends on every input element of its line (plane...)
+    over the transformed ``axes`` -- the DFT matrix has no zero -- and on nothing else."""
+    x = args[0]
+    nd = len(x.shape)
+    axes = tuple(a % nd for a in (params["axes"] if "axes" in params else (params["axis"],)))
+    labels, groups = _reduce_labels(tuple(x.shape), axes)
+    lines = pt.apply(pt.labels_matrix(labels, groups), x.pattern)
+    kept = tuple(1 if k in axes else s for k, s in enumerate(out_shape))
+    return pt.gather(lines, np.broadcast_to(_labels(kept), tuple(out_shape)))
+
+
+for _name in ("fft_c2c", "rfftn", "irfftn"):
+    DEPENDENCY_RULES[_name] = _over_axes
+    HESSIAN_RULES[_name] = "linear"
+
+
+# --- the N-d convolution family: exact windows (stride, padding, dilation, groups) ----------
+
+def _taps(S: tuple, K: tuple, So: tuple, stride: tuple, padding: tuple, dilation: tuple
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every window tap that reads the input (not padding): the flat output position, the
+    flat kernel offset and the flat input position, as three equally long arrays."""
+    d = len(S)
+    o_flat = np.zeros(So + K, dtype=np.int64)
+    k_flat = np.zeros(So + K, dtype=np.int64)
+    i_flat = np.zeros(So + K, dtype=np.int64)
+    valid = np.ones(So + K, dtype=bool)
+    for a in range(d):
+        shape_o = [1] * (2 * d)
+        shape_o[a] = So[a]
+        shape_k = [1] * (2 * d)
+        shape_k[d + a] = K[a]
+        o = np.arange(So[a]).reshape(shape_o)
+        k = np.arange(K[a]).reshape(shape_k)
+        idx = o * stride[a] + k * dilation[a] - padding[a][0]
+        valid = valid & (idx >= 0) & (idx < S[a])
+        o_flat = o_flat * So[a] + o
+        k_flat = k_flat * K[a] + k
+        i_flat = i_flat * S[a] + idx
+    return o_flat[valid], k_flat[valid], i_flat[valid]
+
+
+def _pairs_matrix(rows: np.ndarray, cols: np.ndarray, m: int, n: int) -> Any:
+    L = pt.sp.csr_matrix((np.ones(rows.size, dtype=bool), (rows.ravel(), cols.ravel())),
+                         shape=(m, n))
+    L.sum_duplicates()
+    return L
+
+
+def _conv_geometry(x_shape: tuple, w_like: tuple, params: dict, So: tuple, S: tuple) -> Any:
+    """``(lead, C, O, Cg, Og, taps)`` of a convolution whose image is ``(lead.., C, *S)`` and
+    kernel ``(O, Cg, *K)``, or ``None`` when the kernel has extra (broadcast) axes."""
+    d = len(params["stride"])
+    if len(w_like) != d + 2:
+        return None
+    O, Cg, K = w_like[0], w_like[1], tuple(w_like[2:])
+    groups = params["groups"]
+    lead = tuple(x_shape[:-d - 1])
+    C = Cg * groups
+    taps = _taps(S, K, So, params["stride"], params["padding"], params["dilation"])
+    return lead, C, O, Cg, O // groups, taps
+
+
+def _conv_indices(lead: tuple, C: int, O: int, Cg: int, Og: int, taps: tuple, P_out: int,
+                  P_in: int, n_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flat labels, broadcast over (lead, o, c_local, tap), of the output element
+    ``(lead, o, T_o)``, the image element ``(lead, c, T_i)`` and the kernel element
+    ``(o, c_local, T_k)`` of every multiply of the convolution."""
+    t_o, t_k, t_i = taps
+    nl = pt.size_of(lead)
+    ld = np.arange(nl).reshape(-1, 1, 1, 1)
+    o = np.arange(O).reshape(1, -1, 1, 1)
+    cl = np.arange(Cg).reshape(1, 1, -1, 1)
+    c = (o // Og) * Cg + cl
+    out_l = (ld * O + o) * P_out + t_o.reshape(1, 1, 1, -1)
+    img_l = (ld * C + c) * P_in + t_i.reshape(1, 1, 1, -1)
+    ker_l = (o * Cg + cl) * n_k + t_k.reshape(1, 1, 1, -1)
+    full = (nl, O, Cg, t_o.size)
+    return (np.broadcast_to(out_l, full), np.broadcast_to(img_l, full),
+            np.broadcast_to(ker_l, full))
+
+
+def _conv(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    x, w = args
+    d = len(params["stride"])
+    S, So = tuple(x.shape[-d:]), tuple(out_shape[-d:])
+    geo = _conv_geometry(tuple(x.shape), tuple(w.shape), params, So, S)
+    if geo is None:
+        return conservative(args, out_shape, params, prim)
+    lead, C, O, Cg, Og, taps = geo
+    out_l, img_l, ker_l = _conv_indices(lead, C, O, Cg, Og, taps, pt.size_of(So),
+                                        pt.size_of(S), pt.size_of(tuple(w.shape[2:])))
+    m = pt.size_of(tuple(out_shape))
+    parts = []
+    if x.pattern is not None:
+        parts.append(pt.apply(_pairs_matrix(out_l, img_l, m, pt.size_of(x.shape)), x.pattern))
+    if w.pattern is not None:
+        parts.append(pt.apply(_pairs_matrix(out_l, ker_l, m, pt.size_of(w.shape)), w.pattern))
+    return pt.union(*parts)
+
+
+def _conv_input_grad(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    g, w = args
+    d = len(params["stride"])
+    S, So = tuple(params["size"]), tuple(g.shape[-d:])
+    geo = _conv_geometry(tuple(out_shape), tuple(w.shape), params, So, S)
+    if geo is None or tuple(g.shape[:-d - 1]) != tuple(out_shape[:-d - 1]):
+        return conservative(args, out_shape, params, prim)
+    lead, C, O, Cg, Og, taps = geo
+    g_l, img_l, ker_l = _conv_indices(lead, C, O, Cg, Og, taps, pt.size_of(So),
+                                      pt.size_of(S), pt.size_of(tuple(w.shape[2:])))
+    m = pt.size_of(tuple(out_shape))
+    parts = []
+    if g.pattern is not None:
+        parts.append(pt.apply(_pairs_matrix(img_l, g_l, m, pt.size_of(g.shape)), g.pattern))
+    if w.pattern is not None:
+        parts.append(pt.apply(_pairs_matrix(img_l, ker_l, m, pt.size_of(w.shape)), w.pattern))
+    return pt.union(*parts)
+
+
+def _conv_weight_grad(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    x, g = args
+    d = len(params["stride"])
+    S, So = tuple(x.shape[-d:]), tuple(g.shape[-d:])
+    lead = tuple(x.shape[:-d - 1])
+    geo = _conv_geometry(tuple(x.shape), tuple(out_shape), params, So, S)
+    if geo is None or len(lead) != params["ns"] or tuple(g.shape[:-d - 1]) != lead:
+        return conservative(args, out_shape, params, prim)
+    lead, C, O, Cg, Og, taps = geo
+    g_l, img_l, ker_l = _conv_indices(lead, C, O, Cg, Og, taps, pt.size_of(So),
+                                      pt.size_of(S), pt.size_of(tuple(out_shape[2:])))
+    m = pt.size_of(tuple(out_shape))
+    parts = []
+    if x.pattern is not None:
+        parts.append(pt.apply(_pairs_matrix(ker_l, img_l, m, pt.size_of(x.shape)), x.pattern))
+    if g.pattern is not None:
+        parts.append(pt.apply(_pairs_matrix(ker_l, g_l, m, pt.size_of(g.shape)), g.pattern))
+    return pt.union(*parts)
+
+
+for _name, _r in (("conv", _conv), ("conv_input_grad", _conv_input_grad),
+                  ("conv_weight_grad", _conv_weight_grad)):
+    DEPENDENCY_RULES[_name] = _r
+    HESSIAN_RULES[_name] = "bilinear"
+
+
+# --- operations holding a function, and SciPy's --------------------------------------------
+
+def _full_convolve(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    """``scipy.signal.convolve`` (full): out[n] = sum_j a[j] b[n - j], over every axis."""
+    a, b = args
+    sa, sb = tuple(a.shape), tuple(b.shape)
+    if len(sa) != len(sb):
+        return conservative(args, out_shape, params, prim)
+    ja = np.arange(pt.size_of(sa)).reshape(sa)
+    jb = np.arange(pt.size_of(sb)).reshape(sb)
+    # every pair (j, k): out position j + k (axis by axis)
+    ia = np.indices(sa).reshape(len(sa), -1, 1)
+    ib = np.indices(sb).reshape(len(sb), 1, -1)
+    out_l = np.ravel_multi_index(tuple(ia + ib), tuple(out_shape)) if sa else np.zeros((1, 1),
+                                                                                       np.int64)
+    m = pt.size_of(tuple(out_shape))
+    full = out_l.shape
+    parts = []
+    if a.pattern is not None:
+        cols = np.broadcast_to(ja.reshape(-1, 1), full)
+        parts.append(pt.apply(_pairs_matrix(out_l, cols, m, ja.size), a.pattern))
+    if b.pattern is not None:
+        cols = np.broadcast_to(jb.reshape(1, -1), full)
+        parts.append(pt.apply(_pairs_matrix(out_l, cols, m, jb.size), b.pattern))
+    return pt.union(*parts)
+
+
+DEPENDENCY_RULES["scipy.signal.convolve"] = _full_convolve
+HESSIAN_RULES["scipy.signal.convolve"] = "bilinear"
+
+_SCIPY_ELEMENTWISE = (
+    "polygamma digamma gammaln gamma rgamma gammasgn beta betaln betainc gammainc gammaincc "
+    "erfc erfinv erfcinv ndtr log_ndtr expit logit xlogy xlog1py entr jn yn iv ive j0 j1 y0 "
+    "y1 i0 i1 stats.t.cdf stats.t.logcdf"
+).split()
+for _name in _SCIPY_ELEMENTWISE:
+    DEPENDENCY_RULES["scipy." + _name] = _elementwise
+    HESSIAN_RULES["scipy." + _name] = "linear" if _name == "gammasgn" else "nonlinear"
+DEPENDENCY_RULES["scipy.gammasgn"] = _zero  # piecewise constant
+for _name in ("expm", "sqrtm", "solve_sylvester", "solve_triangular", "solve_banded"):
+    # stacks of matrices: each result matrix depends on its whole input matrices
+    DEPENDENCY_RULES["scipy.linalg." + _name] = _batched_matrix
+    HESSIAN_RULES["scipy.linalg." + _name] = "nonlinear"
+# A solution of an equation (an ODE's trajectory, a fixed point) depends on every element
+# of its inputs as far as a structural rule can tell.
+# (``checkpoint`` gets its block's own pattern in :mod:`.block_rules`.)
+for _name in ("scipy.integrate.odeint", "fixed_point", "checkpoint"):
+    DEPENDENCY_RULES[_name] = conservative
+    HESSIAN_RULES[_name] = "nonlinear"
 
 
 def install(registry: dict) -> None:
