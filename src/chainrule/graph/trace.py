@@ -453,7 +453,7 @@ class Tracer(StagedOps, Tensor):
         (``cr.compile``); read with a guard in anonymous traces (sparsity detection, which
         refuses programs with guards)."""
         name = LEVEL_NAMES.get(self._level)
-        if name is not None:
+        if name is not None and self._var.id not in self._trace.cut:
             raise TypeError(_escape_message(self, name, what))
         return self._concrete()
 
@@ -511,6 +511,9 @@ class Trace:
         self.eqns: list[Equation] = []
         self.inputs: list[Var] = []
         self.closed = False
+        #: variables made by ``stop_gradient``: cut from the derivative, so reading their
+        #: numbers is an explicit choice (guarded: the program is traced again on a change)
+        self.cut: set[int] = set()
         self.level = new_staging_level(self.handle)
         if transform is not None:  # conversions to plain numbers raise, naming it
             LEVEL_NAMES[self.level] = transform
@@ -546,6 +549,8 @@ class Trace:
         out = prim(*vals, **params)
         var = Var.like(out)
         self.eqns.append(Equation(prim, inputs, params, var))
+        if prim is stop_gradient_p:
+            self.cut.add(var.id)
         return _make_tracer(out, self.level, var, self)
 
     def _static(self, v: Any) -> Any:
