@@ -186,8 +186,8 @@ def cond(pred: Any, true_fun: Callable, false_fun: Callable, *operands: Any) -> 
     operation, decided when the program runs.
 
     >>> import numpy as np, chainrule as cr
-    >>> cr.cond(np.array(2.0) > 1, lambda x: x * 2, lambda x: x - 1, np.array(3.0))
-    array(6.)
+    >>> float(cr.cond(np.array(2.0) > 1, lambda x: x * 2, lambda x: x - 1, np.array(3.0)))
+    6.0
     """
     _check_pred("cond", pred)
     if _staged(pred, operands):
@@ -233,8 +233,8 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val: Any) -> Any:
     operation whose trip count is decided at run time.
 
     >>> import numpy as np, chainrule as cr
-    >>> cr.while_loop(lambda x: x < 10, lambda x: x * 2, np.array(1.0))
-    array(16.)
+    >>> float(cr.while_loop(lambda x: x < 10, lambda x: x * 2, np.array(1.0)))
+    16.0
     """
     if _staged(init_val):
         try:
@@ -264,8 +264,8 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable, init_val: Any) -> Any:
     arguments, placeholders, batched values) make it a ``while_loop``.
 
     >>> import numpy as np, chainrule as cr
-    >>> cr.fori_loop(0, 4, lambda i, x: x + i, np.array(0.0))
-    array(6.)
+    >>> float(cr.fori_loop(0, 4, lambda i, x: x + i, np.array(0.0)))
+    6.0
     """
     lo, hi = _static_int(lower), _static_int(upper)
     if lo is not None and hi is not None:
@@ -367,8 +367,9 @@ def scan(f: Callable, init: Any, xs: Any = None, length: int | None = None,
     its derivative a reverse scan over the saved carries.
 
     >>> import numpy as np, chainrule as cr
-    >>> cr.scan(lambda c, x: (c + x, c * x), np.array(0.0), np.arange(1.0, 4.0))
-    (array(6.), array([0., 2., 9.]))
+    >>> carry, ys = cr.scan(lambda c, x: (c + x, c * x), np.array(0.0), np.arange(1.0, 4.0))
+    >>> float(carry), ys
+    (6.0, array([0., 2., 9.]))
     """
     if _staged(init, xs):
         try:
