@@ -12,7 +12,6 @@ differentiable primitive has a dependency rule.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ import chainrule.optimize  # noqa: E402, F401  (its primitives join the registry
 import chainrule.scipy  # noqa: E402, F401
 from chainrule.core.primitive import registry  # noqa: E402
 from chainrule.sparse import rules  # noqa: E402
+from other_tables import OTHER_TABLES  # noqa: E402
 from test_primitive_table import CASES, Case  # noqa: E402
 
 _rng = np.random.default_rng(7)
@@ -210,16 +210,6 @@ def test_pattern_of_shape_index_linalg_case(case):
 
 # --- registry walk and structural facts -------------------------------------------------------
 
-def _cases_of(module: str) -> list:
-    """The ``CASES`` of another table test module (none when its optional package is absent)."""
-    try:
-        return list(importlib.import_module(module).CASES)
-    except (ImportError, pytest.skip.Exception):
-        return []
-
-
-OTHER_TABLES = [(m, c) for m in ("test_conv_table", "test_scipy_table", "test_complex_table",
-                                 "test_fft") for c in _cases_of(m)]
 
 
 # Functions that read their arguments' values (checks, data-dependent ranks): a structural

@@ -9,8 +9,6 @@ registered primitive (differentiable or not) without a batching rule.
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
@@ -20,22 +18,13 @@ import chainrule.numpy as cnp
 from chainrule.batching import BATCHING_RULES
 from chainrule.core.primitive import registry
 from chainrule.optimize import fixed_point  # (its primitive joins the registry walk)
+from other_tables import OTHER_TABLES  # noqa: E402
 from test_primitive_table import CASES, Case
 
 B = 3
 _rng = np.random.default_rng(7)
 
 
-def _cases_of(module: str) -> list:
-    """The ``CASES`` of another table test module (none when its optional package is absent)."""
-    try:
-        return list(importlib.import_module(module).CASES)
-    except (ImportError, pytest.skip.Exception):
-        return []
-
-
-OTHER_TABLES = [(m, c) for m in ("test_conv_table", "test_scipy_table", "test_complex_table",
-                                 "test_fft") for c in _cases_of(m)]
 # Functions that read their arguments' VALUES (checks, data-dependent sizes or ranks): a
 # batched value has none, so vmap refuses them (BatchedValueError) instead of guessing.
 READS_VALUES = {
