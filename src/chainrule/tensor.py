@@ -26,22 +26,10 @@ __all__ = ["Tensor", "tensor", "from_numpy", "is_differentiable_dtype"]
 def is_differentiable_dtype(dtype: Any) -> bool:
     """True for real and complex floating dtypes (the ones that carry gradients)."""
     try:
-        return _DIFFERENTIABLE[dtype]  # (every transform call asks: np.issubdtype is slow)
-    except (KeyError, TypeError):
-        pass
-    try:
-        answer = bool(np.issubdtype(np.dtype(dtype), np.inexact))
+        return np.issubdtype(np.dtype(dtype), np.inexact)
     except TypeError:
         name = str(dtype)
-        answer = "float" in name or "complex" in name
-    try:
-        _DIFFERENTIABLE[dtype] = answer
-    except TypeError:  # an unhashable dtype spelling
-        pass
-    return answer
-
-
-_DIFFERENTIABLE: dict[Any, bool] = {}
+        return "float" in name or "complex" in name
 
 
 def _is_complex_dtype(dtype: Any) -> bool:
