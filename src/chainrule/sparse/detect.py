@@ -148,21 +148,16 @@ def propagate(fname: str, program: Program, out: Any, n: int, hessian: bool = Fa
                 raise ValueError(_VALUE_ERROR.format(fname=fname))
             continue
         if not anydep:  # computed from constants only: keep its value for the rules
-            try:
-                consts[eq.out.id] = eq.prim.np_impl(*[a.value for a in args], **eq.params)
-            except Exception:  # a value no rule needs (folding is only an aid)
-                pass
+            rl.fold_constant(eq, args, consts)
             continue
         deps.add(eq.out.id)
-        if eq.prim.differentiable and any(a.pattern is not None for a in args):
-            rule = rl.DEPENDENCY_RULES.get(eq.prim.name, rl.conservative)
-            result = rule(args, eq.out.shape, eq.params, eq.prim)
-            if result is not None:
-                pats[eq.out.id] = result
-                if need is not None and eq.out.id in need:  # (need exists iff hessian)
-                    kind = rl.HESSIAN_RULES.get(eq.prim.name, "nonlinear")
-                    for a, b in _interactions(kind, args, result, eq.out.shape):
-                        couplings.append(pt.outer_union(a, b))
+        result = rl.pattern_of(eq, args)
+        if result is not None:
+            pats[eq.out.id] = result
+            if need is not None and eq.out.id in need:  # (need exists iff hessian)
+                kind = rl.HESSIAN_RULES.get(eq.prim.name, "nonlinear")
+                for a, b in _interactions(kind, args, result, eq.out.shape):
+                    couplings.append(pt.outer_union(a, b))
         for i in eq.inputs:  # forget patterns nobody reads any more
             if isinstance(i, Var) and last_use.get(i.id) == k and i.id != keep:
                 pats.pop(i.id, None)

@@ -18,7 +18,6 @@ couples with every other).
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -88,21 +87,12 @@ def run_program(program: Program, patterns: list, values: list) -> tuple[list, l
                                  "chainrule.numpy.where")
             continue
         if not anydep:
-            if all(a.value is not None or a.shape is None for a in args):
-                try:
-                    with np.errstate(all="ignore"), warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        consts[eq.out.id] = eq.prim.np_impl(*[a.value for a in args],
-                                                            **eq.params)
-                except Exception:  # noqa: BLE001 - folding is only an aid
-                    pass
+            rl.fold_constant(eq, args, consts)
             continue
         deps.add(eq.out.id)
-        if eq.prim.differentiable and any(a.pattern is not None for a in args):
-            rule = rl.DEPENDENCY_RULES.get(eq.prim.name, rl.conservative)
-            result = rule(args, eq.out.shape, eq.params, eq.prim)
-            if result is not None:
-                pats[eq.out.id] = result
+        result = rl.pattern_of(eq, args)
+        if result is not None:
+            pats[eq.out.id] = result
     out_p, out_v = [], []
     for o in program.outputs:
         if isinstance(o, Var):

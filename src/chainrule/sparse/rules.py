@@ -25,6 +25,7 @@ treated as ``"nonlinear"`` (a safe over-estimate).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -65,6 +66,27 @@ def _broadcast_gather(a: Arg, out_shape: tuple) -> Any:
     if tuple(a.shape) == tuple(out_shape):
         return a.pattern
     return pt.gather(a.pattern, np.broadcast_to(_labels(a.shape), out_shape))
+
+
+def fold_constant(eq: Any, args: list, consts: dict) -> None:
+    """Record the value of an equation computed from constants only (an aid to the rules:
+    a failure, or an input whose value is unknown, just leaves it out)."""
+    if not all(a.value is not None or a.shape is None for a in args):
+        return
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            consts[eq.out.id] = eq.prim.np_impl(*[a.value for a in args], **eq.params)
+    except Exception:  # noqa: BLE001 - folding is only an aid
+        pass
+
+
+def pattern_of(eq: Any, args: list) -> Any:
+    """The dependency pattern of an equation's output (``None``: it depends on no input)."""
+    if not (eq.prim.differentiable and any(a.pattern is not None for a in args)):
+        return None
+    rule = DEPENDENCY_RULES.get(eq.prim.name, conservative)
+    return rule(args, eq.out.shape, eq.params, eq.prim)
 
 
 def conservative(args: list, out_shape: Any, params: dict, prim: Any) -> Any:
