@@ -288,15 +288,11 @@ def _sparse_newton(fun: Callable, obj: _Objective, x: np.ndarray, tol: float, ma
     x = x.copy()
     f, g = obj.value_and_grad(x)
     nit = 0
-    message, success = "maximum number of iterations reached", False
+    success = False
     while True:
-        if not (math.isfinite(f) and np.all(np.isfinite(g))):
-            message = "the function or its gradient became non-finite"
-            break
-        if g.size == 0 or float(np.max(np.abs(g))) <= tol:
-            message, success = "gradient below tol", True
-            break
-        if nit >= max_iter:
+        stop = _stop(f, g, tol, nit, max_iter, "")
+        if stop is not None:
+            message, success = stop
             break
         nit += 1
         H = hess(x).tocsc()
@@ -351,6 +347,18 @@ def _newton_direction(sla: Any, H: Any, g: np.ndarray) -> np.ndarray:
     return -g
 
 
+def _stop(f: float, g: np.ndarray, tol: float, nit: int, max_iter: int,
+          hint: str) -> tuple[str, bool] | None:
+    """Why an iteration stops here, as ``(message, success)``, or ``None`` to go on."""
+    if not (math.isfinite(f) and np.all(np.isfinite(g))):
+        return "the function or its gradient became non-finite" + hint, False
+    if g.size == 0 or float(np.max(np.abs(g))) <= tol:
+        return "gradient below tol", True
+    if nit >= max_iter:
+        return "maximum number of iterations reached", False
+    return None
+
+
 def _first_order(name: str, obj: _Objective, x: np.ndarray, tol: float, max_iter: int,
                  callback: Callable | None, progress: _Progress,
                  options: dict[str, Any]) -> OptimizeResult:
@@ -368,16 +376,10 @@ def _first_order(name: str, obj: _Objective, x: np.ndarray, tol: float, max_iter
     v = np.zeros_like(x)
     f, g = obj.value_and_grad(x)
     nit = 0
-    message = "maximum number of iterations reached"
-    success = False
     while True:
-        if not (math.isfinite(f) and np.all(np.isfinite(g))):
-            message = "the function or its gradient became non-finite (lower lr?)"
-            break
-        if g.size == 0 or float(np.max(np.abs(g))) <= tol:
-            message, success = "gradient below tol", True
-            break
-        if nit >= max_iter:
+        stop = _stop(f, g, tol, nit, max_iter, " (lower lr?)")
+        if stop is not None:
+            message, success = stop
             break
         nit += 1
         if name == "gd":
