@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .backend import REFUSING_TYPES
 from .batching import BatchTracer, register_batching_rule, vmap
-from .core.primitive import Box, Primitive, lift_refusing
+from .core.primitive import Box, Primitive, apply_jvp
 from .core.trace import LEVEL_NAMES, new_staging_level, release_level
 from .graph.trace import EXTRA_BOX_SLOTS
 from .ops._broadcast import reshape
@@ -111,31 +110,6 @@ class _Recorder:
         return b
 
 
-def _tangent_of(prim: Primitive, tangents: list, out: Any, vals: tuple, params: dict) -> Any:
-    """The output tangent of one recorded operation (``None`` is a zero tangent)."""
-    rule = prim.jvp
-    if all(t is None for t in tangents):
-        return None
-    if REFUSING_TYPES:  # (array-api-strict: see core.primitive.lift_refusing)
-        n = len(tangents)
-        lifted = lift_refusing((*tangents, out, *vals))
-        tangents, out, vals = list(lifted[:n]), lifted[n], tuple(lifted[n + 1:])
-    name = prim.name
-    if rule is None:
-        raise NotImplementedError(f"linearize: {name!r} has no forward-mode (JVP) rule")
-    if callable(rule):
-        return rule(tangents, out, *vals, **params)
-    total = None
-    for t, f in zip(tangents, rule):
-        if t is None:
-            continue
-        if f is None:
-            raise NotImplementedError(f"linearize: {name!r} is not differentiable in this input")
-        term = f(t, out, *vals, **params)
-        total = term if total is None else total + term
-    return total
-
-
 def linearize(f: Callable, *primals: Any) -> tuple[Any, Callable]:
     """Evaluate ``f(*primals)`` and return ``(out, f_jvp)`` with ``f_jvp(*t) = J @ t``.
 
@@ -181,7 +155,7 @@ def linearize(f: Callable, *primals: Any) -> tuple[Any, Callable]:
         for b, prim, args, params, vals in ops:
             ts = [tan.get(id(a)) if isinstance(a, Box) and a._level == level else None
                   for a in args]
-            t = _tangent_of(prim, ts, b.data, vals, params)
+            t = apply_jvp(prim, ts, b.data, vals, params, "linearize")
             if t is not None:
                 tan[id(b)] = t
         res = []

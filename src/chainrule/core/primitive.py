@@ -458,17 +458,25 @@ def _bind_numpy(impl: Callable[..., Any]) -> Callable[..., Any]:
 
 def _push_tangents(prim, args, vals, params, out, level):
     """The output tangent of ``prim`` at a forward level (``None`` is a zero tangent)."""
-    rule = prim.jvp
     tangents = [
         a._tangent if isinstance(a, Box) and a._level == level else None for a in args
     ]
+    return apply_jvp(prim, tangents, out, vals, params)
+
+
+def apply_jvp(prim: Primitive, tangents: list, out: Any, vals: Any, params: dict,
+              who: str | None = None) -> Any:
+    """The output tangent of ``prim`` from its inputs' ``tangents`` (``None``: a zero tangent),
+    by its JVP rule; ``who`` names the transform in errors (default: forward mode)."""
     if all(t is None for t in tangents):
         return None
+    rule = prim.jvp
     if rule is None:
         raise NotImplementedError(
+            f"{who}: {prim.name!r} has no forward-mode (JVP) rule" if who else
             f"forward-mode differentiation of {prim.name!r} is not implemented (no JVP rule)"
         )
-    if REFUSING_TYPES:
+    if REFUSING_TYPES:  # (array-api-strict: see lift_refusing)
         n = len(tangents)
         lifted = lift_refusing((*tangents, out, *vals))
         tangents, out, vals = list(lifted[:n]), lifted[n], lifted[n + 1:]
@@ -480,6 +488,7 @@ def _push_tangents(prim, args, vals, params, out, level):
             continue
         if f is None:
             raise NotImplementedError(
+                f"{who}: {prim.name!r} is not differentiable in this input" if who else
                 f"{prim.name!r} is not differentiable in this argument (forward mode)"
             )
         term = f(t, out, *vals, **params)
