@@ -6,8 +6,10 @@ pair of output times, and the vector-Jacobian products of ``func`` inside
 it are chainrule VJPs: no solver step is ever differentiated.  Forward mode
 integrates the forward sensitivity equations alongside the state (the
 Jacobian-vector products of ``func`` are chainrule JVPs).  Gradients come
-with respect to ``y0``, the times ``t`` and every array in ``args``;
-derivatives of second order raise ``NotImplementedError``.
+with respect to ``y0``, the times ``t`` and every array in ``args``.  Both
+augmented systems are solved by this same differentiable operation, so
+derivatives of second (and higher) order come out in either mode, as
+solutions of the augmented systems to the solver's tolerance.
 
 >>> import numpy as np, chainrule as cr
 >>> from chainrule.scipy.integrate import odeint
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 import scipy.integrate as spi
 
+from .. import numpy as cnp
 from ..core.primitive import Box, primitive
 from ..transforms import jvp as _jvp
 from ..transforms import vjp as _vjp
@@ -63,95 +66,103 @@ def _odeint_np(y0, t, *args, func, rtol, atol, options):
     return ys.reshape((len(t),) + shape)
 
 
-def _first_order_only(*values: Any) -> None:
-    if any(isinstance(v, Box) for v in values):
-        raise NotImplementedError(
-            "odeint: derivatives of second order are not implemented (the adjoint and the "
-            "sensitivity equations are solved numerically); take first derivatives only")
+def _size(shape: tuple) -> int:
+    return int(np.prod(shape, dtype=int))
+
+
+# The rules below are written with chainrule operations and solve their augmented systems with
+# ``odeint_p`` itself, so they are differentiable again: derivatives of any order, any mode.
+
+def _adjoint_dynamics(func: Callable, shape: tuple) -> Callable:
+    """The adjoint system integrated backwards in time, state ``[y, a, t0_bar, args_bar]``:
+    ``y' = f``, ``a' = -a^T df/dy``, ``t0_bar' = -a^T df/dt``, ``args_bar' = -a^T df/dargs``."""
+    D = _size(shape)
+
+    def dynamics(state: Any, tt: Any, *args: Any) -> Any:
+        y, adj = cnp.reshape(state[:D], shape), cnp.reshape(state[D:2 * D], shape)
+        f_out, back = _vjp(lambda yy, ts, *aa: func(yy, ts, *aa), y, tt, *args)
+        grads = back(-adj)
+        parts = [cnp.ravel(f_out), cnp.ravel(grads[0]), cnp.reshape(grads[1], (1,))]
+        return cnp.concatenate(parts + [cnp.ravel(g) for g in grads[2:]])
+
+    return dynamics
 
 
 def _odeint_vjp(g, out, y0, t, *args, func, rtol, atol, options):
-    _first_order_only(g, out, y0, t, *args)
     shape = np.shape(y0)
-    D = int(np.prod(shape, dtype=int))
-    T = len(t)
-    sizes = [int(np.size(a)) for a in args]
-    splits = np.cumsum(sizes)[:-1]
-
-    def unflat(flat):
-        return [np.reshape(p, np.shape(a)) for p, a in zip(np.split(flat, splits), args)]
-
-    def dynamics(state, tt):
-        y, adj = state[:D], state[D:2 * D]
-        f_out, back = _vjp(lambda yy, ts, *aa: func(yy, ts, *aa),
-                           y.reshape(shape), np.asarray(tt, dtype=float), *args)
-        grads = back(-adj.reshape(shape))
-        gy, gt, ga = grads[0], grads[1], grads[2:]
-        parts = [_as_float(f_out).ravel(), _as_float(gy).ravel(), np.reshape(_as_float(gt), 1)]
-        parts += [_as_float(a).ravel() for a in ga]
-        return np.concatenate(parts)
-
-    ys = np.reshape(out, (T, D))
-    tt = np.asarray(t, dtype=float)
+    D, T = _size(shape), len(t)
+    sizes = [_size(np.shape(a)) for a in args]
+    splits = [int(k) for k in np.cumsum(sizes)[:-1]]
+    dynamics = _adjoint_dynamics(func, shape)
     nb = np.ndim(g) - np.ndim(out)
-    batch = np.shape(g)[:nb]
-    gs = np.reshape(g, (-1, T, D))
-    results = []
-    for gk in gs:
-        adj = gk[-1].copy()
-        t0_bar = 0.0
-        t_bars = np.zeros(T)
-        args_bar = np.zeros(int(sum(sizes)))
+    batch = tuple(np.shape(g)[:nb])
+    gs = cnp.reshape(g, (-1, T, D))
+    ys = cnp.reshape(out, (T, D))
+    y0_bars, t_bars, a_bars = [], [], []
+    for k in range(_size(batch)):
+        gk = gs[k]
+        adj = gk[T - 1]
+        t0_bar = cnp.zeros(1)
+        args_bar = cnp.zeros(sum(sizes))
+        tb = [None] * T
         for i in range(T - 1, 0, -1):
-            fi = _plain(func(ys[i].reshape(shape), tt[i], *args)).ravel()
-            t_bars[i] = fi @ gk[i]  # moving an output time moves its value along f
-            t0_bar -= t_bars[i]
-            state = np.concatenate([ys[i], adj, [t0_bar], args_bar])
-            nxt = _solve(dynamics, state, np.array([tt[i], tt[i - 1]]), rtol, atol, options)[1]
-            adj, t0_bar, args_bar = nxt[D:2 * D], nxt[2 * D], nxt[2 * D + 1:]
-            adj = adj + gk[i - 1]
-        t_bars[0] = t0_bar
-        results.append((adj.reshape(shape), t_bars, unflat(args_bar)))
-    y0_bar = np.stack([r[0] for r in results]).reshape(batch + shape)
-    t_bar = np.stack([r[1] for r in results]).reshape(batch + (T,))
-    a_bars = [np.stack([r[2][j] for r in results]).reshape(batch + np.shape(a))
-              for j, a in enumerate(args)]
-    return (y0_bar, t_bar, *a_bars)
+            fi = cnp.ravel(func(cnp.reshape(ys[i], shape), t[i], *args))
+            tb[i] = cnp.reshape(cnp.sum(fi * gk[i]), (1,))  # an output time moves along f
+            t0_bar = t0_bar - tb[i]
+            state = cnp.concatenate([ys[i], adj, t0_bar, args_bar])
+            times = cnp.stack([t[i], t[i - 1]])
+            nxt = odeint_p(state, times, *args, func=dynamics, rtol=rtol, atol=atol,
+                           options=options)[1]
+            adj = nxt[D:2 * D] + gk[i - 1]
+            t0_bar, args_bar = nxt[2 * D:2 * D + 1], nxt[2 * D + 1:]
+        tb[0] = t0_bar
+        y0_bars.append(cnp.reshape(adj, shape))
+        t_bars.append(cnp.concatenate(tb))
+        pieces = cnp.split(args_bar, splits) if args else []
+        a_bars.append([cnp.reshape(p, np.shape(a)) for p, a in zip(pieces, args)])
+    y0_bar = cnp.reshape(cnp.stack(y0_bars), batch + shape)
+    t_bar = cnp.reshape(cnp.stack(t_bars), batch + (T,))
+    rest = [cnp.reshape(cnp.stack([ab[j] for ab in a_bars]), batch + np.shape(a))
+            for j, a in enumerate(args)]
+    return (y0_bar, t_bar, *rest)
+
+
+def _sensitivity_dynamics(func: Callable, shape: tuple, n_args: int) -> Callable:
+    """The state with its forward sensitivity, ``[y, s]``: ``y' = f``,
+    ``s' = df/dy s + df/dargs t_args`` (the tangents of ``args`` come last in ``args``)."""
+    D = _size(shape)
+
+    def dynamics(state: Any, tt: Any, *args_and_tangents: Any) -> Any:
+        args, t_args = args_and_tangents[:n_args], args_and_tangents[n_args:]
+        y, s = cnp.reshape(state[:D], shape), cnp.reshape(state[D:], shape)
+        f_out, df = _jvp(lambda yy, *aa: func(yy, tt, *aa), (y, *args), (s, *t_args))
+        return cnp.concatenate([cnp.ravel(f_out), cnp.ravel(df)])
+
+    return dynamics
 
 
 def _odeint_jvp(tangents, out, y0, t, *args, func, rtol, atol, options):
-    _first_order_only(out, y0, t, *args, *tangents)
     shape = np.shape(y0)
-    D = int(np.prod(shape, dtype=int))
-    T = len(t)
+    D, T = _size(shape), len(t)
     vals = (y0, t) + tuple(args)
-    first = next(tn for tn in tangents if tn is not None)
     i0 = next(i for i, tn in enumerate(tangents) if tn is not None)
-    batch = np.shape(first)[:np.ndim(first) - np.ndim(vals[i0])]
-    nbat = int(np.prod(batch, dtype=int))
-    tans = [np.zeros((nbat,) + np.shape(v)) if tn is None
-            else np.reshape(_as_float(tn), (nbat,) + np.shape(v)) for tn, v in zip(tangents, vals)]
-    tt = np.asarray(t, dtype=float)
-    ys = np.reshape(out, (T, D))
+    batch = tuple(np.shape(tangents[i0])[:np.ndim(tangents[i0]) - np.ndim(vals[i0])])
+    nbat = _size(batch)
+    tans = [cnp.zeros((nbat,) + np.shape(v)) if tn is None
+            else cnp.reshape(tn, (nbat,) + np.shape(v)) for tn, v in zip(tangents, vals)]
+    dynamics = _sensitivity_dynamics(func, shape, len(args))
+    # y(t_i) moves along f when t_i moves, and t_0 moving shifts the start against f
+    f_at = cnp.stack([cnp.ravel(func(cnp.reshape(out[i], shape), t[i], *args))
+                      for i in range(T)])
     results = []
     for k in range(nbat):
-        t_args = [ta[k] for ta in tans[2:]]
-
-        def dynamics(state, ts, t_args=t_args):
-            y, s = state[:D].reshape(shape), state[D:].reshape(shape)
-            f_out, df = _jvp(lambda yy, *aa: func(yy, ts, *aa), (y, *args), (s, *t_args))
-            return np.concatenate([_as_float(f_out).ravel(), _as_float(df).ravel()])
-
-        f0 = _as_float(func(np.reshape(y0, shape), tt[0], *args)).ravel()
-        s0 = tans[0][k].ravel() - f0 * tans[1][k][0]   # moving t0 shifts the whole solution
-        sol = _solve(dynamics, np.concatenate([np.ravel(y0).astype(float), s0]), tt, rtol, atol,
-                     options)
-        sens = sol[:, D:]
-        for i in range(T):  # an output time moved moves its value along f
-            fi = _as_float(func(ys[i].reshape(shape), tt[i], *args)).ravel()
-            sens[i] = sens[i] + fi * tans[1][k][i]
-        results.append(sens.reshape((T,) + shape))
-    return np.stack(results).reshape(batch + (T,) + shape)
+        s0 = cnp.ravel(tans[0][k]) - f_at[0] * tans[1][k][0]
+        state = cnp.concatenate([cnp.ravel(y0), s0])
+        sol = odeint_p(state, t, *args, *[ta[k] for ta in tans[2:]], func=dynamics, rtol=rtol,
+                       atol=atol, options=options)
+        sens = sol[:, D:] + f_at * cnp.reshape(tans[1][k], (T, 1))
+        results.append(cnp.reshape(sens, (T,) + shape))
+    return cnp.reshape(cnp.stack(results), batch + (T,) + shape)
 
 
 odeint_p = primitive("scipy.integrate.odeint", numpy_only("odeint", _odeint_np), _odeint_np,
