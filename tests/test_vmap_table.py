@@ -164,6 +164,13 @@ def test_vmap_fixed_point_iterates_the_whole_batch_at_once():
                     rtol=1e-10)
     assert_allclose(cr.jvp(cr.vmap(sqrt), (a,), (np.ones_like(a),))[1], 0.5 / np.sqrt(a),
                     rtol=1e-10)
+    # ... and inside vmap: the implicit rules' own iterations run batched until every
+    # example has converged
+    scalar = lambda s: fixed_point(newton_sqrt, s, 1.0, lambda x, y: cnp.abs(x - y), 1e-13)  # noqa: E731
+    v = a.ravel()
+    assert_allclose(cr.vmap(cr.grad(scalar))(v), 0.5 / np.sqrt(v), rtol=1e-10)
+    assert_allclose(cr.vmap(cr.jacfwd(scalar))(v), 0.5 / np.sqrt(v), rtol=1e-10)
+    assert_allclose(cr.vmap(cr.grad(cr.grad(scalar)))(v), -0.25 * v ** -1.5, rtol=1e-8)
 
 
 def _spd(n):

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import numpy as cnp
+from .batching import BatchTracer
 from .core.primitive import Box, primitive
 from .pytree import ravel_pytree, tree_map
 from .sparse.evaluate import SparseHessian
@@ -550,11 +551,19 @@ def adam(grad: Callable, x: np.ndarray, callback: Callable | None = None, num_it
 _MAX_FIXED_POINT_ITERS = 100_000
 
 
+def _converged(d: Any, tol: float) -> bool:
+    """``d < tol``; a distance batched by ``vmap`` (the iterations of a derivative rule under
+    ``vmap(grad(...))``) is below ``tol`` when it is for every example."""
+    while isinstance(d, Box):
+        d = d._bval if isinstance(d, BatchTracer) else d.data
+    return bool(np.all(np.asarray(d) < tol))
+
+
 def _iterate(step: Callable, x0: Any, distance: Callable, tol: float, what: str) -> Any:
     """``x = step(x)`` until ``distance(x, x_prev) < tol``."""
     x, prev = step(x0), x0
     for _ in range(_MAX_FIXED_POINT_ITERS):
-        if distance(_raw(x), _raw(prev)) < tol:
+        if _converged(distance(_raw(x), _raw(prev)), tol):
             return x
         x, prev = step(x), x
     raise RuntimeError(f"fixed_point: the {what} did not converge to tol={tol} within "
