@@ -4,6 +4,7 @@ user gradients, callbacks, results, and the errors."""
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -109,6 +110,13 @@ def test_options_progress_and_max_iter(capsys):
     assert res.success
     res = minimize(quadratic, [10.0, 4.0], method="lbfgs", progress=True)
     assert res.success
+    # SciPy's spelling of the options: a dict (no "unknown solver option" warning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = minimize(rosenbrock, [-1.2, 1.0], method="L-BFGS-B", options={"maxiter": 3})
+    assert res.nit == 3 and not res.success
+    with pytest.raises(TypeError, match="options must be a dict"):
+        minimize(quadratic, [1.0, 1.0], options=3)
 
 
 def test_float32_start_stays_float32_for_own_methods():

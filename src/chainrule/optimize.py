@@ -186,7 +186,8 @@ def minimize(fun: Callable, x0: Any, method: str = "lbfgs", jac: Any = None,
         ``sparse=True`` (``newton`` only): Newton steps solved with the sparse
         Hessian of ``cr.sparse.hessian_fn`` and SciPy's sparse direct solver, for
         problems with many variables and a sparse Hessian;
-        any others are passed to SciPy's ``options``.
+        any others are passed to SciPy's ``options`` (SciPy's own spelling,
+        ``options={"maxiter": 50}``, is accepted too).
 
     Returns an :class:`OptimizeResult` with ``x fun jac nit success message``.
 
@@ -199,6 +200,11 @@ def minimize(fun: Callable, x0: Any, method: str = "lbfgs", jac: Any = None,
     name = _ALIASES.get(str(method).lower(), str(method).lower())
     if name not in METHODS:
         raise ValueError(f"minimize: unknown method {method!r}; choose one of {METHODS}")
+    nested = options.pop("options", None)  # SciPy's spelling: options={"maxiter": ...}
+    if nested is not None:
+        if not isinstance(nested, dict):
+            raise TypeError(f"minimize: options must be a dict, got {type(nested).__name__}")
+        options = {**nested, **options}
     max_iter = int(options.pop("maxiter", max_iter))
     if max_iter < 0:
         raise ValueError(f"minimize: max_iter must be non-negative, got {max_iter}")
