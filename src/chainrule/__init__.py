@@ -16,8 +16,10 @@ from .dispatch import install as _install_dispatch
 from .function import Function, FunctionCtx
 from .tape import GradientTape
 from .tensor import Tensor, _install_methods, from_numpy, tensor
+from .tensor_aliases import install as _install_aliases
 
 _install_methods()
+_install_aliases()
 _install_dispatch()
 
 # Everything below builds on the tensor methods installed above.

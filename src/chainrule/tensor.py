@@ -53,6 +53,23 @@ def _raw(x: Any) -> Any:
     return x
 
 
+class TensorSize(int):
+    """A tensor's number of elements (NumPy's ``x.size``) that also answers PyTorch's
+    ``x.size()`` (the shape) and ``x.size(dim)`` (one length)."""
+
+    _shape: tuple
+
+    def __new__(cls, n: int, shape: tuple) -> TensorSize:
+        self = super().__new__(cls, n)
+        self._shape = shape
+        return self
+
+    def __call__(self, dim: int | None = None) -> Any:
+        if dim is None:
+            return self._shape
+        return self._shape[dim]
+
+
 class Tensor(Box):
     """An array that can record the operations applied to it.
 
@@ -79,8 +96,9 @@ class Tensor(Box):
 
     @property
     def size(self) -> int:
-        n = getattr(self.data, "size", None)  # ndarray and NumPy scalars know it
-        return n if type(n) is int else math.prod(self.shape)
+        """The number of elements; ``x.size(dim)`` and ``x.size()`` as in PyTorch."""
+        shape = tuple(self.shape)
+        return TensorSize(math.prod(shape), shape)
 
     @property
     def dtype(self) -> Any:
