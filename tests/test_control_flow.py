@@ -396,3 +396,28 @@ def test_sparsity_patterns_follow_loop_bodies():
     assert_allclose(P, expected > 0)
     H = cr.sparse.hessian(lambda x: cnp.sum(f(x) ** 2), x).toarray()
     assert_allclose(H, cr.hessian(lambda x: cnp.sum(f(x) ** 2))(x), rtol=1e-12)
+
+
+def test_compiled_while_loop_reverse_is_differentiable_again():
+    # the staged reverse of a while loop is one operation; its own derivatives come from the
+    # loop's Python form, re-traced when the data-dependent trip count changes
+    fwd_rev = cr.compile(cr.jacfwd(cr.grad(newton_sqrt)))
+    rev_rev = cr.compile(cr.grad(cr.grad(newton_sqrt)))
+    for v in (0.5, 2.0, 50.0, 2.0):
+        want = -0.25 * v ** -1.5
+        assert_allclose(fwd_rev(np.array(v)), want, rtol=1e-9)
+        assert_allclose(rev_rev(np.array(v)), want, rtol=1e-9)
+    x = np.array([0.3, 0.7])
+
+    def f(x):
+        body = lambda c: (c[0] + 1, cnp.sin(c[1]) * 1.5)  # noqa: E731
+        return cnp.sum(cr.while_loop(lambda c: c[0] < 3, body, (0, x))[1] ** 2)
+
+    assert_allclose(cr.compile(cr.jacfwd(cr.grad(f)))(x), cr.hessian(f)(x), rtol=1e-12)
+
+
+def test_graph_while_loop_second_order_is_refused_clearly():
+    a = G.placeholder(shape=(), name="a_sqrt_2nd")
+    g, = G.gradients(newton_sqrt(a), [a])
+    with pytest.raises(NotImplementedError, match="differentiable once"):
+        G.gradients(g, [a])

@@ -11,6 +11,7 @@ import numpy as np
 from .. import numpy as cnp
 from ..batching import register_batching_rule, vmap
 from ..core.primitive import Box, Primitive
+from ..graph.nodes import GRAPH_LEVEL
 from ..graph.subprogram import SubProgram, concrete, replay
 from ..ops.linalg import tuple_get
 from ..remat import _over_batch
@@ -424,15 +425,60 @@ def _while_grad_impl(xp: Any, *args: Any, cond: SubProgram, body: SubProgram, ba
     return tuple(ct_c) + tuple(ct_k)
 
 
-def _no_second_order(*args: Any, **params: Any) -> Any:
-    raise NotImplementedError(
-        "the reverse pass of a while_loop inside a compiled program or a static graph is "
-        "differentiable once; for higher orders differentiate the Python form (call the "
-        "function eagerly, or use cr.fori_loop / cr.scan with a static trip count)")
+def _while_grad_py(params: dict) -> Callable:
+    """The reverse of a while loop as a Python function of ``(*vals, *cotangents)``: the pullback
+    of the loop's Python form (iterations kept), so that it is differentiable again."""
+    forward = _while_py(params)
+    n_c, n_cond, d_c, d_k = params["n_carry"], params["n_cond"], params["d_c"], params["d_k"]
+
+    def run(*args: Any) -> tuple:
+        n_vals = len(args) - len(d_c)
+        vals, cts = args[:n_vals], args[n_vals:]
+        diff = list(d_c) + [n_c + n_cond + k for k in d_k]
+
+        def f_diff(*xs: Any) -> tuple:
+            full = list(vals)
+            for i, x in zip(diff, xs):
+                full[i] = x
+            out = forward(*full)
+            return tuple(out[i] for i in d_c)
+
+        _, pull_fn = _vjp(f_diff, *[vals[i] for i in diff])
+        return tuple(pull_fn(tuple(cts)))
+
+    return run
 
 
-while_grad_p = Primitive("while_grad", _while_grad_impl, vjp=_no_second_order,
-                         jvp=_no_second_order, register=False)
+def _in_graph(values: Any) -> bool:
+    for v in values:
+        while isinstance(v, Box):
+            if v._level == GRAPH_LEVEL:
+                return True
+            v = v.data
+    return False
+
+
+def _not_in_graphs(rule: Callable) -> Callable:
+    """``rule``, refusing static-graph nodes: a Python loop cannot run on values that do not
+    exist until the graph runs."""
+
+    def checked(first: Any, out: Any, *vals: Any, **params: Any) -> Any:
+        if _in_graph(vals):
+            raise NotImplementedError(
+                "the reverse pass of a while_loop in a static graph is differentiable once; "
+                "for higher orders use cr.fori_loop / cr.scan with a static trip count, or "
+                "differentiate the function eagerly or under cr.compile")
+        return rule(first, out, *vals, **params)
+
+    return checked
+
+
+# One operation when staged; its own derivatives come from its Python form (any order; in a
+# compiled program the trip count is read, and a new one re-traces).
+while_grad_p = Primitive("while_grad", _while_grad_impl,
+                         vjp=_not_in_graphs(_py_vjp(_while_grad_py)),
+                         jvp=_not_in_graphs(_py_jvp(_while_grad_py)), register=False)
+register_batching_rule(while_grad_p, _py_batching(_while_grad_py))
 
 
 def _while_vjp(g: Any, out: Any, *vals: Any, cond: SubProgram, body: SubProgram, n_carry: int,
