@@ -26,7 +26,7 @@ _install_dispatch()
 from . import data, datasets, graph, nn, optim, optimize, pytree, sparse  # noqa: E402
 from .batching import vmap  # noqa: E402
 from .checks import check_grads  # noqa: E402
-from .compile import compile  # noqa: E402
+from .compile import compile, jit  # noqa: E402
 from .control_flow import cond, fori_loop, scan, while_loop  # noqa: E402
 from .remat import checkpoint, linearize, remat  # noqa: E402
 from .transforms import (  # noqa: E402
@@ -57,7 +57,7 @@ __all__ = [
     "Tensor", "tensor", "from_numpy", "stop_gradient", "no_grad", "enable_grad",
     "is_grad_enabled", "detect_anomaly", "is_anomaly_enabled", "Function", "FunctionCtx",
     "GradientTape", "grad", "value_and_grad", "vjp", "jvp", "jacfwd", "jacrev",
-    "jacobian", "hessian", "hvp", "check_grads", "compile", "pytree", "graph", "nn", "optim",
+    "jacobian", "hessian", "hvp", "check_grads", "compile", "jit", "pytree", "graph", "nn", "optim",
     "optimize", "data", "datasets", "elementwise_grad", "sparse", "vmap", "linearize",
     "checkpoint", "remat", "cond", "while_loop", "fori_loop", "scan", "__version__",
 ]
