@@ -592,19 +592,15 @@ def _max_pool_impl(xp, x, kernel, stride, padding):
     return out
 
 
-def _tiled(x, kernel):
-    """``(..., H, W) -> (..., Ho, kh, Wo, kw)``: a view (splitting axes never copies)."""
-    (kh, kw), (H, W) = kernel, x.shape[-2:]
-    return x.reshape(x.shape[:-2] + (H // kh, kh, W // kw, kw))
-
-
 def _max_pool_np(x, kernel, stride, padding):
-    if _tiles(x.shape, kernel, stride, padding):  # one reduction, the input's memory layout kept
-        return _tiled(x, kernel).max(axis=(-3, -1))
+    # A running maximum over the kernel offsets' strided slices, its result in the input's
+    # memory layout: 4-40x faster than a reduction over the split window axes, whose
+    # innermost axis has kw entries (2x2 tiles: 64x20x24x24 float32, 0.3 ms against 1.4 ms
+    # channels last and 14 ms channels first).
     out = None
     for _, s in _offsets(_pad_np(x, padding, _lowest(x.dtype)), kernel, stride):
         if out is None:
-            out = s.copy()
+            out = s.copy(order="K")
         else:
             np.maximum(out, s, out=out)
     return out
