@@ -226,12 +226,14 @@ def test_compiled_training_step_reuses_conv_buffers_and_equals_the_eager_step(mo
     def loss(w1, b1, w2, b2):  # im2col (3 channels) and shifted-GEMM (16 channels) layers
         a = F.relu(F.conv2d(x[:, :3], w1, b1, padding=1))
         h = F.relu(a + F.conv2d(a, w2, b2, padding=1))
-        return (h * c).sum()
+        p = F.max_pool2d(h, 2) + F.avg_pool2d(h, 3, stride=2, padding=1)
+        return (h * c).sum() + (p * c[:, :, :12, :12]).sum()
 
     eager = cr.value_and_grad(loss, argnums=(0, 1, 2, 3))
     step = cr.compile(eager)
     source = step.source(*params)
-    assert "_conv_into(" in source and "_conv_input_grad_into(" in source
+    for name in ("conv", "conv_input_grad", "max_pool2d", "avg_pool2d", "col2im"):
+        assert f"_{name}_into(" in source, name
     assert all("out=_b" in ln for ln in source.splitlines() if "_conv_into(" in ln)
 
     fresh = []  # conv work arrays that had to be allocated (none recycled of that shape)

@@ -409,3 +409,50 @@ def test_shifted_gemm_path_on_a_resnet_layer_equals_im2col(dtype, rtol, monkeypa
     for a, b in zip(got[1], want[1]):
         assert np.asarray(a).dtype == dtype
         assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=rtol * np.abs(b).max())
+
+
+# --- "into out=" kernels (cr.compile's reused buffers) --------------------------------------------
+
+_INTO = [
+    ("conv", (R(2, 16, 6, 6), R(16, 16, 3, 3)),
+     dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1, ns=1)),
+    ("conv", (R(2, 3, 6, 5), R(4, 3, 2, 2)),
+     dict(stride=(2, 1), padding=((1, 0), (0, 1)), dilation=(1, 1), groups=1, ns=1)),
+    ("conv", (R(2, 4, 6), R(4, 2, 3)),
+     dict(stride=(1,), padding=((1, 1),), dilation=(2,), groups=2, ns=1)),
+    ("conv_input_grad", (R(2, 16, 6, 6), R(16, 16, 3, 3)),
+     dict(size=(6, 6), stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1,
+          ns=1)),
+    ("conv_input_grad", (R(2, 4, 3, 3), R(4, 3, 3, 3)),
+     dict(size=(6, 6), stride=(2, 2), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1,
+          ns=1)),
+    ("conv_weight_grad", (R(2, 3, 5, 5), R(2, 4, 5, 5)),
+     dict(kernel=(3, 3), stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1,
+          ns=1)),
+    ("max_pool2d", (R(2, 3, 6, 6),), dict(kernel=(2, 2), stride=(2, 2), padding=(0, 0))),
+    ("max_pool2d", (R(2, 3, 7, 6),), dict(kernel=(3, 3), stride=(2, 1), padding=(1, 1))),
+    ("avg_pool2d", (R(2, 3, 7, 6),),
+     dict(kernel=(3, 2), stride=(2, 1), padding=(1, 1), include_pad=False)),
+    ("col2im", (R(2, 3, 2, 2, 3, 3),), dict(size=(6, 6), kernel=(2, 2), stride=(2, 2),
+                                            padding=(0, 0))),
+    ("col2im", (R(2, 3, 3, 3, 4, 4),), dict(size=(6, 6), kernel=(3, 3), stride=(1, 1),
+                                            padding=(0, 0))),
+]
+
+
+@pytest.mark.parametrize("name, args, params", _INTO, ids=[f"{n}-{i}" for i, (n, _, _)
+                                                           in enumerate(_INTO)])
+def test_into_kernels_equal_np_impl_for_any_target(name, args, params):
+    prim = registry[name]
+    want = prim.np_impl(*args, **params)
+    fresh = np.full(want.shape, np.nan)
+    got = prim.np_out_impl(*args, out=fresh, **params)
+    assert np.shares_memory(got, fresh)
+    assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    strided = np.full(want.shape[::-1], np.nan).T  # not C-contiguous
+    got = prim.np_out_impl(*args, out=strided, **params)
+    assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    if args[0].shape == want.shape:  # the target is the input being read
+        x = args[0].copy()
+        got = prim.np_out_impl(x, *args[1:], out=x, **params)
+        assert_allclose(got, want, rtol=1e-12, atol=1e-12)
