@@ -397,11 +397,21 @@ def test_shifted_gemm_path_on_a_resnet_layer_equals_im2col(dtype, rtol, monkeypa
     def f(x, w):
         return cr.numpy.sum(F.conv2d(F.relu(F.conv2d(x, w, padding=1)), w, padding=1) * c)
 
-    taken = []
-    grid = CV._conv_grid
+    taken, shared = [], []
+    grid, kept = CV._conv_grid, CV._kept
     monkeypatch.setattr(CV, "_conv_grid", lambda *a, **k: taken.append(1) or grid(*a, **k))
+
+    def spy_kept(x, key):
+        r = kept(x, key)
+        if r is not None:
+            shared.append(key[0])
+        return r
+
+    monkeypatch.setattr(CV, "_kept", spy_kept)
     got = cr.value_and_grad(f, argnums=(0, 1))(x, w)
     assert len(taken) == 4  # two layers and their input gradients
+    # the weight gradients read the kept padded input and the padded g of the input gradient
+    assert shared.count("grid") == 2 and shared.count("gpad") == 2
     monkeypatch.setattr(CV, "_GRID_WASTE_AT_MOST", 0.0)
     want = cr.value_and_grad(f, argnums=(0, 1))(x, w)
     assert len(taken) == 4

@@ -275,7 +275,7 @@ def _rows(Nf, Sp, valid):
     return (Nf - 1) * _prod(Sp) + last + 1
 
 
-def _conv_grid(x, w, *, padding, dilation, ns, keep, dest=None):
+def _conv_grid(x, w, *, padding, dilation, ns, keep, dest=None, share=None):
     d = len(padding)
     K = tuple(w.shape[-d:])
     dtype = np.result_type(x, w)
@@ -312,6 +312,8 @@ def _conv_grid(x, w, *, padding, dilation, ns, keep, dest=None):
             _give(tmp)
     if keep:
         _keep(x, ("grid", K, padding, dilation, ns), (xp, owned))
+    elif share is not None and owned:  # the padded input, for a weight gradient (see gpad)
+        _keep(x, share, (xp, owned))
     elif owned:
         _give(xp)
     out = out[(slice(None),) + tuple(slice(0, s) for s in So)]
@@ -335,13 +337,24 @@ def _weight_grad_grid(x, g, *, kernel, padding, dilation, ns):
     Nf, Sp, C = xp.shape[0], xp.shape[1:-1], xp.shape[-1]
     gl, _, _ = _split_x(g, d, ns)               # (Nf, *So, O)
     So, O = gl.shape[1:-1], gl.shape[-1]
-    # g on the padded grid, zero past the valid outputs
-    gg = _pad_last(gl.astype(dtype, copy=False), d, tuple((0, p - s) for p, s in zip(Sp, So)))
-    gowned = gg is not gl
-    if not gg.flags.c_contiguous:
-        gg, gowned = np.ascontiguousarray(gg), False
     rows = _rows(Nf, Sp, So)
-    gf = gg.reshape(-1, O)[:rows]
+    # g on the padded grid, zero past the valid outputs: the transposed convolution's padded
+    # g read at an offset when it left one (see _gpad_key), else a zero-padded copy
+    pad = tuple((dl * (k - 1) - lo, dl * (k - 1) - hi)
+                for (lo, hi), dl, k in zip(padding, dilation, K))
+    shared = _kept(g, _gpad_key(So, pad)) if min(min(p) for p in pad) >= 0 else None
+    if shared is not None and shared[0].shape == (Nf,) + Sp + (O,) and shared[0].dtype == dtype:
+        gg, gowned = shared
+        shift = sum(lo * _prod(Sp[i + 1:]) for i, (lo, _) in enumerate(pad))
+    else:
+        if shared is not None:
+            _give(shared[0])
+        gg = _pad_last(gl.astype(dtype, copy=False), d,
+                       tuple((0, p - s) for p, s in zip(Sp, So)))
+        gowned, shift = gg is not gl, 0
+        if not gg.flags.c_contiguous:
+            gg, gowned = np.ascontiguousarray(gg), False
+    gf = gg.reshape(-1, O)[shift:shift + rows]
     xf = xp.reshape(-1, C)
     dw = np.empty((len(_offsets(Sp, K, dilation)), C, O), dtype)
     for i, o in enumerate(_offsets(Sp, K, dilation)):
@@ -353,12 +366,15 @@ def _weight_grad_grid(x, g, *, kernel, padding, dilation, ns):
     return np.moveaxis(dw.reshape(K + (C, O)), (-1, -2), (0, 1))  # (O, C, *K)
 
 
-def _conv_np(x, w, *, stride, padding, dilation, groups, ns, keep=False, dest=None):
-    # dest: None, or where to write the result, channels last ``(Nf, *So, O)`` (see _into)
+def _conv_np(x, w, *, stride, padding, dilation, groups, ns, keep=False, dest=None,
+             share=None):
+    # dest: None, or where to write the result, channels last ``(Nf, *So, O)`` (see _into);
+    # share: a key under which the shifted-GEMM path keeps its padded input (see gpad)
     d = len(stride)
     K = w.shape[-d:]
     if _grid_fits(x.shape, K, stride, padding, dilation, groups, ns, w.ndim):
-        return _conv_grid(x, w, padding=padding, dilation=dilation, ns=ns, keep=keep, dest=dest)
+        return _conv_grid(x, w, padding=padding, dilation=dilation, ns=ns, keep=keep, dest=dest,
+                          share=share)
     cols, xe, samp, So = _cols(x, K, stride, padding, dilation, groups, ns)
     kept = keep and cols.ndim == 3 and w.ndim == d + 2
     if kept:
@@ -413,7 +429,16 @@ def _conv_input_grad_by_gather(g, w, *, size, stride, padding, dilation, groups,
     pad = tuple((dl * (k - 1) - lo, dl * (k - 1) - hi)
                 for (lo, hi), dl, k in zip(padding, dilation, K))
     return _conv_np(g, wt, stride=stride, padding=pad, dilation=dilation, groups=groups, ns=ns,
-                    dest=dest)
+                    dest=dest, share=_gpad_key(g.shape[-d:], pad))
+
+
+def _gpad_key(So, pad):
+    """The key of ``g`` zero-padded by ``pad`` (kept by the transposed convolution above).
+
+    With "same" padding that array has the padded input's grid, and ``g`` sits at a fixed
+    flat offset in it with zeros around: exactly what the weight gradient on the grid reads,
+    shifted by that offset -- so it pads ``g`` once for both products."""
+    return ("gpad", tuple(s + lo + hi for s, (lo, hi) in zip(So, pad)), tuple(lo for lo, _ in pad))
 
 
 def _conv_input_grad_by_offsets(g, w, *, size, stride, padding, dilation, ns):
