@@ -8,6 +8,9 @@ Conv 20@5x5 -> ReLU -> MaxPool 2 -> Conv 50@5x5 -> ReLU -> MaxPool 2 -> 800 -> 5
   ``sliding_window_view``, max pooling by reshape, col2im by slice-adds, the
   im2col matrices kept from the forward pass for the weight gradients.
 * PyTorch (when installed, one thread): the same model and step.
+* chainrule compiled: the same step written with ``nn.functional``, its loss and
+  gradients from ``cr.compile(cr.value_and_grad(...))`` (one program, reused
+  buffers), then the same SGD update in place.
 
 All three take one step from the same weights first; the losses and updated
 weights must agree (1e-9 relative in float64, 1e-3 in float32).  Peak
@@ -27,6 +30,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import chainrule as cr
 import chainrule.nn.functional as F
+import chainrule.numpy as cnp
 from chainrule.ops.conv import scratch_bytes
 from common import compare, row
 
@@ -65,6 +69,28 @@ def chainrule_step(dtype):
         loss.backward()
         opt.step()
         return float(loss)
+
+    return step, params
+
+
+def compiled_step(dtype):
+    """The same step as :func:`chainrule_step`, its loss and gradients from ``cr.compile``."""
+    params = [np.array(p.data) for p in model(dtype).parameters()]
+    x, y = data(dtype)
+
+    def loss(W1, b1, W2, b2, V1, c1, V2, c2, x, y):
+        h = F.max_pool2d(F.relu(F.conv2d(x, W1, b1)), 2)
+        h = F.max_pool2d(F.relu(F.conv2d(h, W2, b2)), 2)
+        h = F.relu(F.linear(cnp.reshape(h, (x.shape[0], -1)), V1, c1))
+        return F.cross_entropy(F.linear(h, V2, c2), y)
+
+    value_and_grad = cr.compile(cr.value_and_grad(loss, argnums=tuple(range(8))))
+
+    def step():
+        value, grads = value_and_grad(*params, x, y)
+        for p, g in zip(params, grads):
+            p -= LR * g
+        return float(value)
 
     return step, params
 
@@ -204,7 +230,8 @@ def candidates(dtype, check=True):
     x, y = data(dtype)
     p_np = numpy_params(params)
     np_step = numpy_step(p_np, x, y)
-    cands = {"chainrule": cr_step, "numpy": np_step}
+    c_step, c_params = compiled_step(dtype)
+    cands = {"chainrule": cr_step, "numpy": np_step, "compiled": c_step}
     t_params = None
     if torch is not None:
         torch.set_num_threads(1)
@@ -215,6 +242,8 @@ def candidates(dtype, check=True):
         for k in losses:
             np.testing.assert_allclose(losses[k], losses["chainrule"], rtol=rtol, err_msg=k)
         for a, b in zip(params, to_chainrule_layout(p_np)):
+            np.testing.assert_allclose(a.data, b, rtol=rtol, atol=rtol * 1e-2)
+        for a, b in zip(params, c_params):
             np.testing.assert_allclose(a.data, b, rtol=rtol, atol=rtol * 1e-2)
         if t_params is not None:
             for a, b in zip(params, t_params):
@@ -236,6 +265,10 @@ def run(repeats: int) -> dict:
         if "torch" in ms:
             rows.append(row(f"step {name} vs PyTorch", ms["chainrule"], ms["torch"], unit="ms",
                             target=1.0))
+        rows.append(row(f"compiled step {name} vs hand NumPy", ms["compiled"], ms["numpy"],
+                        unit="ms"))
+        rows.append(row(f"compiled step {name} vs eager step", ms["compiled"], ms["chainrule"],
+                        unit="ms"))
         if dtype == np.float32:
             fresh = candidates(dtype, check=False)
             mem = {"chainrule": _peak(fresh["chainrule"], scratch_bytes) / 2 ** 20,

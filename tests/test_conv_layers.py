@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import math
 import os
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from numpy.testing import assert_allclose
 
 import chainrule as cr
 import chainrule.nn.functional as F
+from chainrule.ops import conv as CV
 
 nn = cr.nn
 rng = np.random.default_rng(7)
@@ -211,3 +214,54 @@ def test_max_pool_ties_in_overlapping_windows_follow_pytorch():
     torch.nn.functional.max_pool2d(xt, 3, stride=2, padding=1).backward(torch.tensor(g))
     _, vjp = cr.vjp(lambda x: F.max_pool2d(x, 3, stride=2, padding=1), x)
     assert_allclose(vjp(g)[0], xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+# --- cr.compile: convolutions compute into the program's reused buffers ------------------------
+
+def test_compiled_training_step_reuses_conv_buffers_and_equals_the_eager_step(monkeypatch):
+    x, c = rng.standard_normal((4, 16, 24, 24)), rng.standard_normal((4, 16, 24, 24))
+    params = [rng.standard_normal((16, 3, 3, 3)) * 0.3, rng.standard_normal(16) * 0.1,
+              rng.standard_normal((16, 16, 3, 3)) * 0.1, rng.standard_normal(16) * 0.1]
+
+    def loss(w1, b1, w2, b2):  # im2col (3 channels) and shifted-GEMM (16 channels) layers
+        a = F.relu(F.conv2d(x[:, :3], w1, b1, padding=1))
+        h = F.relu(a + F.conv2d(a, w2, b2, padding=1))
+        p = F.max_pool2d(h, 2) + F.avg_pool2d(h, 3, stride=2, padding=1)
+        return (h * c).sum() + (p * c[:, :, :12, :12]).sum()
+
+    eager = cr.value_and_grad(loss, argnums=(0, 1, 2, 3))
+    step = cr.compile(eager)
+    source = step.source(*params)
+    for name in ("conv", "conv_input_grad", "max_pool2d", "avg_pool2d", "col2im"):
+        assert f"_{name}_into(" in source, name
+    assert all("out=_b" in ln for ln in source.splitlines() if "_conv_into(" in ln)
+
+    fresh = []  # conv work arrays that had to be allocated (none recycled of that shape)
+    take = CV._take
+
+    def counting_take(shape, dtype):
+        if not CV._SCRATCH.get((shape, np.dtype(dtype))):
+            fresh.append(shape)
+        return take(shape, dtype)
+
+    monkeypatch.setattr(CV, "_take", counting_take)
+    want_v, want_g = eager(*params)
+    peaks = []
+    for k in range(3):
+        fresh.clear()
+        gc.collect()
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            v, g = step(*params)
+            peaks.append(tracemalloc.get_traced_memory()[1] - base)
+        finally:
+            tracemalloc.stop()
+        assert_allclose(v, np.asarray(want_v), rtol=1e-12)
+        for mine, ref in zip(g, want_g):
+            assert_allclose(mine, np.asarray(ref), rtol=1e-11, atol=1e-12)
+        if k:  # after the first step: every conv work array is a recycled one
+            assert fresh == [], f"step {k + 1} allocated conv work arrays {fresh}"
+    # the first step allocates the program's buffers; later steps allocate none of them again
+    assert peaks[1] < peaks[0] - x.nbytes
+    assert abs(peaks[2] - peaks[1]) < 0.05 * peaks[1]

@@ -202,6 +202,37 @@ row(("conv_input_grad",), lambda x, w: F.conv_transpose2d(x, w, groups=2, dilati
     (R(2, 4, 3, 2), R(4, 1, 2, 2)), "conv_transpose2d-groups-dilation",
     lambda x, w: loop_conv_transpose2d(x, w, None, 1, 0, 0, 2, 2),
     lambda t, x, w: t.nn.functional.conv_transpose2d(x, w, groups=2, dilation=2))
+# Stride 1, one group: what the shifted-GEMM path takes (forced onto it below, whatever the size)
+GRID = set()
+
+
+def grid_row(prims, fn, args, id, ref, torch_fn=None):
+    GRID.add(id)
+    row(prims, fn, args, id, ref, torch_fn)
+
+
+grid_row(CONV, lambda x, w, b: F.conv2d(x, w, b, padding=1), (R(2, 3, 5, 4), R(4, 3, 3, 3), R(4)),
+         "conv2d-3x3-same-bias", lambda x, w, b: loop_conv(x, w, b, 1, 1),
+         lambda t, x, w, b: t.nn.functional.conv2d(x, w, b, padding=1))
+grid_row(CONV, lambda x, w: F.conv1d(x, w, padding=2, dilation=2), (R(2, 2, 7), R(3, 2, 3)),
+         "conv1d-dilation-pad", lambda x, w: loop_conv(x, w, None, 1, 2, 2),
+         lambda t, x, w: t.nn.functional.conv1d(x, w, padding=2, dilation=2))
+grid_row(CONV, lambda x, w: F.conv3d(x, w, padding=(1, 0, 1)), (R(1, 2, 3, 4, 3), R(2, 2, 2, 2, 2)),
+         "conv3d-stride1-pad", lambda x, w: loop_conv(x, w, None, 1, (1, 0, 1)),
+         lambda t, x, w: t.nn.functional.conv3d(x, w, padding=(1, 0, 1)))
+grid_row(CONV, lambda x, w: F.conv2d(x, w), (R(2, 3, 3, 4), R(5, 3, 1, 1)), "conv2d-1x1",
+         lambda x, w: loop_conv(x, w), lambda t, x, w: t.nn.functional.conv2d(x, w))
+grid_row(("conv_input_grad",), lambda x, w: F.conv_transpose2d(x, w, padding=1),
+         (R(1, 3, 4, 4), R(3, 2, 3, 3)), "conv_transpose2d-stride1-pad",
+         lambda x, w: loop_conv_transpose2d(x, w, None, 1, 1),
+         lambda t, x, w: t.nn.functional.conv_transpose2d(x, w, padding=1))
+_WG1 = dict(kernel=(3, 3), stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1,
+            ns=1)
+grid_row(("conv_weight_grad",), lambda x, g: CV.conv_weight_grad(x, g, **_WG1),
+         (R(2, 3, 4, 5), R(2, 2, 4, 5)), "conv_weight_grad-stride1",
+         lambda x, g: _unit_kernel_ref(x, g, (2, 3, 3, 3), 1))
+
+
 _WG = dict(kernel=(2, 2), stride=(2, 1), padding=((1, 0), (0, 1)), dilation=(1, 2), groups=2,
            ns=1)
 row(("conv_weight_grad",), lambda x, g: CV.conv_weight_grad(x, g, **_WG),
@@ -257,6 +288,16 @@ def _weight_grad_ref(x, g):
         e = np.zeros(out.shape)
         e[idx] = 1.0
         out[idx] = (g * loop_conv(xp, e, None, (2, 1), 0, (1, 2), 2)).sum()
+    return out
+
+
+def _unit_kernel_ref(x, g, w_shape, padding):
+    """``d <g, conv(x, w)> / dw`` by unit kernels through the loop convolution."""
+    out = np.zeros(w_shape)
+    for idx in itertools.product(*(range(s) for s in w_shape)):
+        e = np.zeros(w_shape)
+        e[idx] = 1.0
+        out[idx] = (g * loop_conv(x, e, None, 1, padding)).sum()
     return out
 
 
@@ -317,3 +358,111 @@ def test_every_primitive_of_ops_conv_has_a_row():
     mine = {name for name, prim in registry.items()
             if getattr(prim.impl, "__module__", None) == "chainrule.ops.conv"}
     assert mine and not mine - covered, f"add rows for {sorted(mine - covered)}"
+
+
+# --- the shifted-GEMM path (stride 1), forced onto the small rows above --------------------------
+
+GRID_ROWS = [r for r in ROWS if r[0].id in GRID]
+
+
+@pytest.fixture(params=["blas", "numpy"])
+def grid_path(request, monkeypatch):
+    """Every stride-1 convolution takes the shifted GEMMs (SciPy's gemm or NumPy's matmul)."""
+    monkeypatch.setattr(CV, "_GRID_WASTE_AT_MOST", float("inf"))
+    monkeypatch.setattr(CV, "_GRID_MIN_CHANNELS", 1)
+    if request.param == "numpy":
+        monkeypatch.setattr(CV, "_blas_gemm", lambda dtype: None)
+    taken = []
+    grid, wgrid = CV._conv_grid, CV._weight_grad_grid
+    monkeypatch.setattr(CV, "_conv_grid", lambda *a, **k: taken.append(1) or grid(*a, **k))
+    monkeypatch.setattr(CV, "_weight_grad_grid",
+                        lambda *a, **k: taken.append(2) or wgrid(*a, **k))
+    return taken
+
+
+@pytest.mark.parametrize("entry", GRID_ROWS, ids=[c.id for c, _, _ in GRID_ROWS])
+def test_shifted_gemm_path_values_and_derivatives(entry, grid_path):
+    case, ref, _ = entry
+    assert_allclose(np.asarray(case.fn(*case.args)), ref(*case.args), rtol=1e-10, atol=1e-12)
+    cr.check_grads(case.fn, case.args, order=case.order, modes=("fwd", "rev"), **case.tol)
+    assert grid_path, "the shifted-GEMM path was not taken"
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+def test_shifted_gemm_path_on_a_resnet_layer_equals_im2col(dtype, rtol, monkeypatch):
+    """A layer the path takes by itself (16 channels, 3x3 "same") against the im2col path."""
+    x, w = R(2, 16, 14, 14).astype(dtype), (R(16, 16, 3, 3) / 12).astype(dtype)
+    c = R(2, 16, 14, 14).astype(dtype)
+
+    def f(x, w):
+        return cr.numpy.sum(F.conv2d(F.relu(F.conv2d(x, w, padding=1)), w, padding=1) * c)
+
+    taken, shared = [], []
+    grid, kept = CV._conv_grid, CV._kept
+    monkeypatch.setattr(CV, "_conv_grid", lambda *a, **k: taken.append(1) or grid(*a, **k))
+
+    def spy_kept(x, key):
+        r = kept(x, key)
+        if r is not None:
+            shared.append(key[0])
+        return r
+
+    monkeypatch.setattr(CV, "_kept", spy_kept)
+    got = cr.value_and_grad(f, argnums=(0, 1))(x, w)
+    assert len(taken) == 4  # two layers and their input gradients
+    # the weight gradients read the kept padded input and the padded g of the input gradient
+    assert shared.count("grid") == 2 and shared.count("gpad") == 2
+    monkeypatch.setattr(CV, "_GRID_WASTE_AT_MOST", 0.0)
+    want = cr.value_and_grad(f, argnums=(0, 1))(x, w)
+    assert len(taken) == 4
+    assert_allclose(np.asarray(got[0]), np.asarray(want[0]), rtol=rtol)
+    for a, b in zip(got[1], want[1]):
+        assert np.asarray(a).dtype == dtype
+        assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=rtol * np.abs(b).max())
+
+
+# --- "into out=" kernels (cr.compile's reused buffers) --------------------------------------------
+
+_INTO = [
+    ("conv", (R(2, 16, 6, 6), R(16, 16, 3, 3)),
+     dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1, ns=1)),
+    ("conv", (R(2, 3, 6, 5), R(4, 3, 2, 2)),
+     dict(stride=(2, 1), padding=((1, 0), (0, 1)), dilation=(1, 1), groups=1, ns=1)),
+    ("conv", (R(2, 4, 6), R(4, 2, 3)),
+     dict(stride=(1,), padding=((1, 1),), dilation=(2,), groups=2, ns=1)),
+    ("conv_input_grad", (R(2, 16, 6, 6), R(16, 16, 3, 3)),
+     dict(size=(6, 6), stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1,
+          ns=1)),
+    ("conv_input_grad", (R(2, 4, 3, 3), R(4, 3, 3, 3)),
+     dict(size=(6, 6), stride=(2, 2), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1,
+          ns=1)),
+    ("conv_weight_grad", (R(2, 3, 5, 5), R(2, 4, 5, 5)),
+     dict(kernel=(3, 3), stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1,
+          ns=1)),
+    ("max_pool2d", (R(2, 3, 6, 6),), dict(kernel=(2, 2), stride=(2, 2), padding=(0, 0))),
+    ("max_pool2d", (R(2, 3, 7, 6),), dict(kernel=(3, 3), stride=(2, 1), padding=(1, 1))),
+    ("avg_pool2d", (R(2, 3, 7, 6),),
+     dict(kernel=(3, 2), stride=(2, 1), padding=(1, 1), include_pad=False)),
+    ("col2im", (R(2, 3, 2, 2, 3, 3),), dict(size=(6, 6), kernel=(2, 2), stride=(2, 2),
+                                            padding=(0, 0))),
+    ("col2im", (R(2, 3, 3, 3, 4, 4),), dict(size=(6, 6), kernel=(3, 3), stride=(1, 1),
+                                            padding=(0, 0))),
+]
+
+
+@pytest.mark.parametrize("name, args, params", _INTO, ids=[f"{n}-{i}" for i, (n, _, _)
+                                                           in enumerate(_INTO)])
+def test_into_kernels_equal_np_impl_for_any_target(name, args, params):
+    prim = registry[name]
+    want = prim.np_impl(*args, **params)
+    fresh = np.full(want.shape, np.nan)
+    got = prim.np_out_impl(*args, out=fresh, **params)
+    assert np.shares_memory(got, fresh)
+    assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    strided = np.full(want.shape[::-1], np.nan).T  # not C-contiguous
+    got = prim.np_out_impl(*args, out=strided, **params)
+    assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    if args[0].shape == want.shape:  # the target is the input being read
+        x = args[0].copy()
+        got = prim.np_out_impl(x, *args[1:], out=x, **params)
+        assert_allclose(got, want, rtol=1e-12, atol=1e-12)

@@ -258,7 +258,7 @@ class Primitive:
     """
 
     __slots__ = ("name", "impl", "np_impl", "box_impl", "vjp", "jvp", "differentiable",
-                 "saves", "vjp_inplace")
+                 "saves", "vjp_inplace", "np_out_impl")
     is_primitive = True  # lets lower layers (backend) recognise a primitive without importing it
 
     def __init__(
@@ -285,6 +285,9 @@ class Primitive:
         # What runs on the NumPy data of boxes (may skip checks that np_impl needs for
         # arbitrary raw inputs, e.g. Python's operators on NumPy scalars).
         self.box_impl = self.np_impl
+        # Optional ``np_out_impl(*args, out=buf, **params)``: np_impl computed into ``buf``
+        # (the result's shape and dtype; returns it or a view of it); cr.compile uses it.
+        self.np_out_impl: Callable[..., Any] | None = None
         self.vjp = vjp
         self.jvp = jvp
         self.differentiable = differentiable

@@ -129,6 +129,10 @@ def _buffer_op(e: Any) -> Any:
         return None
     if own and name == "relu" and out.dtype.kind in "f":
         return lambda args, buf, bind: f"{bind(np.maximum, 'maximum')}({args[0]}, 0, out={buf})"
+    out_impl = getattr(e.prim, "np_out_impl", None)
+    if out_impl is not None and own:  # the primitive's own "compute into out=" kernel
+        return lambda args, buf, bind: (f"{bind(out_impl, name + '_into')}({', '.join(args)}, "
+                                        f"out={buf}, **{bind(e.params, name + '_params')})")
     if getattr(e.prim.np_impl, "__name__", "") == "fused":  # graph.fusion's loops
         return lambda args, buf, bind: (f"{bind(e.prim.np_impl, 'fused')}({', '.join(args)}, "
                                         f"out={buf})")

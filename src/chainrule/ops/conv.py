@@ -15,20 +15,30 @@ cotangents carry them) and broadcast against each other, right-aligned, like
 NumPy's leading axes in ``matmul``.  The result has the broadcast extra axes
 first.
 
-NumPy path: channels-last internally.  The input windows are gathered once
-into an im2col matrix (a strided view, one copy), multiplied with one GEMM,
-and the result is handed back as a channels-first *view* of channels-last
-memory, so the next layer finds its channels contiguous (no transposes
-between layers).  A recorded convolution keeps its im2col matrix for its
-weight gradient.  ``conv_input_grad`` sums the windows back by slice-adds,
-one per kernel offset, or, with stride 1 when that is cheaper (3x3 "same"),
-correlates ``g`` with the flipped kernel.  Scratch buffers are recycled
-across calls.  Other array libraries: shifted GEMMs, one per kernel offset.
+NumPy path: channels-last internally, the result handed back as a
+channels-first *view* of channels-last memory, so the next layer finds its
+channels contiguous (no transposes between layers).  Stride 1 with one group
+and enough channels (3x3 "same" layers): shifted GEMMs on the padded grid,
+one per kernel offset, accumulated in place (SciPy's BLAS ``gemm`` with
+``beta=1`` when SciPy is installed), and the weight gradient likewise, from
+the padded input a recorded convolution keeps -- no im2col copy at all.
+Otherwise the input windows are gathered once into an im2col matrix (a
+strided view, one copy) and multiplied with one GEMM; a recorded
+convolution keeps that matrix for its weight gradient.  ``conv_input_grad``
+sums the windows back by slice-adds, one per kernel offset, or, with stride 1
+when that is cheaper (3x3 "same"), correlates ``g`` with the flipped kernel.
+Scratch buffers are recycled across calls, and ``cr.compile`` writes the
+results into its own reused buffers (``np_out_impl``).  Measured on W7's 3x3
+layer (32 channels, 32x32, batch 32, one thread, float32): im2col + GEMM
+12-15 ms, shifted GEMMs 7.8 ms (NumPy matmul + add: 9.3 ms), Winograd
+F(2x2, 3x3) 12.6 ms (its GEMMs take 3.9 ms, its tile transforms in NumPy
+7 ms).  Other array libraries: shifted GEMMs, one per kernel offset.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import itertools
 import weakref
 from typing import Any
@@ -194,14 +204,187 @@ def _kept(x, key):
     return entry[2] if _KEPT.pop(id(x), None) is entry else None
 
 
-def _conv_np(x, w, *, stride, padding, dilation, groups, ns, keep=False):
+# --- shifted GEMMs on the padded grid (stride 1) -----------------------------------------------
+#
+# With stride 1 the padded input, flattened channels-last to ``(Nf * prod(Sp), C)``, already
+# holds every kernel offset's input matrix as a contiguous row range: the output at grid row r
+# reads row r + offset.  So a convolution is one GEMM of K = C per kernel offset, summed into
+# one output on the padded grid (whose rows past the valid outputs are cropped away), with no
+# im2col copy; the weight gradient is one GEMM per offset on the same rows.  Measured on a
+# 3x3 "same" layer (32 channels, 32x32, batch 32, one thread) this beats im2col + one GEMM by
+# 1.3-1.7x; it wastes the border rows of the grid, so it is used only where those are few.
+_GRID_WASTE_AT_MOST = 1.35
+_GRID_MIN_CHANNELS = 16  # GEMMs with K below this run slowly: im2col's K is prod(kernel) * C
+_GEMMS: dict = {}
+
+
+def _blas_gemm(dtype):
+    """SciPy's BLAS ``gemm`` for ``dtype`` (it accumulates, ``beta=1``), or None without SciPy."""
+    if dtype not in _GEMMS:
+        gemm = None
+        if dtype.char in "fdFD":
+            try:  # imported on first use: scipy.linalg costs a fifth of a second to import
+                blas = importlib.import_module("scipy.linalg.blas")
+                gemm = blas.get_blas_funcs("gemm", dtype=dtype)
+            except ImportError:  # pragma: no cover - depends on the environment
+                gemm = None
+        _GEMMS[dtype] = gemm
+    return _GEMMS[dtype]
+
+
+def _grid_fits(x_shape, kernel, stride, padding, dilation, groups, ns, w_ndim) -> bool:
+    """Whether the shifted-GEMM path takes this convolution."""
+    d = len(stride)
+    if groups != 1 or any(s != 1 for s in stride) or w_ndim != d + 2:
+        return False
+    if len(x_shape) != ns + 1 + d:  # extra (tangent) axes: im2col handles those
+        return False
+    padded = [s + lo + hi for s, (lo, hi) in zip(x_shape[-d:], padding)]
+    valid = [p - dl * (k - 1) for p, dl, k in zip(padded, dilation, kernel)]
+    if min(valid) <= 0:
+        return False
+    if _prod(kernel) > 1 and x_shape[-d - 1] < _GRID_MIN_CHANNELS:
+        return False
+    return _prod(padded) <= _GRID_WASTE_AT_MOST * _prod(valid)
+
+
+def _grid(x, d, padding, ns):
+    """``x (samp.., C, *S)`` -> padded channels-last ``(Nf, *Sp, C)``, C-contiguous, and
+    whether it is a scratch buffer (else it is ``x``'s own memory)."""
+    xl, _, _ = _split_x(x, d, ns)
+    xp = _pad_last(xl, d, padding)
+    if xp is not xl:
+        return xp, True
+    if xl.flags.c_contiguous:
+        return xl, False
+    buf = _take(xl.shape, xl.dtype)
+    np.copyto(buf, xl)
+    return buf, True
+
+
+def _offsets(Sp, kernel, dilation):
+    """Flat row offset of each kernel offset on the padded grid (kernel offsets in C order)."""
+    step = [_prod(Sp[i + 1:]) for i in range(len(Sp))]
+    return [sum(k * dl * st for k, dl, st in zip(kk, dilation, step))
+            for kk in itertools.product(*(range(k) for k in kernel))]
+
+
+def _rows(Nf, Sp, valid):
+    """Grid rows up to the last valid output: ``out[r]`` for ``r < rows`` is computed."""
+    last = sum((v - 1) * _prod(Sp[i + 1:]) for i, v in enumerate(valid))
+    return (Nf - 1) * _prod(Sp) + last + 1
+
+
+def _conv_grid(x, w, *, padding, dilation, ns, keep, dest=None, share=None):
+    d = len(padding)
+    K = tuple(w.shape[-d:])
+    dtype = np.result_type(x, w)
+    xp, owned = _grid(x, d, padding, ns)
+    if xp.dtype != dtype:
+        xp, owned = xp.astype(dtype), True
+    Nf, Sp, C = xp.shape[0], xp.shape[1:-1], xp.shape[-1]
+    O = w.shape[0]
+    So = tuple(p - dl * (k - 1) for p, dl, k in zip(Sp, dilation, K))
+    rows = _rows(Nf, Sp, So)
+    # (*K, C, O): each offset's (C, O) matrix contiguous, so its transpose is Fortran-ordered
+    wk = np.ascontiguousarray(np.moveaxis(w.astype(dtype, copy=False), (0, 1), (-1, -2)))
+    wk = wk.reshape(-1, C, O)
+    xf = xp.reshape(-1, C)
+    grid = (Nf,) + Sp + (O,)
+    out = np.empty(grid, dtype) if dest is None else _take(grid, dtype)
+    of = out.reshape(-1, O)[:rows]
+    offs = _offsets(Sp, K, dilation)
+    gemm = _blas_gemm(dtype)
+    if gemm is not None:  # out^T (O, rows), Fortran-ordered, accumulated in place: beta = 1
+        c = of.T
+        for i, o in enumerate(offs):
+            r = gemm(1.0, wk[i].T, xf[o:o + rows].T, beta=0.0 if i == 0 else 1.0, c=c,
+                     overwrite_c=1)
+            if r is not c and not np.shares_memory(r, c):
+                c[...] = r
+    else:
+        np.matmul(xf[offs[0]:offs[0] + rows], wk[0], out=of)
+        if len(offs) > 1:
+            tmp = _take(of.shape, dtype)
+            for i, o in enumerate(offs[1:], 1):
+                np.matmul(xf[o:o + rows], wk[i], out=tmp)
+                of += tmp
+            _give(tmp)
+    if keep:
+        _keep(x, ("grid", K, padding, dilation, ns), (xp, owned))
+    elif share is not None and owned:  # the padded input, for a weight gradient (see gpad)
+        _keep(x, share, (xp, owned))
+    elif owned:
+        _give(xp)
+    out = out[(slice(None),) + tuple(slice(0, s) for s in So)]
+    if dest is not None:
+        np.copyto(dest, out)
+        _give(out.base)
+        return dest
+    samp = x.shape[:ns]
+    out = np.moveaxis(out, -1, 1)  # channels first, memory still channels last
+    return out.reshape(samp + (O,) + So)
+
+
+def _weight_grad_grid(x, g, *, kernel, padding, dilation, ns):
+    d = len(padding)
+    K = tuple(kernel)
+    entry = _kept(x, ("grid", K, padding, dilation, ns))
+    xp, owned = entry if entry is not None else _grid(x, d, padding, ns)
+    dtype = np.result_type(xp, g)
+    if xp.dtype != dtype:
+        xp = xp.astype(dtype)
+    Nf, Sp, C = xp.shape[0], xp.shape[1:-1], xp.shape[-1]
+    gl, _, _ = _split_x(g, d, ns)               # (Nf, *So, O)
+    So, O = gl.shape[1:-1], gl.shape[-1]
+    rows = _rows(Nf, Sp, So)
+    # g on the padded grid, zero past the valid outputs: the transposed convolution's padded
+    # g read at an offset when it left one (see _gpad_key), else a zero-padded copy
+    pad = tuple((dl * (k - 1) - lo, dl * (k - 1) - hi)
+                for (lo, hi), dl, k in zip(padding, dilation, K))
+    shared = _kept(g, _gpad_key(So, pad)) if min(min(p) for p in pad) >= 0 else None
+    if shared is not None and shared[0].shape == (Nf,) + Sp + (O,) and shared[0].dtype == dtype:
+        gg, gowned = shared
+        shift = sum(lo * _prod(Sp[i + 1:]) for i, (lo, _) in enumerate(pad))
+    else:
+        if shared is not None:
+            _give(shared[0])
+        gg = _pad_last(gl.astype(dtype, copy=False), d,
+                       tuple((0, p - s) for p, s in zip(Sp, So)))
+        gowned, shift = gg is not gl, 0
+        if not gg.flags.c_contiguous:
+            gg, gowned = np.ascontiguousarray(gg), False
+    gf = gg.reshape(-1, O)[shift:shift + rows]
+    xf = xp.reshape(-1, C)
+    dw = np.empty((len(_offsets(Sp, K, dilation)), C, O), dtype)
+    for i, o in enumerate(_offsets(Sp, K, dilation)):
+        np.matmul(xf[o:o + rows].T, gf, out=dw[i])
+    if owned:
+        _give(xp)
+    if gowned:
+        _give(gg)
+    return np.moveaxis(dw.reshape(K + (C, O)), (-1, -2), (0, 1))  # (O, C, *K)
+
+
+def _conv_np(x, w, *, stride, padding, dilation, groups, ns, keep=False, dest=None,
+             share=None):
+    # dest: None, or where to write the result, channels last ``(Nf, *So, O)`` (see _into);
+    # share: a key under which the shifted-GEMM path keeps its padded input (see gpad)
     d = len(stride)
     K = w.shape[-d:]
+    if _grid_fits(x.shape, K, stride, padding, dilation, groups, ns, w.ndim):
+        return _conv_grid(x, w, padding=padding, dilation=dilation, ns=ns, keep=keep, dest=dest,
+                          share=share)
     cols, xe, samp, So = _cols(x, K, stride, padding, dilation, groups, ns)
     kept = keep and cols.ndim == 3 and w.ndim == d + 2
     if kept:
         _keep(x, (tuple(K), stride, padding, dilation, groups, ns), cols)
     wm = _wmat(w, d, groups)
+    if dest is not None and cols.ndim == 3 and w.ndim == d + 2 and groups == 1:
+        np.matmul(cols, np.swapaxes(wm, -1, -2), out=dest.reshape((1, -1, dest.shape[-1])))
+        if not kept:
+            _give(cols)
+        return dest
     out = np.matmul(cols, np.swapaxes(wm, -1, -2))  # (E.., G, Nf*P, Og): one GEMM per group
     if not kept:
         _give(cols)
@@ -212,6 +395,9 @@ def _conv_np(x, w, *, stride, padding, dilation, groups, ns, keep=False):
         out = np.moveaxis(out, -3, -2).reshape(E + (out.shape[-2], -1))
     O = out.shape[-1]
     out = out.reshape(E + (_prod(samp),) + So + (O,))
+    if dest is not None:
+        np.copyto(dest, out)
+        return dest
     out = np.moveaxis(out, -1, len(E) + 1)  # channels first, memory still channels last
     return out.reshape(E + samp + (O,) + So)
 
@@ -228,7 +414,7 @@ def _gather_is_cheaper(g, w, size, stride, padding, dilation, groups) -> bool:
     return _prod(size) * O <= _prod(g.shape[-d:]) * Cg * groups
 
 
-def _conv_input_grad_by_gather(g, w, *, size, stride, padding, dilation, groups, ns):
+def _conv_input_grad_by_gather(g, w, *, size, stride, padding, dilation, groups, ns, dest=None):
     # With stride 1 the transpose is itself a correlation: g, padded by dl * (k - 1) less the
     # forward padding, with the flipped kernel whose in/out channel axes are swapped.  One
     # im2col of g and one GEMM, no slice-adds.
@@ -242,7 +428,41 @@ def _conv_input_grad_by_gather(g, w, *, size, stride, padding, dilation, groups,
     wt = np.flip(wt.reshape(we + (groups * Cg, O // groups) + K), axis=tuple(range(-d, 0)))
     pad = tuple((dl * (k - 1) - lo, dl * (k - 1) - hi)
                 for (lo, hi), dl, k in zip(padding, dilation, K))
-    return _conv_np(g, wt, stride=stride, padding=pad, dilation=dilation, groups=groups, ns=ns)
+    return _conv_np(g, wt, stride=stride, padding=pad, dilation=dilation, groups=groups, ns=ns,
+                    dest=dest, share=_gpad_key(g.shape[-d:], pad))
+
+
+def _gpad_key(So, pad):
+    """The key of ``g`` zero-padded by ``pad`` (kept by the transposed convolution above).
+
+    With "same" padding that array has the padded input's grid, and ``g`` sits at a fixed
+    flat offset in it with zeros around: exactly what the weight gradient on the grid reads,
+    shifted by that offset -- so it pads ``g`` once for both products."""
+    return ("gpad", tuple(s + lo + hi for s, (lo, hi) in zip(So, pad)), tuple(lo for lo, _ in pad))
+
+
+def _conv_input_grad_by_offsets(g, w, *, size, stride, padding, dilation, ns):
+    # One GEMM per kernel offset, each result contiguous, so that every slice-add runs over
+    # whole rows of channels-last pixels (W6's 5x5 layer: 8 ms against 14 ms for one GEMM
+    # whose columns are then added back 20 channels at a time).
+    d = len(stride)
+    K = tuple(w.shape[-d:])
+    gl, _, samp = _split_x(g, d, ns)            # (Nf, *So, O)
+    Nf, So, O = gl.shape[0], gl.shape[1:-1], gl.shape[-1]
+    C = w.shape[1]
+    dtype = np.result_type(g, w)
+    wk = np.ascontiguousarray(np.moveaxis(w, (0, 1), (-2, -1))).reshape(-1, O, C)
+    dc = np.matmul(gl.reshape(-1, O), wk, out=_take((wk.shape[0], gl[..., 0].size, C), dtype))
+    padded = tuple(s + lo + hi for s, (lo, hi) in zip(size, padding))
+    out = np.zeros((Nf,) + padded + (C,), dtype=dtype)
+    for i, kk in enumerate(itertools.product(*(range(k) for k in K))):
+        dst = (slice(None),) + tuple(
+            slice(k * dl, k * dl + s * (o - 1) + 1, s)
+            for k, dl, s, o in zip(kk, dilation, stride, So)) + (slice(None),)
+        out[dst] += dc[i].reshape((Nf,) + So + (C,))
+    _give(dc)
+    out = out[(slice(None),) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(size, padding))]
+    return np.moveaxis(out, -1, 1).reshape(samp + (C,) + tuple(size))
 
 
 def _conv_input_grad_np(g, w, *, size, stride, padding, dilation, groups, ns):
@@ -250,6 +470,9 @@ def _conv_input_grad_np(g, w, *, size, stride, padding, dilation, groups, ns):
         return _conv_input_grad_by_gather(g, w, size=size, stride=stride, padding=padding,
                                           dilation=dilation, groups=groups, ns=ns)
     d = len(stride)
+    if groups == 1 and len(g.shape) == ns + 1 + d and len(w.shape) == d + 2:
+        return _conv_input_grad_by_offsets(g, w, size=size, stride=stride, padding=padding,
+                                           dilation=dilation, ns=ns)
     K = w.shape[-d:]
     gm = _gmat(g, d, ns, groups)                 # (ge.., G, Nf*P, Og)
     wm = _wmat(w, d, groups)                     # (we.., G, Og, Kp*Cg)
@@ -283,6 +506,9 @@ def _conv_input_grad_np(g, w, *, size, stride, padding, dilation, groups, ns):
 
 def _conv_weight_grad_np(x, g, *, kernel, stride, padding, dilation, groups, ns):
     d = len(stride)
+    if _grid_fits(x.shape, kernel, stride, padding, dilation, groups, ns, len(kernel) + 2) \
+            and len(g.shape) == len(x.shape):
+        return _weight_grad_grid(x, g, kernel=kernel, padding=padding, dilation=dilation, ns=ns)
     cols = _kept(x, (tuple(kernel), stride, padding, dilation, groups, ns))
     if cols is None:
         cols, _, _, _ = _cols(x, kernel, stride, padding, dilation, groups, ns)  # (xe.., G, NP, KC)
@@ -293,6 +519,55 @@ def _conv_weight_grad_np(x, g, *, kernel, stride, padding, dilation, groups, ns)
     Cg = x.shape[-d - 1] // groups
     gw = gw.reshape(E + (gw.shape[-3] * gw.shape[-2],) + tuple(kernel) + (Cg,))
     return np.moveaxis(gw, -1, len(E) + 1)                                  # (E.., O, Cg, *K)
+
+
+# --- into a given buffer (cr.compile's reused buffers) --------------------------------------------
+
+def _out_views(out, ns, d):
+    """A C-contiguous ``out (samp.., O, *So)`` used as channels-last memory: the destination
+    ``(Nf, *So, O)`` the kernels write, and its channels-first view (the result)."""
+    samp, O, So = out.shape[:ns], out.shape[ns], out.shape[ns + 1:]
+    dest = out.reshape(-1).reshape((_prod(samp),) + So + (O,))
+    return dest, np.moveaxis(dest, -1, 1).reshape(samp + (O,) + So)
+
+
+def _writable_into(out, ns, d, *args) -> bool:
+    """Whether the kernels may write ``out``'s memory directly (else compute, then copy)."""
+    return (type(out) is np.ndarray and out.flags.c_contiguous and out.ndim == ns + 1 + d
+            and out.dtype == np.result_type(*args)
+            and all(type(a) is np.ndarray and not np.may_share_memory(a, out) for a in args))
+
+
+def _conv_into(x, w, *, out, stride, padding, dilation, groups, ns):
+    """``conv_p``'s np_impl into ``out``; the result is ``out``'s memory (channels last)."""
+    params = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, ns=ns)
+    if not _writable_into(out, ns, len(stride), x, w):
+        np.copyto(out, _conv_np(x, w, **params))
+        return out
+    dest, view = _out_views(out, ns, len(stride))
+    _conv_np(x, w, dest=dest, **params)
+    return view
+
+
+def _conv_input_grad_into(g, w, *, out, size, stride, padding, dilation, groups, ns):
+    """``conv_input_grad_p``'s np_impl into ``out`` (channels last, like :func:`_conv_into`)."""
+    params = dict(size=size, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                  ns=ns)
+    if not _writable_into(out, ns, len(stride), g, w):
+        np.copyto(out, _conv_input_grad_np(g, w, **params))
+        return out
+    dest, view = _out_views(out, ns, len(stride))
+    if _gather_is_cheaper(g, w, size, stride, padding, dilation, groups):
+        _conv_input_grad_by_gather(g, w, dest=dest, **params)
+    else:
+        np.copyto(view, _conv_input_grad_np(g, w, **params))
+    return view
+
+
+def _conv_weight_grad_into(x, g, *, out, **params):
+    """``conv_weight_grad_p``'s np_impl into ``out`` (a kernel: small, so one copy)."""
+    np.copyto(out, _conv_weight_grad_np(x, g, **params))
+    return out
 
 
 # --- any array library: shifted GEMMs --------------------------------------------------------
@@ -461,6 +736,7 @@ conv_p = primitive("conv", _conv_generic, _conv_np, vjp=(_vjp_x, _vjp_w),
                    jvp=(_jvp_x, _jvp_w))
 # Recorded calls (boxes) keep their im2col matrix for the weight gradient; plain calls do not.
 conv_p.box_impl = functools.partial(_conv_np, keep=True)
+conv_p.np_out_impl = _conv_into
 
 
 def _ig_extra(out, d, ns):
@@ -496,6 +772,7 @@ def _ig_jvp_w(t, out, g, w, *, size, stride, padding, dilation, groups, ns):
 
 conv_input_grad_p = primitive("conv_input_grad", _conv_input_grad_generic, _conv_input_grad_np,
                               vjp=(_ig_vjp_g, _ig_vjp_w), jvp=(_ig_jvp_g, _ig_jvp_w))
+conv_input_grad_p.np_out_impl = _conv_input_grad_into
 
 
 def _wg_extra(out, d):
@@ -532,6 +809,7 @@ def _wg_jvp_g(t, out, x, g, *, kernel, stride, padding, dilation, groups, ns):
 conv_weight_grad_p = primitive("conv_weight_grad", _conv_weight_grad_generic,
                                _conv_weight_grad_np, vjp=(_wg_vjp_x, _wg_vjp_g),
                                jvp=(_wg_jvp_x, _wg_jvp_g))
+conv_weight_grad_p.np_out_impl = _conv_weight_grad_into
 
 # --- public entry points ------------------------------------------------------------------------
 
