@@ -499,8 +499,10 @@ def _primals_and_tangents(fname: str, primals: Sequence[Any], tangents: Sequence
         raise ValueError(f"{fname}: primals have structure {p_def} but tangents have {t_def}")
     inputs, tans = [], []
     for i, (p, t) in enumerate(zip(p_leaves, t_leaves)):
-        p = _diff_input(p, fname, f"primal leaf {i}")
-        t = _as_value(t)
+        if not (type(p) is np.ndarray and p.dtype.kind in "fc"):  # (the common case, quickly)
+            p = _diff_input(p, fname, f"primal leaf {i}")
+        if type(t) is not np.ndarray:
+            t = _as_value(t)
         if _shape(t) != _shape(p):
             raise ValueError(
                 f"{fname}: tangent leaf {i} has shape {_shape(t)} but its primal has shape "

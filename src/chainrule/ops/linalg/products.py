@@ -50,6 +50,8 @@ def _mm_vjp_b(g, out, a, b):
         # out (..., p): gb[..., n, p] = a[n] g[..., p]
         return _reduce_to(multiply(_expand_last(a), _as_row(g)), nb, b.shape)
     if bn == 1:  # out (..., m): gb[n] = sum a[..., m, n] g[..., m]
+        if an == 2:  # one matrix: (batch..., m) @ a is already (batch..., n)
+            return matmul_p(g, a)
         return _reduce_to(matmul_p(_as_row(g), a), nb, b.shape)
     if bn == 2 and an > 2:
         # A stack against one matrix: fold the stack into the contraction (one matmul, no
