@@ -366,14 +366,14 @@ class Primitive:
 
     def _bind(self, args: tuple, params: dict) -> Any:
         """The general bind: any number of inputs, boxes of several levels, forward mode."""
-        for a in args:
-            if type(a) in (list, tuple) and holds_box(a):  # a list of tensors is an array
-                return self(*(sequence_to_array[0](a) if type(a) in (list, tuple) else a
-                              for a in args), **params)
         top = -1
         for a in args:
-            if isinstance(a, Box) and a._level > top:
-                top = a._level
+            if isinstance(a, Box):
+                if a._level > top:
+                    top = a._level
+            elif type(a) in (list, tuple) and holds_box(a):  # a list of tensors is an array
+                return self(*(sequence_to_array[0](a) if type(a) in (list, tuple) else a
+                              for a in args), **params)
         if top < 0:
             for a in args:
                 if type(a) not in NUMPY_TYPES:
