@@ -82,7 +82,8 @@ def _mm_jvp_b(t, out, a, b):
         if an == 1:
             return matmul_p(t, a)
         if an == 2:  # one gemm for every tangent in the batch: (..., n) @ a^T
-            return matmul_p(t, _mT(a))
+            # (a constant NumPy matrix needs no recorded transpose: its view will do)
+            return matmul_p(t, a.T if type(a) is np.ndarray else _mT(a))
         k = tuple(t.shape[:-1])
         t2 = reshape(t, shape=k + (1,) * (_nd(out) - 1) + (b.shape[0], 1))
         return reshape(matmul_p(a, t2), shape=k + tuple(out.shape))
