@@ -436,15 +436,7 @@ class Primitive:
         if not self.differentiable:
             return out
         tangent = _jvp_pushed(self, tangents, out, vals, params, None) if pushed else None
-        box = box_class[0].__new__(box_class[0])
-        box.data = out
-        box.grad = None
-        box.requires_grad = False
-        box._level = top
-        box._tangent = tangent
-        box._prim = None
-        box._rec = None
-        return box
+        return box_class[0](out, top, None, False, tangent)
 
     def _raw_other(self, args: tuple, params: dict) -> Any:
         """Raw inputs that are not all NumPy: nested lists, or another array library."""
