@@ -483,6 +483,38 @@ def vjp(f: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     return (out, vjp_fn, tr.aux) if has_aux else (out, vjp_fn)
 
 
+def _primals_and_tangents(fname: str, primals: Sequence[Any], tangents: Sequence[Any]
+                          ) -> tuple[PyTreeDef, list, list]:
+    """The leaves of ``primals`` (differentiable) and of ``tangents`` (same shapes, the
+    primals' dtypes), checked once, with the primals' tree structure."""
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise TypeError(
+            f"{fname}: primals and tangents must be tuples (or lists) of arguments, e.g. "
+            f"{fname}(f, (x,), (v,)); got {type(primals).__name__} and "
+            f"{type(tangents).__name__}"
+        )
+    p_leaves, p_def = tree_flatten(tuple(primals))
+    t_leaves, t_def = tree_flatten(tuple(tangents))
+    if p_def != t_def:
+        raise ValueError(f"{fname}: primals have structure {p_def} but tangents have {t_def}")
+    inputs, tans = [], []
+    for i, (p, t) in enumerate(zip(p_leaves, t_leaves)):
+        if not (type(p) is np.ndarray and p.dtype.kind in "fc"):  # (the common case, quickly)
+            p = _diff_input(p, fname, f"primal leaf {i}")
+        if type(t) is not np.ndarray:
+            t = _as_value(t)
+        if _shape(t) != _shape(p):
+            raise ValueError(
+                f"{fname}: tangent leaf {i} has shape {_shape(t)} but its primal has shape "
+                f"{_shape(p)}; they must be equal"
+            )
+        if isinstance(t, np.ndarray) and t.dtype != _raw(p).dtype:
+            t = t.astype(_raw(p).dtype)
+        inputs.append(p)
+        tans.append(t)
+    return p_def, inputs, tans
+
+
 def jvp(f: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple:
     """Evaluate ``f(*primals)`` and its directional derivative: ``(out, J @ tangents)``.
 
@@ -495,28 +527,7 @@ def jvp(f: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple:
     >>> t
     array([ 1., -2.])
     """
-    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
-        raise TypeError(
-            "jvp: primals and tangents must be tuples (or lists) of arguments, e.g. "
-            f"jvp(f, (x,), (v,)); got {type(primals).__name__} and {type(tangents).__name__}"
-        )
-    p_leaves, p_def = tree_flatten(tuple(primals))
-    t_leaves, t_def = tree_flatten(tuple(tangents))
-    if p_def != t_def:
-        raise ValueError(f"jvp: primals have structure {p_def} but tangents have {t_def}")
-    inputs, tans = [], []
-    for i, (p, t) in enumerate(zip(p_leaves, t_leaves)):
-        p = _diff_input(p, "jvp", f"primal leaf {i}")
-        t = _as_value(t)
-        if _shape(t) != _shape(p):
-            raise ValueError(
-                f"jvp: tangent leaf {i} has shape {_shape(t)} but its primal has shape "
-                f"{_shape(p)}; they must be equal"
-            )
-        if isinstance(t, np.ndarray) and t.dtype != _raw(p).dtype:
-            t = t.astype(_raw(p).dtype)
-        inputs.append(p)
-        tans.append(t)
+    p_def, inputs, tans = _primals_and_tangents("jvp", primals, tangents)
     values, touts, out_def, _ = _forward("jvp", lambda tree: f(*tree), p_def, inputs, tans)
     touts = [_finish(t) if t is not None else _zeros(_shape(v), v, *inputs)
              for t, v in zip(touts, values)]
@@ -747,17 +758,33 @@ def hvp(f: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> Any:
     >>> cr.hvp(f, (np.array([1.0, 2.0]),), (np.array([1.0, 1.0]),))
     array([ 6., 12.])
     """
-    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+    # One reverse level around one forward level, entered directly: the same computation
+    # as grad(lambda *xs: jvp(f, xs, tangents)[1]) without two transforms' entry and exit.
+    p_def, inputs, tans = _primals_and_tangents("hvp", primals, tangents)
+    with level_scope(name="hvp") as level:
+        boxes = [Tensor(x, level, None, True) for x in inputs]
+        values, touts, out_def, _ = _forward("hvp", lambda tree: f(*tree), p_def, boxes, tans)
+    if not out_def.is_leaf or _shape(values[0]) != ():
+        shown = out_def if not out_def.is_leaf else f"an array of shape {_shape(values[0])}"
         raise TypeError(
-            "hvp: primals and tangents must be tuples (or lists), e.g. hvp(f, (x,), (v,))"
+            f"hvp requires f to return a scalar (shape ()), but it returned {shown}; reduce "
+            "it first (e.g. .sum())"
         )
-    nums = tuple(range(len(primals)))
-
-    def directional(*xs: Any) -> Any:
-        return jvp(f, xs, tangents)[1]
-
-    t = grad(directional, argnums=nums)(*primals)
-    return t[0] if len(primals) == 1 else t
+    d = touts[0]  # the directional derivative: a box of ``level`` where it depends on x
+    if _is_complex(d) or _is_complex(values[0]):
+        raise TypeError(
+            f"hvp requires a real-valued f, but it returned dtype {_raw(values[0]).dtype}; "
+            "take the real part (cnp.real / cnp.abs) first"
+        )
+    grads: list[Any] = [None] * len(boxes)
+    if isinstance(d, Box) and d._level == level and d.requires_grad:
+        raw = _raw(d)
+        seed = _creating_namespace(raw).ones((), dtype=raw.dtype)
+        found, _ = backward_pass([(d, seed)], level)
+        grads = [found[id(b)][1] if id(b) in found else None for b in boxes]
+    grads = [_finish(g) if g is not None else _zeros(_shape(x), x) for g, x in zip(grads, inputs)]
+    t = tree_unflatten(p_def, grads)
+    return t[0] if len(t) == 1 else t
 
 
 def elementwise_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:

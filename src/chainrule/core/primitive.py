@@ -369,14 +369,14 @@ class Primitive:
 
     def _bind(self, args: tuple, params: dict) -> Any:
         """The general bind: any number of inputs, boxes of several levels, forward mode."""
-        for a in args:
-            if type(a) in (list, tuple) and holds_box(a):  # a list of tensors is an array
-                return self(*(sequence_to_array[0](a) if type(a) in (list, tuple) else a
-                              for a in args), **params)
         top = -1
         for a in args:
-            if isinstance(a, Box) and a._level > top:
-                top = a._level
+            if isinstance(a, Box):
+                if a._level > top:
+                    top = a._level
+            elif type(a) in (list, tuple) and holds_box(a):  # a list of tensors is an array
+                return self(*(sequence_to_array[0](a) if type(a) in (list, tuple) else a
+                              for a in args), **params)
         if top < 0:
             for a in args:
                 if type(a) not in NUMPY_TYPES:
@@ -384,6 +384,8 @@ class Primitive:
             return self.np_impl(*args, **params)
         if top in STAGING:
             return STAGING[top](self, args, params)
+        if top in FORWARD_LEVELS:
+            return self._bind_forward(args, params, top)
         # Unwrap the top level; note whether lower-level boxes remain (nested transforms).
         vals = []
         tracked = False
@@ -405,13 +407,39 @@ class Primitive:
                 raise _explained(self, vals, exc) from exc
         if not self.differentiable:
             return out
-        if top in FORWARD_LEVELS:
-            return box_class[0](out, top, None, False,
-                                _push_tangents(self, args, vals, params, out, top))
         if tracked and top > state.grad_floor:
             return record(box_class[0], out, top, self, args, params or None, tuple(vals))
         return box_class[0](out, top)
 
+    def _bind_forward(self, args: tuple, params: dict, top: int) -> Any:
+        """Bind at the forward level ``top``: the output and its tangent (one pass over the
+        inputs; values of lower levels go down to be recorded there, nested transforms)."""
+        vals = []
+        tangents = []
+        pushed = False
+        nested = False
+        for a in args:
+            t = None
+            if isinstance(a, Box) and a._level == top:
+                t = a._tangent
+                a = a.data
+                if t is not None:
+                    pushed = True
+            if not nested and type(a) not in NUMPY_TYPES:
+                nested = True
+            vals.append(a)
+            tangents.append(t)
+        if nested:
+            out = self(*vals, **params)
+        else:
+            try:
+                out = self.np_impl(*vals, **params)
+            except (ValueError, TypeError) as exc:
+                raise _explained(self, vals, exc) from exc
+        if not self.differentiable:
+            return out
+        tangent = _jvp_pushed(self, tangents, out, vals, params, None) if pushed else None
+        return box_class[0](out, top, None, False, tangent)
 
     def _raw_other(self, args: tuple, params: dict) -> Any:
         """Raw inputs that are not all NumPy: nested lists, or another array library."""
@@ -459,20 +487,19 @@ def _bind_numpy(impl: Callable[..., Any]) -> Callable[..., Any]:
     return np_impl
 
 
-def _push_tangents(prim, args, vals, params, out, level):
-    """The output tangent of ``prim`` at a forward level (``None`` is a zero tangent)."""
-    tangents = [
-        a._tangent if isinstance(a, Box) and a._level == level else None for a in args
-    ]
-    return apply_jvp(prim, tangents, out, vals, params)
-
-
 def apply_jvp(prim: Primitive, tangents: list, out: Any, vals: Any, params: dict,
               who: str | None = None) -> Any:
     """The output tangent of ``prim`` from its inputs' ``tangents`` (``None``: a zero tangent),
     by its JVP rule; ``who`` names the transform in errors (default: forward mode)."""
-    if all(t is None for t in tangents):
-        return None
+    for t in tangents:
+        if t is not None:
+            return _jvp_pushed(prim, tangents, out, vals, params, who)
+    return None
+
+
+def _jvp_pushed(prim: Primitive, tangents: list, out: Any, vals: Any, params: dict,
+                who: str | None) -> Any:
+    """:func:`apply_jvp` once some tangent is known not to be ``None``."""
     rule = prim.jvp
     if rule is None:
         raise NotImplementedError(
@@ -494,7 +521,7 @@ def apply_jvp(prim: Primitive, tangents: list, out: Any, vals: Any, params: dict
                 f"{who}: {prim.name!r} is not differentiable in this input" if who else
                 f"{prim.name!r} is not differentiable in this argument (forward mode)"
             )
-        term = f(t, out, *vals, **params)
+        term = f(t, out, *vals, **params) if params else f(t, out, *vals)
         total = term if total is None else total + term
     return total
 

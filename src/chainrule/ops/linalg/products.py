@@ -50,6 +50,8 @@ def _mm_vjp_b(g, out, a, b):
         # out (..., p): gb[..., n, p] = a[n] g[..., p]
         return _reduce_to(multiply(_expand_last(a), _as_row(g)), nb, b.shape)
     if bn == 1:  # out (..., m): gb[n] = sum a[..., m, n] g[..., m]
+        if an == 2:  # one matrix: (batch..., m) @ a is already (batch..., n)
+            return matmul_p(g, a)
         return _reduce_to(matmul_p(_as_row(g), a), nb, b.shape)
     if bn == 2 and an > 2:
         # A stack against one matrix: fold the stack into the contraction (one matmul, no
@@ -80,7 +82,8 @@ def _mm_jvp_b(t, out, a, b):
         if an == 1:
             return matmul_p(t, a)
         if an == 2:  # one gemm for every tangent in the batch: (..., n) @ a^T
-            return matmul_p(t, _mT(a))
+            # (a constant NumPy matrix needs no recorded transpose: its view will do)
+            return matmul_p(t, a.T if type(a) is np.ndarray else _mT(a))
         k = tuple(t.shape[:-1])
         t2 = reshape(t, shape=k + (1,) * (_nd(out) - 1) + (b.shape[0], 1))
         return reshape(matmul_p(a, t2), shape=k + tuple(out.shape))
