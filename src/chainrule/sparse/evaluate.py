@@ -10,6 +10,7 @@ whose ``indices``/``indptr`` are the pattern's.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..core.primitive import Box
 from ..pytree import tree_flatten
 from ..transforms import _diff_input, _forward, _ReverseTrace, grad
 from . import coloring as cl
+from ._replay import Replay
 from ._scipy import require_scipy
 from .detect import check_input, hessian_sparsity, jacobian_sparsity
 
@@ -62,6 +64,11 @@ class _Compiled:
         self._flat = np.zeros(0, dtype=np.int64)
         self._seed = np.zeros(0)
         self._product: Callable = lambda x, seed: None
+        self.replay: Replay | None = None
+        sp = require_scipy(f"cr.sparse.{fname}")
+        # every result is a copy of this one with fresh arrays (no per-call validation)
+        self._template = sp.csr_array((np.zeros(self.indices.size, dtype=x.dtype),
+                                       self.indices, self.indptr), shape=P.shape)
 
     def _setup(self, coloring: np.ndarray, read_color: np.ndarray, read_at: np.ndarray,
                width: int, seed_shape: tuple, product: Callable, compiled: bool) -> None:
@@ -72,7 +79,11 @@ class _Compiled:
         self._flat = read_color.astype(np.int64) * width + read_at
         self._seed = _seed(coloring, n_colors, seed_shape, self.dtype)
         self._seed.flags.writeable = False  # shared by every call
-        self._product = compile_function(product) if compiled else product
+        if compiled:
+            self._product = compile_function(product)
+        else:
+            self.replay = Replay(self.f, product)
+            self._product = self.replay
 
     def _point(self, x: Any) -> np.ndarray:
         x = check_input(self.fname, x)
@@ -87,15 +98,16 @@ class _Compiled:
 
     def __call__(self, x: Any) -> Any:
         x = self._point(x)
-        sp = require_scipy(f"cr.sparse.{self.fname}")
-        if self.colors == 0:
-            data = np.zeros(0, dtype=x.dtype)
+        B = self._product(x, self._seed) if self.colors else None
+        if B is None:
+            data = np.zeros(self._flat.size, dtype=x.dtype)
         else:
-            B = self._product(x, self._seed)
-            data = (np.zeros(self._flat.size, dtype=x.dtype) if B is None
-                    else np.asarray(_raw(B)).reshape(-1).take(self._flat))
-        return sp.csr_array((data, self.indices.copy(), self.indptr.copy()),
-                            shape=self.sparsity.shape)
+            data = np.asarray(_raw(B)).reshape(-1).take(self._flat)
+        # fresh arrays: results never alias each other (in-place edits such as
+        # eliminate_zeros() on one must not reach the next)
+        J = copy.copy(self._template)
+        J.data, J.indices, J.indptr = data, self.indices.copy(), self.indptr.copy()
+        return J
 
 
 def _jvp_product(fname: str, fun: Callable, x: np.ndarray) -> Callable:
