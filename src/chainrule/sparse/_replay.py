@@ -44,10 +44,12 @@ __all__ = ["Environment", "Replay", "MAX_CHECKS"]
 MAX_CHECKS = 2000
 
 _MISSING = object()
-_LIBRARIES = frozenset({"chainrule", "numpy", "scipy", "math", "cmath", "operator",
+_LIBRARIES = frozenset({"chainrule", "numpy", "scipy.special", "math", "cmath", "operator",
                         "functools", "builtins"})
-#: Library modules with hidden state (random generators): what they hold is never trusted.
-_STATEFUL = ("numpy.random", "scipy.stats", "chainrule.data", "chainrule.datasets")
+#: Library modules with hidden state (random generators, data loaders): analysed like user
+#: code (and so refused as soon as they reach a generator).
+_STATEFUL = ("numpy.random", "chainrule.nn", "chainrule.data", "chainrule.datasets",
+             "chainrule.demo", "chainrule.checks")
 #: Builtins whose result is not a function of their arguments, or that reach objects by name.
 _IMPURE_BUILTINS = frozenset({
     "print", "open", "input", "eval", "exec", "compile", "getattr", "setattr", "delattr",
@@ -68,7 +70,8 @@ def _library(module: Any) -> bool:
         return False
     if module.startswith(_STATEFUL):
         return False
-    return module.split(".", 1)[0] in _LIBRARIES
+    root = module.split(".", 1)[0]
+    return root in _LIBRARIES or (root == "scipy" and module.startswith("scipy.special"))
 
 
 def _names(code: types.CodeType) -> set:

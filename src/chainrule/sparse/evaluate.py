@@ -6,6 +6,10 @@ tangents (a leading batch axis) in ONE forward or reverse pass, and each
 nonzero of the pattern is read from the compressed product at
 ``(its colour, its row)`` straight into the ``data`` array of a CSR result
 whose ``indices``/``indptr`` are the pattern's.
+
+``J(x)`` replays that pass from a recording (:mod:`._replay`) while nothing
+that ``f`` reads besides ``x`` has changed -- checked on every call -- and
+runs it eagerly otherwise, so a result is never stale.
 """
 
 from __future__ import annotations
@@ -137,7 +141,9 @@ class SparseJacobian(_Compiled):
 
     Attributes: ``sparsity`` (boolean CSR pattern), ``colors`` (passes per
     call), ``mode`` (``"fwd"`` or ``"rev"``), ``coloring`` (the colour of
-    each column for ``fwd``, of each row for ``rev``).
+    each column for ``fwd``, of each row for ``rev``), ``replay`` (the
+    recorded pass: ``replay.enabled``, ``replay.replays``; ``None`` with
+    ``compile=True``).  Each call returns a new matrix with its own arrays.
     """
 
     def __init__(self, f: Callable, x: Any, mode: str = "auto", compile: bool = False) -> None:
@@ -182,7 +188,7 @@ class SparseHessian(_Compiled):
     pattern and the symmetric colouring; one batched Hessian-vector product per call
     (forward over reverse).
 
-    Attributes: ``sparsity``, ``colors``, ``mode`` (``"fwd"``), ``coloring``.
+    Attributes: ``sparsity``, ``colors``, ``mode`` (``"fwd"``), ``coloring``, ``replay``.
     """
 
     def __init__(self, f: Callable, x: Any, compile: bool = False) -> None:
@@ -215,9 +221,19 @@ def jacobian_fn(f: Callable, x: Any, mode: str = "auto", *, compile: bool = Fals
     The pattern and colouring are found once, here; each call costs one
     batched JVP (``mode="fwd"``, one tangent per column colour) or one
     batched VJP (``"rev"``, one cotangent per row colour); ``"auto"`` takes
-    the side with fewer colours.  ``compile=True`` runs that pass through
-    ``cr.compile`` (about twice as fast on large arrays); as with ``cr.compile``,
-    arrays that ``f`` closes over are then frozen at their values of the first call.
+    the side with fewer colours.  The second call records that pass and
+    later calls replay the recording (no Python dispatch per operation, no
+    primal values the tangents do not need) as long as nothing ``f`` reads
+    besides ``x`` changed: its code, closure, defaults, the globals it names
+    (through the Python functions it calls) and the contents of the arrays
+    and tensors among them are checked on every call, and any change runs
+    the pass eagerly (re-recording later).  Functions reading what cannot be
+    checked (attributes of objects, random generators...) always run
+    eagerly.  ``compile=True`` runs the pass through ``cr.compile`` instead
+    (with numba fusion when installed): as with ``cr.compile``, values that
+    ``f`` closes over are then frozen at their values of the first call.
+    The sparsity pattern itself is found here, once: a change in ``f`` that
+    adds nonzeros needs a new ``jacobian_fn``.
 
     >>> import numpy as np, chainrule as cr, chainrule.numpy as cnp
     >>> J = cr.sparse.jacobian_fn(lambda x: cnp.sin(x[1:] - x[:-1]), np.zeros(5))
@@ -233,7 +249,8 @@ def hessian_fn(f: Callable, x: Any, *, compile: bool = False) -> SparseHessian:
     """A callable ``H(x)`` computing the sparse Hessian of scalar ``f`` at points like ``x``.
 
     One batched Hessian-vector product (forward over reverse) per call, one
-    tangent per colour of a symmetric colouring; ``compile`` as in
+    tangent per colour of a symmetric colouring, replayed from a recording
+    while ``f``'s environment is unchanged; ``compile`` as in
     :func:`jacobian_fn`.
 
     >>> import numpy as np, chainrule as cr, chainrule.numpy as cnp
