@@ -178,14 +178,21 @@ class _Snapshot:
         """A user module: the attributes ``names`` may read are watched; a library module:
         they are vetted (a random generator in it is refused)."""
         if _library(m.__name__):
-            for name in names:
+            for name in sorted(names):
                 v = m.__dict__.get(name, _MISSING)
                 if isinstance(v, types.ModuleType):
-                    if id(v) not in self.vetted:
-                        self.vetted.add(id(v))
-                        self.module(v, names)
-                elif v is not _MISSING and isinstance(v, types.MethodType):
+                    if _library(v.__name__):
+                        if id(v) not in self.vetted:
+                            self.vetted.add(id(v))
+                            self.module(v, names)
+                    else:  # e.g. numpy.random: watched like user code
+                        self.add(("key", m.__dict__, name, v))
+                        self.value(v, names)
+                elif isinstance(v, types.MethodType):  # a bound method of some state
                     raise _Unwatchable(f"{m.__name__}.{name}")
+                elif isinstance(v, (types.FunctionType, types.BuiltinFunctionType)) and \
+                        not _library(v.__module__):  # re-exported from stateful code
+                    self.value(v, names)
             return
         d = m.__dict__
         for name in sorted(names):
@@ -289,7 +296,11 @@ class Replay:
                 return self._eager(x, seed)
             self.replays += 1
             return tree_unflatten(self._tree, out)
-        program, tree, values = record(self.product, (x, seed), {})
+        try:
+            program, tree, values = record(self.product, (x, seed), {})
+        except Exception:  # something the recorder cannot follow: f's own run decides
+            self.enabled = False
+            return self._eager(x, seed)
         if any(e.out is None for e in program.eqns):  # it read values: never replayed
             self.enabled = False
             self._env = None
