@@ -286,16 +286,16 @@ class Replay:
         return self.product(x, seed)
 
     def __call__(self, x: np.ndarray, seed: np.ndarray) -> Any:
-        env = self._env
+        env, exe, tree = self._env, self._exe, self._tree  # (one consistent state)
         if env is None or is_anomaly_enabled() or not env.unchanged():
             return self._eager(x, seed)
-        if self._exe is not None:
+        if exe is not None:
             try:
-                out = self._exe(x, seed)
+                out = exe(x, seed)
             except GuardFailed:
                 return self._eager(x, seed)
             self.replays += 1
-            return tree_unflatten(self._tree, out)
+            return tree_unflatten(tree, out)
         try:
             program, tree, values = record(self.product, (x, seed), {})
         except Exception:  # something the recorder cannot follow: f's own run decides
@@ -305,7 +305,8 @@ class Replay:
             self.enabled = False
             self._env = None
         elif env.unchanged():  # (else f changed what it reads while it ran)
-            self._exe, self._tree = generate(optimize(program)), tree
+            self._tree = tree
+            self._exe = generate(optimize(program))
         else:
             self._env = None
         return tree_unflatten(tree, values)
