@@ -179,6 +179,16 @@ def test_replay_sees_a_closed_over_array_mutated_or_rebound():
     assert J.replay.replays > before  # it went back to replaying after each change
 
 
+def test_replayed_hessian_sees_a_mutated_weight():
+    w = np.linspace(1.0, 2.0, 7)
+    e = lambda x: cnp.sum(w * cnp.cosh(x)) + cnp.sum(x[1:] * x[:-1])  # noqa: E731
+    H = cr.sparse.hessian_fn(e, np.zeros(7))
+    _calls(H, e, dense=cr.hessian(e))
+    w *= -3.0
+    _calls(H, e, dense=cr.hessian(e))
+    assert H.replay.replays >= 2
+
+
 def test_replay_sees_globals_defaults_and_module_attributes():
     global SCALE
     J = cr.sparse.jacobian_fn(scaled, np.zeros(6))
