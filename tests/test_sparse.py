@@ -261,6 +261,32 @@ def test_a_function_changing_what_it_reads_is_never_replayed():
     assert J.replay.replays == 0
 
 
+def test_a_change_that_adds_nonzeros_is_an_error_and_one_that_removes_them_is_not():
+    coupled = [True]
+
+    def f(x):
+        if coupled[0]:
+            return x ** 2 + cnp.concatenate([x[:1] * 0.0, x[1:] * x[:-1]])
+        return x ** 2
+
+    for build in (cr.sparse.jacobian_fn, lambda f, x: cr.sparse.hessian_fn(
+            lambda v: cnp.sum(f(v)), x)):
+        coupled[0] = True
+        J = build(f, np.zeros(6))
+        for _ in range(3):
+            J(np.ones(6))
+        coupled[0] = False  # a diagonal within the bidiagonal pattern: zeros elsewhere
+        y = _rng.standard_normal(6)
+        dense = (cr.jacfwd(f)(y) if isinstance(J, cr.sparse.SparseJacobian)
+                 else cr.hessian(lambda v: cnp.sum(f(v)))(y))
+        np.testing.assert_allclose(J(y).toarray(), dense, atol=1e-12)
+    J = cr.sparse.jacobian_fn(f, np.zeros(6))  # built on the diagonal pattern
+    J(np.ones(6))
+    coupled[0] = True
+    with pytest.raises(ValueError, match="outside the sparsity pattern"):
+        J(np.ones(6))
+
+
 def test_results_do_not_alias_between_calls():
     J = cr.sparse.jacobian_fn(bratu, np.zeros(8))
     first = [J(np.ones(8)) for _ in range(4)]

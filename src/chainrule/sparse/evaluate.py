@@ -25,7 +25,7 @@ from ..core.primitive import Box
 from ..pytree import tree_flatten
 from ..transforms import _diff_input, _forward, _ReverseTrace, grad
 from . import coloring as cl
-from ._replay import Replay
+from ._replay import Environment, Replay
 from ._scipy import require_scipy
 from .detect import check_input, hessian_sparsity, jacobian_sparsity
 
@@ -75,9 +75,11 @@ class _Compiled:
                                        self.indices, self.indptr), shape=P.shape)
 
     def _setup(self, coloring: np.ndarray, read_color: np.ndarray, read_at: np.ndarray,
-               width: int, seed_shape: tuple, product: Callable, compiled: bool) -> None:
+               width: int, seed_shape: tuple, product: Callable, compiled: bool,
+               env: Environment | None) -> None:
         """Entry ``e`` of the result is ``B[read_color[e], read_at[e]]`` in the compressed
-        product ``B`` (``colors x width``) that ``product(x, seed)`` returns."""
+        product ``B`` (``colors x width``) that ``product(x, seed)`` returns.  ``env``: the
+        snapshot of ``f``'s environment taken before the pattern was found."""
         self.colors = n_colors = int(coloring.max()) + 1 if coloring.size else 0
         self.coloring = coloring
         self._flat = read_color.astype(np.int64) * width + read_at
@@ -86,8 +88,28 @@ class _Compiled:
         if compiled:
             self._product = compile_function(product)
         else:
-            self.replay = Replay(self.f, product)
+            if env is not None and not env.unchanged():  # f changes what it reads itself
+                env = None
+            self.replay = Replay(self.f, product, env, self._check_pattern)
             self._product = self.replay
+
+    def _detect(self, x: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def _check_pattern(self, x: np.ndarray) -> None:
+        """Something ``f`` reads besides ``x`` changed: its pattern must still lie within the
+        one this function was built for (fewer nonzeros are fine: they come out as zeros)."""
+        P = self._detect(x)
+        if P.shape == self.sparsity.shape:
+            outside = P.astype(np.int8) - P.multiply(self.sparsity).astype(np.int8)
+            outside.eliminate_zeros()
+            if outside.nnz == 0:
+                return
+        raise ValueError(
+            f"{self.fname}: something f reads besides x changed, and f now has nonzeros "
+            f"outside the sparsity pattern found when this {self.fname} function was built; "
+            f"build a new one (cr.sparse.{self.fname}_fn(f, x))"
+        )
 
     def _point(self, x: Any) -> np.ndarray:
         x = check_input(self.fname, x)
@@ -151,6 +173,7 @@ class SparseJacobian(_Compiled):
             raise ValueError(f"jacobian: mode must be one of {MODES}, got {mode!r}")
         require_scipy("cr.sparse.jacobian")
         x = check_input("jacobian", x)
+        env = None if compile else Environment.of(f)  # (before f runs)
         pattern = jacobian_sparsity(f, x)
         super().__init__("jacobian", f, x, pattern)
         if mode == "fwd":
@@ -168,10 +191,13 @@ class SparseJacobian(_Compiled):
         # entry (i, j) is at (colour of column j, row i) or (colour of row i, column j)
         if mode == "fwd":
             self._setup(coloring, coloring[self.cols], self.rows, m, self.shape,
-                        _jvp_product("jacobian", f, x), compile)
+                        _jvp_product("jacobian", f, x), compile, env)
         else:
             self._setup(coloring, coloring[self.rows], self.cols, n, out_shape,
-                        _vjp_product("jacobian", f), compile)
+                        _vjp_product("jacobian", f), compile, env)
+
+    def _detect(self, x: np.ndarray) -> Any:
+        return jacobian_sparsity(self.f, x)
 
     def __repr__(self) -> str:
         m, n = self.sparsity.shape
@@ -194,6 +220,7 @@ class SparseHessian(_Compiled):
     def __init__(self, f: Callable, x: Any, compile: bool = False) -> None:
         require_scipy("cr.sparse.hessian")
         x = check_input("hessian", x)
+        env = None if compile else Environment.of(f)  # (before f runs)
         pattern = hessian_sparsity(f, x)
         super().__init__("hessian", f, x, pattern)
         self.mode = "fwd"
@@ -206,7 +233,10 @@ class SparseHessian(_Compiled):
             color = self.rows
         at = np.where(direct, self.rows, self.cols)
         self._setup(coloring, color, at, pattern.shape[0], self.shape,
-                    _jvp_product("hessian", grad(f), x), compile)
+                    _jvp_product("hessian", grad(f), x), compile, env)
+
+    def _detect(self, x: np.ndarray) -> Any:
+        return hessian_sparsity(self.f, x)
 
     def __repr__(self) -> str:
         n = self.sparsity.shape[0]
@@ -232,8 +262,9 @@ def jacobian_fn(f: Callable, x: Any, mode: str = "auto", *, compile: bool = Fals
     eagerly.  ``compile=True`` runs the pass through ``cr.compile`` instead
     (with numba fusion when installed): as with ``cr.compile``, values that
     ``f`` closes over are then frozen at their values of the first call.
-    The sparsity pattern itself is found here, once: a change in ``f`` that
-    adds nonzeros needs a new ``jacobian_fn``.
+    After such a change the pattern is found again: nonzeros outside the
+    one found here raise ``ValueError`` (build a new ``jacobian_fn``); for
+    functions that cannot be watched it is assumed to hold.
 
     >>> import numpy as np, chainrule as cr, chainrule.numpy as cnp
     >>> J = cr.sparse.jacobian_fn(lambda x: cnp.sin(x[1:] - x[:-1]), np.zeros(5))
