@@ -285,6 +285,15 @@ def test_a_change_that_adds_nonzeros_is_an_error_and_one_that_removes_them_is_no
     coupled[0] = True
     with pytest.raises(ValueError, match="outside the sparsity pattern"):
         J(np.ones(6))
+    A = np.diag(np.arange(1.0, 6.0))  # a constant matrix: its zeros are structural
+    g = lambda x: A @ cnp.sin(x)  # noqa: E731
+    J = cr.sparse.jacobian_fn(g, np.zeros(5))
+    assert J.sparsity.nnz == 5
+    for _ in range(3):
+        J(np.ones(5))
+    A[0, 4] = 2.0  # filled in place: the old pattern would silently drop it
+    with pytest.raises(ValueError, match="outside the sparsity pattern"):
+        J(np.ones(5))
 
 
 def test_results_do_not_alias_between_calls():
