@@ -119,6 +119,193 @@ def test_constant_and_unconnected_outputs():
     assert H.nnz == 0 and H.shape == (3, 3)
 
 
+# --- replay of the recorded pass: never stale ---------------------------------------------------
+
+SCALE = 1.5  # read by scaled() below: rebinding it must reach J(x)
+
+
+def scaled(x):
+    return SCALE * cnp.sin(x[1:] * x[:-1])
+
+
+def _calls(J, f, n=3, dense=None):
+    """``n`` calls at new points, each checked against a dense Jacobian of ``f`` now."""
+    dense = dense or cr.jacfwd(f)
+    for _ in range(n):
+        y = _rng.standard_normal(J.sparsity.shape[1])
+        np.testing.assert_allclose(J(y).toarray(), np.asarray(dense(y)).reshape(J.sparsity.shape),
+                                   rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["fwd", "rev"])
+def test_replayed_calls_match_dense(mode):
+    J = cr.sparse.jacobian_fn(stencil(5), np.zeros(25), mode=mode)
+    _calls(J, stencil(5), n=4)
+    assert J.replay.enabled and J.replay.replays >= 2  # 1 eager + 1 recording + replays
+    H = cr.sparse.hessian_fn(energy, np.zeros(31))
+    _calls(H, energy, n=4, dense=cr.hessian(energy))
+    assert H.replay.replays >= 2
+    before = H.replay.replays
+    with cr.detect_anomaly():  # its checks run on f's own operations: no replay
+        _calls(H, energy, n=1, dense=cr.hessian(energy))
+    assert H.replay.replays == before
+
+
+def test_replay_sees_a_closed_over_array_mutated_or_rebound():
+    c = np.full(9, 2.0)
+    box = [c]  # (a cell rebound below through nonlocal)
+
+    def make():
+        k = 3.0
+
+        def f(x):
+            return k * box[0] * cnp.exp(x)
+
+        def set_k(v):
+            nonlocal k
+            k = v
+        return f, set_k
+
+    f, set_k = make()
+    J = cr.sparse.jacobian_fn(f, np.zeros(9))
+    _calls(J, f)
+    before = J.replay.replays
+    c[4] = -7.0  # mutated in place
+    _calls(J, f)
+    box[0] = np.full(9, 0.5)  # the list's item rebound
+    _calls(J, f)
+    set_k(-1.0)  # the closure cell rebound
+    _calls(J, f)
+    assert J.replay.replays > before  # it went back to replaying after each change
+
+
+def test_replayed_hessian_sees_a_mutated_weight():
+    w = np.linspace(1.0, 2.0, 7)
+    e = lambda x: cnp.sum(w * cnp.cosh(x)) + cnp.sum(x[1:] * x[:-1])  # noqa: E731
+    H = cr.sparse.hessian_fn(e, np.zeros(7))
+    _calls(H, e, dense=cr.hessian(e))
+    w *= -3.0
+    _calls(H, e, dense=cr.hessian(e))
+    assert H.replay.replays >= 2
+
+
+def test_replay_sees_globals_defaults_and_module_attributes():
+    global SCALE
+    J = cr.sparse.jacobian_fn(scaled, np.zeros(6))
+    _calls(J, scaled)
+    try:
+        SCALE = -4.0
+        _calls(J, scaled)
+    finally:
+        SCALE = 1.5
+
+    def g(x, p=2.0):
+        return p * x ** 3
+
+    J = cr.sparse.jacobian_fn(g, np.zeros(4))
+    _calls(J, g)
+    g.__defaults__ = (5.0,)
+    _calls(J, g)
+
+    import types
+
+    cfg = types.ModuleType("cfg")
+    cfg.k = 2.0
+    h = lambda x: cfg.k * cnp.tanh(x)  # noqa: E731
+    J = cr.sparse.jacobian_fn(h, np.zeros(4))
+    _calls(J, h)
+    cfg.k = 9.0
+    _calls(J, h)
+    w = cr.tensor(np.ones(4))
+    t = lambda x: w * x ** 2  # noqa: E731
+    J = cr.sparse.jacobian_fn(t, np.zeros(4))
+    _calls(J, t)
+    w.data[1] = 4.0
+    _calls(J, t)
+
+
+def test_functions_whose_reads_cannot_be_watched_are_never_replayed():
+    class Model:
+        k = 2.0
+
+        def residual(self, x):
+            return self.k * cnp.sin(x)
+
+    m = Model()
+    J = cr.sparse.jacobian_fn(m.residual, np.zeros(5))
+    _calls(J, m.residual)
+    assert not J.replay.enabled and J.replay.replays == 0
+    m.k = -3.0
+    _calls(J, m.residual)
+    rng = np.random.default_rng(0)
+    noise = lambda x: x * rng.uniform(1.0, 2.0, 5)  # noqa: E731
+    J = cr.sparse.jacobian_fn(noise, np.zeros(5))
+    results = [J(np.ones(5)).toarray() for _ in range(3)]
+    assert J.replay.replays == 0 and not np.allclose(results[1], results[2])
+    J = cr.sparse.jacobian_fn(lambda x: x * np.random.rand(5), np.zeros(5))
+    for _ in range(3):
+        J(np.ones(5))
+    assert J.replay.replays == 0
+
+
+def test_a_function_changing_what_it_reads_is_never_replayed():
+    calls = [0.0]
+
+    def f(x):
+        calls[0] += 1.0
+        return calls[0] * x
+
+    J = cr.sparse.jacobian_fn(f, np.zeros(3))  # (detection called f once: calls = 1)
+    for k in range(2, 6):
+        np.testing.assert_array_equal(J(np.ones(3)).toarray(), k * np.eye(3))
+    assert J.replay.replays == 0
+
+
+def test_a_change_that_adds_nonzeros_is_an_error_and_one_that_removes_them_is_not():
+    coupled = [True]
+
+    def f(x):
+        if coupled[0]:
+            return x ** 2 + cnp.concatenate([x[:1] * 0.0, x[1:] * x[:-1]])
+        return x ** 2
+
+    for build in (cr.sparse.jacobian_fn, lambda f, x: cr.sparse.hessian_fn(
+            lambda v: cnp.sum(f(v)), x)):
+        coupled[0] = True
+        J = build(f, np.zeros(6))
+        for _ in range(3):
+            J(np.ones(6))
+        coupled[0] = False  # a diagonal within the bidiagonal pattern: zeros elsewhere
+        y = _rng.standard_normal(6)
+        dense = (cr.jacfwd(f)(y) if isinstance(J, cr.sparse.SparseJacobian)
+                 else cr.hessian(lambda v: cnp.sum(f(v)))(y))
+        np.testing.assert_allclose(J(y).toarray(), dense, atol=1e-12)
+    J = cr.sparse.jacobian_fn(f, np.zeros(6))  # built on the diagonal pattern
+    J(np.ones(6))
+    coupled[0] = True
+    with pytest.raises(ValueError, match="outside the sparsity pattern"):
+        J(np.ones(6))
+    A = np.diag(np.arange(1.0, 6.0))  # a constant matrix: its zeros are structural
+    g = lambda x: A @ cnp.sin(x)  # noqa: E731
+    J = cr.sparse.jacobian_fn(g, np.zeros(5))
+    assert J.sparsity.nnz == 5
+    for _ in range(3):
+        J(np.ones(5))
+    A[0, 4] = 2.0  # filled in place: the old pattern would silently drop it
+    with pytest.raises(ValueError, match="outside the sparsity pattern"):
+        J(np.ones(5))
+
+
+def test_results_do_not_alias_between_calls():
+    J = cr.sparse.jacobian_fn(bratu, np.zeros(8))
+    first = [J(np.ones(8)) for _ in range(4)]
+    keep = first[-1].toarray()
+    first[2].data[:] = 0.0
+    first[2].indices[:] = 0
+    np.testing.assert_array_equal(J(np.ones(8)).toarray(), keep)
+    np.testing.assert_array_equal(first[3].toarray(), keep)
+
+
 # --- colourings ------------------------------------------------------------------------------
 
 def test_colouring_quality():
