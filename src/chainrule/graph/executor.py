@@ -129,6 +129,8 @@ def _buffer_op(e: Any) -> Any:
         return None
     if own and name == "relu" and out.dtype.kind in "f":
         return lambda args, buf, bind: f"{bind(np.maximum, 'maximum')}({args[0]}, 0, out={buf})"
+    if getattr(e.prim.np_impl, "__name__", "") == "fused_alloc":  # a fused loop's result
+        return lambda args, buf, bind: buf
     if getattr(e.prim.np_impl, "__name__", "") == "fused":  # graph.fusion's loops
         return lambda args, buf, bind: (f"{bind(e.prim.np_impl, 'fused')}({', '.join(args)}, "
                                         f"out={buf})")
@@ -225,7 +227,7 @@ def _is_fresh(e: Any) -> bool:
     """True when ``e``'s result is always a new array (never a view of an input)."""
     return (_ufunc_of(e.prim) is not None or _einsum_operands(e) is not None
             or (e.prim.name in _FRESH and registry.get(e.prim.name) is e.prim)
-            or getattr(e.prim.np_impl, "__name__", "") == "fused")  # graph.fusion's loops
+            or getattr(e.prim.np_impl, "__name__", "") in ("fused", "fused_alloc"))  # fusion
 
 
 def plan_donations(program: Program, donated: Any, min_size: int = 0) -> dict[int, int]:

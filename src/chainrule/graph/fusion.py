@@ -1,18 +1,29 @@
 """Fusion of elementwise arithmetic into one compiled loop (optional: needs numba).
 
-A run of cheap elementwise equations (``+ - * /``, negation, squaring,
-comparisons and ``where``) over arrays of one shape becomes a single
-equation whose implementation is a numba kernel: one pass over memory and
-no temporaries instead of one NumPy call and one array per operation.
-Transcendental functions (``exp``, ``tanh``...) stay NumPy calls: NumPy's
-SIMD loops beat numba's scalar ``libm`` calls on them, so fusing them would
-be slower (measured on W3).
+Cheap elementwise equations (``+ - * /``, negation, squaring, comparisons
+and ``where``) over arrays of one shape and dtype are gathered into groups;
+each group becomes a single loop (a numba kernel): one pass over memory, no
+temporaries, every value kept in a register between the operations that
+read it.  A group may have several results (each value read outside it is
+stored, into a buffer the executor plans like any other) and may end in a
+full ``sum``, accumulated in the same pass in NumPy's own pairwise order, so
+the total is bit-for-bit the one ``np.sum`` gives.  Transcendental functions
+(``exp``, ``tanh``...) stay NumPy calls: NumPy's SIMD loops beat numba's
+scalar ``libm`` calls on them, so fusing them would be slower (measured on W3).
 
 Only exact rewrites are made: every fused operation is the same IEEE
-operation in the same dtype as the NumPy call it replaces (literals are cast
-to the arrays' dtype, as NumPy does with Python scalars; division by zero
-gives ``inf``/``nan`` as in NumPy).  Without numba, :func:`fuse` returns the
-program unchanged and the executor's ``out=`` buffers do the work.
+operation in the same dtype as the NumPy call it replaces (literals, and
+constant arrays holding one repeated value, are cast to the arrays' dtype,
+as NumPy does with Python scalars; division by zero gives ``inf``/``nan`` as
+in NumPy).  Without numba, :func:`fuse` returns the program unchanged and
+the executor's ``out=`` buffers do the work.
+
+How groups form (one scan in program order): a fusible equation joins the
+open group of its shape and dtype; a group is *sealed* as soon as an
+equation outside it reads one of its values, and the next fusible equation
+of that kind opens a new group.  A group runs where its last member was, so
+everything it reads is computed before it and everything that reads it
+comes after.
 
 >>> import numpy as np, chainrule.numpy as cnp
 >>> from chainrule.graph.trace import trace
@@ -47,6 +58,9 @@ _ARITH = {"add": "({} + {})", "subtract": "({} - {})", "multiply": "({} * {})",
           "less_equal": "({} <= {})", "equal": "({} == {})", "not_equal": "({} != {})",
           "where": "({1} if {0} else {2})"}
 _BOOL_OUT = frozenset({"greater", "greater_equal", "less", "less_equal", "equal", "not_equal"})
+# NumPy's pairwise summation (the float ``add.reduce`` loop): blocks of at most this many
+# elements are summed with 8 accumulators; longer runs are halved (at multiples of 8).
+_PW_BLOCK = 128
 _counter = itertools.count()
 
 
@@ -68,6 +82,15 @@ def _template(e: Equation) -> str | None:
     return _ARITH.get(name)
 
 
+def _uniform(a: Lit, shape: tuple, dtype: Any) -> bool:
+    """``a`` is a constant array of ``shape`` holding one value in ``dtype`` (or bool): as an
+    operand it acts exactly like that value as a scalar of the same dtype."""
+    v = a.value
+    return (type(v) is np.ndarray and v.shape == shape and v.size > 0
+            and all(s == 0 for s in v.strides)
+            and v.dtype in (dtype, np.dtype(bool)) and bool(np.isfinite(v.flat[0])))
+
+
 def _fusible(e: Equation, shape: tuple, dtype: Any) -> bool:
     """``e`` computes an array of ``shape`` from arrays of that shape (``dtype`` or bool)
     and Python numbers, and its result has ``dtype`` (or bool for a comparison)."""
@@ -81,7 +104,10 @@ def _fusible(e: Equation, shape: tuple, dtype: Any) -> bool:
         return False
     for a in e.inputs:
         if isinstance(a, Lit):
-            if a.pytype not in (int, float, bool) or not np.isfinite(a.value):
+            if a.pytype in (int, float, bool):
+                if not np.isfinite(a.value):
+                    return False
+            elif not _uniform(a, shape, dtype):
                 return False
         elif (a.shape is None or tuple(a.shape) != shape or a.pytype is not None
               or a.dtype is None or np.dtype(a.dtype) not in (dtype, np.dtype(bool))):
@@ -89,121 +115,248 @@ def _fusible(e: Equation, shape: tuple, dtype: Any) -> bool:
     return True
 
 
+def _full_sum(e: Equation, shape: tuple, dtype: Any) -> bool:
+    """``e`` sums an array of ``shape`` and ``dtype`` over every axis to a scalar."""
+    if registry.get("reduce_sum") is not e.prim or set(e.params) != {"axes", "keepdims"}:
+        return False
+    x, out = e.inputs[0], e.out
+    if (not isinstance(x, Var) or x.shape is None or tuple(x.shape) != shape or x.dtype is None
+            or np.dtype(x.dtype) != dtype or out is None or out.shape != ()
+            or out.pytype is not None or out.dtype is None or np.dtype(out.dtype) != dtype):
+        return False
+    nd = len(shape)
+    return (not e.params["keepdims"]
+            and sorted(a % nd for a in e.params["axes"]) == list(range(nd)) if nd else False)
+
+
+def _spec(e: Equation, min_size: int) -> tuple | None:
+    """The (shape, float dtype) of the loop ``e`` can join, or ``None``."""
+    out = e.out
+    if out is None or out.shape is None or out.dtype is None or (out.size or 0) < min_size:
+        return None
+    shape = tuple(out.shape)
+    dtype = np.dtype(out.dtype)
+    if dtype.kind == "b":  # a comparison: fused into the float computation that reads it
+        for a in e.inputs:
+            if isinstance(a, Var) and a.dtype is not None and np.dtype(a.dtype).kind == "f":
+                dtype = np.dtype(a.dtype)
+                break
+    if dtype.kind == "f" and _fusible(e, shape, dtype):
+        return (shape, dtype)
+    return None
+
+
+class _Group:
+    __slots__ = ("spec", "members", "sealed", "total")  # (sealed: read from outside)
+
+    def __init__(self, spec: tuple) -> None:
+        self.spec = spec
+        self.members: list[int] = []
+        self.sealed = False
+        self.total: int | None = None  # the index of a full sum that ends the group
+
+
 def fuse(program: Program, min_size: int = MIN_FUSE_SIZE) -> Program:
-    """``program`` with each tree of fusible equations replaced by one fused equation."""
+    """``program`` with each group of fusible equations replaced by one fused loop."""
     if numba is None:
         return program
     eqns = program.eqns
-    uses: dict[int, int] = {}
+    group_of: dict[int, _Group] = {}  # var id -> the group computing it
+    open_: dict[tuple, _Group] = {}
+    groups: list[_Group] = []
+    for i, e in enumerate(eqns):
+        own = None
+        spec = _spec(e, min_size)
+        if spec is not None:
+            own = open_.get(spec)
+            if own is None:
+                own = open_[spec] = _Group(spec)
+                groups.append(own)
+        elif e.inputs and isinstance(e.inputs[0], Var) and e.inputs[0].id in group_of:
+            g = group_of[e.inputs[0].id]
+            if open_.get(g.spec) is g and g.total is None and _full_sum(e, *g.spec):
+                own = g
+                g.total = i
+        if own is not None:
+            own.members.append(i)
+            group_of[e.out.id] = own  # type: ignore[union-attr]  # (members have an output)
+        for a in e.inputs:  # read from outside: that group must be complete by now
+            if isinstance(a, Var) and a.id in group_of and group_of[a.id] is not own:
+                g = group_of[a.id]
+                g.sealed = True
+                if open_.get(g.spec) is g:
+                    del open_[g.spec]
+    read_outside: set[int] = {o.id for o in program.outputs if isinstance(o, Var)}
     for e in eqns:
         for a in e.inputs:
-            if isinstance(a, Var):
-                uses[a.id] = uses.get(a.id, 0) + 1
-    for o in program.outputs:
-        if isinstance(o, Var):
-            uses[o.id] = uses.get(o.id, 0) + 2  # returned: must be materialised
-    defined = {e.out.id: i for i, e in enumerate(eqns) if e.out is not None}
-    kind: dict[int, tuple] = {}
-    for i, e in enumerate(eqns):
-        out: Any = e.out  # (then the new equation list)
-        if out is None or out.shape is None or out.dtype is None:
-            continue
-        shape = tuple(out.shape)
-        dtype = np.dtype(out.dtype)
-        if dtype.kind == "b":  # a comparison: fused into the float computation that reads it
-            for a in e.inputs:
-                if isinstance(a, Var) and a.dtype is not None and np.dtype(a.dtype).kind == "f":
-                    dtype = np.dtype(a.dtype)
-                    break
-        if dtype.kind == "f" and (out.size or 0) >= min_size and _fusible(e, shape, dtype):
-            kind[i] = (shape, dtype)
+            if isinstance(a, Var) and a.id in group_of and group_of[a.id] is not group_of.get(
+                    e.out.id if e.out is not None else -1):
+                read_outside.add(a.id)
+    replace: dict[int, list[Equation]] = {}
     absorbed: set[int] = set()
-    replace: dict[int, Equation] = {}
-    for i in range(len(eqns) - 1, -1, -1):
-        if i not in kind or i in absorbed or np.dtype(eqns[i].out.dtype) == bool:  # type: ignore[union-attr]  # (kind: equations with an output)
+    for g in groups:
+        if len(g.members) < 2:
             continue
-        members = _tree(i, eqns, kind, uses, defined, absorbed)
-        if len(members) < 2:
-            continue
-        absorbed.update(members)
-        replace[i] = _fused_equation(sorted(members), eqns, kind[i])
+        absorbed.update(g.members)
+        replace[g.members[-1]] = _fused_equations(g, eqns, read_outside)
     if not replace:
         return program
-    out = []
+    out: list[Equation] = []
     for i, e in enumerate(eqns):
         if i in replace:
-            out.append(replace[i])
+            out += replace[i]
         elif i not in absorbed:
             out.append(e)
     return Program(program.inputs, out, program.outputs)
 
 
-def _tree(root: int, eqns: list, kind: dict, uses: dict, defined: dict,
-          absorbed: set) -> set[int]:
-    """The equations that only feed ``root`` (each read once) and can join its loop."""
-    members = {root}
-    stack = [root]
-    while stack:
-        e = eqns[stack.pop()]
-        for a in e.inputs:
-            if not isinstance(a, Var):
-                continue
-            j = defined.get(a.id)
-            if (j is None or j in members or j in absorbed or kind.get(j) != kind[root]
-                    or uses.get(a.id, 0) != 1):
-                continue
-            members.add(j)
-            stack.append(j)
-    return members
+def _alloc_np(shape: tuple, dtype: Any) -> np.ndarray:
+    return np.empty(shape, dtype)
 
 
-def _fused_equation(members: list[int], eqns: list, spec: tuple) -> Equation:
-    shape, dtype = spec
-    inside = {eqns[i].out.id for i in members}
-    ext: list[Var] = []
+_alloc_np.__name__ = "fused_alloc"  # (the executor hands such arrays a reusable buffer)
+_alloc_p = Primitive("graph.fused_alloc", lambda xp, shape, dtype: xp.empty(shape, dtype=dtype),
+                     _alloc_np, differentiable=False, register=False)
+
+
+def _fused_equations(g: _Group, eqns: list, read_outside: set) -> list[Equation]:
+    """The fused loop of group ``g``: arrays for its extra results, then the loop itself."""
+    shape, dtype = g.spec
+    inside = {eqns[i].out.id for i in g.members}
+    ext: list[Any] = []
     pos: dict[int, int] = {}
-    exprs: dict[int, str] = {}
+    body: list[str] = []
+    local: dict[int, str] = {}
     scalar = "_T"
-    for i in members:
+    for k, i in enumerate(g.members):
         e = eqns[i]
+        if i == g.total:
+            continue
         args = []
         for a in e.inputs:
             if isinstance(a, Lit):
-                args.append(f"{scalar}({float(a.value)!r})" if a.pytype is not bool
-                            else repr(bool(a.value)))
+                if a.pytype is bool:
+                    args.append(repr(bool(a.value)))
+                else:
+                    v = a.value.flat[0] if isinstance(a.value, np.ndarray) else a.value
+                    args.append(repr(bool(v)) if isinstance(v, (bool, np.bool_))
+                                else f"{scalar}({float(v)!r})")
             elif a.id in inside:
-                args.append(exprs[a.id])
+                args.append(local[a.id])
             else:
                 if a.id not in pos:
                     pos[a.id] = len(ext)
                     ext.append(a)
-                args.append(f"a{pos[a.id]}[i]")
-        exprs[e.out.id] = _template(e).format(*args)  # type: ignore[union-attr]  # fusible: has one
-    root = eqns[members[-1]]
-    params = ", ".join(f"a{k}" for k in range(len(ext)))
-    source = (f"def kernel({params}{', ' if ext else ''}out):\n"
-              f"    for i in range(out.size):\n"
-              f"        out[i] = {exprs[root.out.id]}\n")
-    ns: dict[str, Any] = {scalar: dtype.type}
-    exec(compile(source, "<chainrule fused loop>", "exec"), ns)  # noqa: S102 (generated here)
-    kernel = numba.njit(error_model="numpy", cache=False)(ns["kernel"])
-
-    def run(*arrays: Any, out: Any = None) -> np.ndarray:
-        # ``out`` (a reused buffer or a donated input) is written directly when the loop
-        # may: C-contiguous, and no input overlaps it except itself (same index, read first)
-        if out is not None and out.flags.c_contiguous and not any(
-                a is not out and np.may_share_memory(a, out) for a in arrays):
-            kernel(*[np.ravel(a) for a in arrays], out.reshape(-1))
-            return out
-        res = np.empty(shape, dtype)
-        kernel(*[np.ravel(a) for a in arrays], res.reshape(-1))
-        if out is None:
-            return res
-        out[...] = res
-        return out
-
-    run.__name__ = run.__qualname__ = "fused"
+                    body.insert(0, f"x{pos[a.id]} = a{pos[a.id]}[i]")
+                args.append(f"x{pos[a.id]}")
+        local[e.out.id] = f"t{k}"
+        body.append(f"t{k} = {_template(e).format(*args)}")  # type: ignore[union-attr]  # fusible
+    # results: every value read outside the loop (the sum's operand only when it is)
+    results = [eqns[i].out for i in g.members if i != g.total and eqns[i].out.id in read_outside]
+    total = eqns[g.total] if g.total is not None else None
+    primary = total.out if total is not None else results.pop()
+    stores = [f"o{k}[i] = {local[v.id]}" for k, v in enumerate(results)]
+    if total is None:
+        stores.append(f"out[i] = {local[primary.id]}")
+    ins = [f"a{k}" for k in range(len(ext))] + [f"o{k}" for k in range(len(results))]
+    if total is None:
+        ins.append("out")
+        source = (f"def kernel({', '.join(ins)}):\n"
+                  f"    for i in range(out.size):\n"
+                  + "".join(f"        {ln}\n" for ln in body + stores))
+        ns = _namespace(dtype)
+        exec(compile(source, "<chainrule fused loop>", "exec"), ns)  # noqa: S102 (generated here)
+        kernel = numba.njit(error_model="numpy", cache=False)(ns["kernel"])
+    else:
+        kernel, source = _summing_kernel(ins, body + stores, local[total.inputs[0].id], dtype)
+    run = _runner(kernel, shape, np.dtype(primary.dtype), len(ext), total is not None)
     run.source = source  # type: ignore[attr-defined]  # (for reading the generated loop)
     prim = Primitive(f"fused#{next(_counter)}", lambda xp, *a: run(*a), np_impl=run,
                      register=False)
-    return Equation(prim, list(ext), {}, root.out)
+    allocs = [Equation(_alloc_p, [], {"shape": tuple(v.shape), "dtype": np.dtype(v.dtype)}, v)
+              for v in results]
+    return allocs + [Equation(prim, list(ext) + list(results), {}, primary)]
+
+
+def _namespace(dtype: Any) -> dict[str, Any]:
+    return {"_T": dtype.type}
+
+
+def _summing_kernel(ins: list[str], body: list[str], summand: str, dtype: Any) -> tuple:
+    """A loop that also returns the sum of ``summand`` in NumPy's pairwise order: blocks of
+    at most 128 with 8 accumulators, halved at multiples of 8 above that; ``0.0 + total``
+    as ``np.add.reduce`` starts from its identity."""
+    params = ", ".join(ins)
+    elem = ("def elem(" + params + ", i):\n" + "".join(f"    {ln}\n" for ln in body)
+            + f"    return {summand}\n")
+    call = "elem(" + params + ", {})"
+    acc = "\n".join(f"        r{j} = {call.format(f'start + {j}')}" for j in range(8))
+    step = "\n".join(f"            r{j} += {call.format(f'i + {j}')}" for j in range(8))
+    pw = (f"def pw({params}, start, n):\n"
+          f"    if n < 8:\n"
+          f"        res = _T(0.0)\n"
+          f"        for i in range(start, start + n):\n"
+          f"            res += {call.format('i')}\n"
+          f"        return res\n"
+          f"    if n <= {_PW_BLOCK}:\n"
+          f"{acc}\n"
+          f"        end = start + n - n % 8\n"
+          f"        i = start + 8\n"
+          f"        while i < end:\n"
+          f"{step}\n"
+          f"            i += 8\n"
+          f"        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))\n"
+          f"        for i in range(end, start + n):\n"
+          f"            res += {call.format('i')}\n"
+          f"        return res\n"
+          f"    n2 = n // 2\n"
+          f"    n2 -= n2 % 8\n"
+          f"    return pw({params}, start, n2) + pw({params}, start + n2, n - n2)\n")
+    kernel = (f"def kernel({params}, n):\n"
+              f"    return _T(0.0) + pw({params}, 0, n)\n")
+    source = elem + pw + kernel
+    ns = _namespace(dtype)
+    exec(compile(source, "<chainrule fused loop>", "exec"), ns)  # noqa: S102 (generated here)
+    jit = numba.njit(error_model="numpy", cache=False)
+    for name in ("elem", "pw", "kernel"):
+        ns[name] = jit(ns[name])
+    return ns["kernel"], source
+
+
+def _runner(kernel: Any, shape: tuple, dtype: Any, n_in: int, summing: bool) -> Any:
+    """The fused equation's implementation: ``run(*inputs, *results, out=None)``, returning
+    the sum (a ``dtype`` scalar) or the last result (``out``, or a new ``dtype`` array)."""
+    size = int(np.prod(shape, dtype=np.int64))
+
+    def loop(arrays: tuple, last: Any) -> Any:
+        ins = [np.ravel(a) for a in arrays[:n_in]]
+        results = arrays[n_in:]
+        # results are fresh arrays or buffers (C-contiguous); anything else gets a copy back
+        flat = [r.reshape(-1) if r.flags.c_contiguous else np.empty(size, r.dtype)
+                for r in results]
+        value = kernel(*ins, *flat, last)
+        for r, f in zip(results, flat):
+            if not r.flags.c_contiguous:
+                r[...] = f.reshape(shape)
+        return value
+
+    if summing:
+        def run(*arrays: Any, out: Any = None) -> Any:
+            return dtype.type(loop(arrays, size))
+    else:
+        def run(*arrays: Any, out: Any = None) -> Any:
+            # ``out`` (a reused buffer or a donated input) is written directly when the loop
+            # may: C-contiguous, and no input overlaps it except itself (same index, read first)
+            if out is not None and out.flags.c_contiguous and not any(
+                    a is not out and np.may_share_memory(a, out) for a in arrays[:n_in]):
+                loop(arrays, out.reshape(-1))
+                return out
+            res = np.empty(shape, dtype)
+            loop(arrays, res.reshape(-1))
+            if out is None:
+                return res
+            out[...] = res
+            return out
+
+    run.__name__ = run.__qualname__ = "fused"
+    return run
