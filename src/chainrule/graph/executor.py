@@ -58,6 +58,8 @@ _OPS = {**_BINARY_OPS, **_UNARY_OPS}
 # ndarray ** scalar takes shortcuts for these exponents (square, sqrt, reciprocal...):
 # only 2 is rewritten (to np.square, which is what the shortcut calls).
 _POW_SHORTCUTS = (-1, 0, 0.5, 1)
+# (one object: ``bind`` names functions by identity, and each ``np.add.reduce`` is a new one)
+_ADD_REDUCE = np.add.reduce
 # Primitives whose np_impl always returns a new array (never a view of an input).
 _FRESH = frozenset({
     "reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "matmul", "linear",
@@ -223,9 +225,23 @@ def plan_buffers(program: Program, min_size: int = DEFAULT_MIN_BUFFER_SIZE
     return assign, specs
 
 
+def _sum_to_axes(e: Any) -> tuple | None:
+    """The axes a ``sum_to`` equation sums over (its np_impl: ``np.sum(x, axes,
+    keepdims=True)``), or ``None`` when it sums none (it then returns ``x`` itself)."""
+    if registry.get("sum_to") is not e.prim or len(e.inputs) != 1 or set(e.params) != {"shape"}:
+        return None
+    x = e.inputs[0]
+    if x.shape is None or x.pytype is not None or len(x.shape) != len(e.params["shape"]):
+        return None
+    axes = tuple(i for i, (a, b) in enumerate(zip(x.shape, e.params["shape"]))
+                 if b == 1 and a != 1)
+    return axes or None
+
+
 def _is_fresh(e: Any) -> bool:
     """True when ``e``'s result is always a new array (never a view of an input)."""
     return (_ufunc_of(e.prim) is not None or _einsum_operands(e) is not None
+            or _sum_to_axes(e) is not None
             or (e.prim.name in _FRESH and registry.get(e.prim.name) is e.prim)
             or getattr(e.prim.np_impl, "__name__", "") in ("fused", "fused_alloc"))  # fusion
 
@@ -460,6 +476,9 @@ def _expression(e: Any, args: list[str], bind: Any, const: Any) -> str:
     ops = _einsum_operands(e, args)
     if ops is not None:
         return f"{bind(np.matmul, 'matmul')}({ops[0]}, {ops[1]})"
+    axes = _sum_to_axes(e)
+    if axes is not None:  # sum_to's np_impl without its Python layers
+        return f"{bind(_ADD_REDUCE, 'add_reduce')}({args[0]}, axis={axes!r}, keepdims=True)"
     name = e.prim.name
     own = _is_operator_impl(e.prim)
     if own and name in _BINARY_OPS and len(args) == 2:
