@@ -1,15 +1,18 @@
 """Fusion of elementwise arithmetic into one compiled loop (optional: needs numba).
 
-Cheap elementwise equations (``+ - * /``, negation, squaring, comparisons
-and ``where``) over arrays of one shape and dtype are gathered into groups;
-each group becomes a single loop (a numba kernel): one pass over memory, no
-temporaries, every value kept in a register between the operations that
-read it.  A group may have several results (each value read outside it is
-stored, into a buffer the executor plans like any other) and may end in a
-full ``sum``, accumulated in the same pass in NumPy's own pairwise order, so
-the total is bit-for-bit the one ``np.sum`` gives.  Transcendental functions
-(``exp``, ``tanh``...) stay NumPy calls: NumPy's SIMD loops beat numba's
-scalar ``libm`` calls on them, so fusing them would be slower (measured on W3).
+Cheap elementwise equations (``+ - * /``, negation, squaring, comparisons,
+``where``, ``maximum``/``minimum``) over arrays of one shape and dtype are
+gathered into groups; each group becomes a single loop (a numba kernel): one
+pass over memory, no temporaries, every value kept in a register between the
+operations that read it.  Operands may be full arrays, rows broadcast along
+the leading axes (a bias), single values or numbers.  A group may have
+several results (each value read outside it is stored, into a buffer the
+executor plans like any other), column sums over the leading axes (a bias
+gradient: ``sum_to`` or ``reduce_sum``, added row by row as NumPy does) and
+one full ``sum``, accumulated in NumPy's own pairwise order, so the total is
+bit-for-bit the one ``np.sum`` gives.  Transcendental functions (``exp``,
+``tanh``...) stay NumPy calls: NumPy's SIMD loops beat numba's scalar
+``libm`` calls on them, so fusing them would be slower (measured on W3).
 
 Only exact rewrites are made: every fused operation is the same IEEE
 operation in the same dtype as the NumPy call it replaces (literals, and
@@ -21,9 +24,10 @@ the executor's ``out=`` buffers do the work.
 How groups form (one scan in program order): a fusible equation joins the
 open group of its shape and dtype; a group is *sealed* as soon as an
 equation outside it reads one of its values, and the next fusible equation
-of that kind opens a new group.  A group runs where its last member was, so
-everything it reads is computed before it and everything that reads it
-comes after.
+of that kind opens a new group.  A group runs where its last elementwise
+member was, so everything it reads is computed before it and everything that
+reads it comes after; a sum of one of its values joins it even when it is
+sealed (the loop computes the sum early, which its readers cannot tell).
 
 >>> import numpy as np, chainrule.numpy as cnp
 >>> from chainrule.graph.trace import trace
@@ -56,7 +60,10 @@ _ARITH = {"add": "({} + {})", "subtract": "({} - {})", "multiply": "({} * {})",
           "divide": "({} / {})", "negative": "(-{})", "square": "({0} * {0})",
           "greater": "({} > {})", "greater_equal": "({} >= {})", "less": "({} < {})",
           "less_equal": "({} <= {})", "equal": "({} == {})", "not_equal": "({} != {})",
-          "where": "({1} if {0} else {2})"}
+          "where": "({1} if {0} else {2})",
+          # NumPy's: the first operand when it wins or is NaN, else the second (ties too)
+          "maximum": "({0} if ({0} > {1} or {0} != {0}) else {1})",
+          "minimum": "({0} if ({0} < {1} or {0} != {0}) else {1})"}
 _BOOL_OUT = frozenset({"greater", "greater_equal", "less", "less_equal", "equal", "not_equal"})
 # NumPy's pairwise summation (the float ``add.reduce`` loop): blocks of at most this many
 # elements are summed with 8 accumulators; longer runs are halved (at multiples of 8).
@@ -91,46 +98,97 @@ def _uniform(a: Lit, shape: tuple, dtype: Any) -> bool:
             and v.dtype in (dtype, np.dtype(bool)) and bool(np.isfinite(v.flat[0])))
 
 
-def _fusible(e: Equation, shape: tuple, dtype: Any) -> bool:
-    """``e`` computes an array of ``shape`` from arrays of that shape (``dtype`` or bool)
-    and Python numbers, and its result has ``dtype`` (or bool for a comparison)."""
+def _trailing(a_shape: tuple, shape: tuple) -> int | None:
+    """How many trailing axes of ``shape`` an operand of ``a_shape`` spans (it is the same
+    for every leading index: a *row* broadcast along the leading axes), else ``None``."""
+    s = list(a_shape)
+    while s and s[0] == 1:
+        s.pop(0)
+    k = len(s)
+    if k > len(shape) or (k and tuple(s) != tuple(shape[len(shape) - k:])):
+        return None
+    return k
+
+
+def _operand(a: Any, shape: tuple, dtype: Any) -> Any:
+    """How operand ``a`` enters a loop over ``shape``: ``"lit"`` (a number), ``"scalar"``
+    (one value), ``"full"`` (one value per element), ``("row", cols)``, or ``None``."""
+    if isinstance(a, Lit):
+        if a.pytype in (int, float, bool):
+            return "lit" if np.isfinite(a.value) else None
+        return "lit" if _uniform(a, shape, dtype) else None
+    if (a.shape is None or a.pytype is not None or a.dtype is None
+            or np.dtype(a.dtype) not in (dtype, np.dtype(bool))):
+        return None
+    k = _trailing(tuple(a.shape), shape)
+    if k is None:
+        return None
+    if k == len(shape):
+        return "full"
+    if k == 0:
+        return "scalar"
+    return ("row", int(np.prod(shape[len(shape) - k:], dtype=np.int64)))
+
+
+def _fusible(e: Equation, shape: tuple, dtype: Any) -> Any:
+    """For ``e`` computing an array of ``shape`` elementwise from operands that fit a loop
+    over ``shape`` (see :func:`_operand`), with result ``dtype`` (bool for a comparison):
+    the row length its operands need (0: none); ``None`` when it cannot be fused."""
     out = e.out
     if out is None or e.params or _template(e) is None or out.pytype is not None:
-        return False
+        return None
     if out.shape is None or tuple(out.shape) != shape:
-        return False
+        return None
     want = np.dtype(bool) if e.prim.name in _BOOL_OUT else dtype
     if out.dtype is None or np.dtype(out.dtype) != want:
-        return False
+        return None
+    cols = 0
     for a in e.inputs:
-        if isinstance(a, Lit):
-            if a.pytype in (int, float, bool):
-                if not np.isfinite(a.value):
-                    return False
-            elif not _uniform(a, shape, dtype):
-                return False
-        elif (a.shape is None or tuple(a.shape) != shape or a.pytype is not None
-              or a.dtype is None or np.dtype(a.dtype) not in (dtype, np.dtype(bool))):
-            return False
-    return True
+        kind = _operand(a, shape, dtype)
+        if kind is None:
+            return None
+        if isinstance(kind, tuple):
+            if cols and kind[1] != cols:
+                return None
+            cols = kind[1]
+    if not any(_operand(a, shape, dtype) == "full" for a in e.inputs):
+        return None  # (at least one operand runs over every element)
+    return cols
 
 
-def _full_sum(e: Equation, shape: tuple, dtype: Any) -> bool:
-    """``e`` sums an array of ``shape`` and ``dtype`` over every axis to a scalar."""
-    if registry.get("reduce_sum") is not e.prim or set(e.params) != {"axes", "keepdims"}:
-        return False
-    x, out = e.inputs[0], e.out
+def _sum_kind(e: Equation, shape: tuple, dtype: Any) -> Any:
+    """For ``e`` summing an array of ``shape`` and ``dtype``: ``"total"`` (over every axis,
+    to a scalar), ``("columns", cols)`` (over the leading axes, keeping ``cols`` trailing
+    values: ``reduce_sum`` or ``sum_to``), else ``None``."""
+    x, out = (e.inputs[0] if e.inputs else None), e.out
     if (not isinstance(x, Var) or x.shape is None or tuple(x.shape) != shape or x.dtype is None
-            or np.dtype(x.dtype) != dtype or out is None or out.shape != ()
+            or np.dtype(x.dtype) != dtype or out is None or out.shape is None
             or out.pytype is not None or out.dtype is None or np.dtype(out.dtype) != dtype):
-        return False
+        return None
     nd = len(shape)
-    return (not e.params["keepdims"]
-            and sorted(a % nd for a in e.params["axes"]) == list(range(nd)) if nd else False)
+    if registry.get("reduce_sum") is e.prim and set(e.params) == {"axes", "keepdims"} and nd:
+        axes = sorted(a % nd for a in e.params["axes"])
+        lead = len(axes)
+        if axes != list(range(lead)) or not lead:
+            return None
+        if lead == nd:
+            return "total" if not e.params["keepdims"] else None
+    elif registry.get("sum_to") is e.prim and set(e.params) == {"shape"} and nd:
+        target = tuple(e.params["shape"])
+        if len(target) != nd:
+            return None
+        lead = 0
+        while lead < nd and target[lead] == 1 and shape[lead] != 1:
+            lead += 1
+        if lead == 0 or lead == nd or target[lead:] != shape[lead:]:
+            return None
+    else:
+        return None
+    return ("columns", int(np.prod(shape[lead:], dtype=np.int64)))
 
 
 def _spec(e: Equation, min_size: int) -> tuple | None:
-    """The (shape, float dtype) of the loop ``e`` can join, or ``None``."""
+    """``((shape, float dtype), row length)`` of the loop ``e`` can join, or ``None``."""
     out = e.out
     if out is None or out.shape is None or out.dtype is None or (out.size or 0) < min_size:
         return None
@@ -141,19 +199,26 @@ def _spec(e: Equation, min_size: int) -> tuple | None:
             if isinstance(a, Var) and a.dtype is not None and np.dtype(a.dtype).kind == "f":
                 dtype = np.dtype(a.dtype)
                 break
-    if dtype.kind == "f" and _fusible(e, shape, dtype):
-        return (shape, dtype)
-    return None
+    if dtype.kind != "f":
+        return None
+    cols = _fusible(e, shape, dtype)
+    return None if cols is None else ((shape, dtype), cols)
 
 
 class _Group:
-    __slots__ = ("spec", "members", "sealed", "total")  # (sealed: read from outside)
+    __slots__ = ("spec", "members", "anchor", "sealed", "total", "cols", "columns")
 
     def __init__(self, spec: tuple) -> None:
         self.spec = spec
         self.members: list[int] = []
-        self.sealed = False
-        self.total: int | None = None  # the index of a full sum that ends the group
+        self.anchor = -1  # where the loop runs: its last elementwise member (sums come early)
+        self.sealed = False  # read from outside: it takes no more members
+        self.total: int | None = None  # a full sum (then the loop is flat: no rows)
+        self.cols = 0  # the row length of its row operands and column sums (0: none yet)
+        self.columns: list[int] = []  # column sums
+
+    def takes(self, cols: int) -> bool:
+        return not cols or ((not self.cols or self.cols == cols) and self.total is None)
 
 
 def fuse(program: Program, min_size: int = MIN_FUSE_SIZE) -> Program:
@@ -166,18 +231,25 @@ def fuse(program: Program, min_size: int = MIN_FUSE_SIZE) -> Program:
     groups: list[_Group] = []
     for i, e in enumerate(eqns):
         own = None
-        spec = _spec(e, min_size)
-        if spec is not None:
+        found = _spec(e, min_size)
+        if found is not None:
+            spec, cols = found
             own = open_.get(spec)
-            if own is None:
+            if own is None or not own.takes(cols):
                 own = open_[spec] = _Group(spec)
                 groups.append(own)
+            own.cols = own.cols or cols
         elif e.inputs and isinstance(e.inputs[0], Var) and e.inputs[0].id in group_of:
             g = group_of[e.inputs[0].id]
-            if open_.get(g.spec) is g and g.total is None and _full_sum(e, *g.spec):
-                own = g
-                g.total = i
+            kind = _sum_kind(e, *g.spec)  # (sealed or not: the loop computes it early)
+            if kind == "total" and g.total is None and not g.cols:
+                own, g.total = g, i
+            elif isinstance(kind, tuple) and g.takes(kind[1]):
+                own, g.cols = g, kind[1]
+                g.columns.append(i)
         if own is not None:
+            if found is not None:
+                own.anchor = i
             own.members.append(i)
             group_of[e.out.id] = own  # type: ignore[union-attr]  # (members have an output)
         for a in e.inputs:  # read from outside: that group must be complete by now
@@ -198,7 +270,7 @@ def fuse(program: Program, min_size: int = MIN_FUSE_SIZE) -> Program:
         if len(g.members) < 2:
             continue
         absorbed.update(g.members)
-        replace[g.members[-1]] = _fused_equations(g, eqns, read_outside)
+        replace[g.anchor] = _fused_equations(g, eqns, read_outside)
     if not replace:
         return program
     out: list[Equation] = []
@@ -222,57 +294,76 @@ _alloc_p = Primitive("graph.fused_alloc", lambda xp, shape, dtype: xp.empty(shap
 def _fused_equations(g: _Group, eqns: list, read_outside: set) -> list[Equation]:
     """The fused loop of group ``g``: arrays for its extra results, then the loop itself."""
     shape, dtype = g.spec
+    size = int(np.prod(shape, dtype=np.int64))
     inside = {eqns[i].out.id for i in g.members}
     ext: list[Any] = []
     pos: dict[int, int] = {}
+    loads: list[str] = []  # per element
+    once: list[str] = []  # before the loop (scalar operands)
     body: list[str] = []
     local: dict[int, str] = {}
-    scalar = "_T"
     for k, i in enumerate(g.members):
         e = eqns[i]
-        if i == g.total:
+        if i == g.total or i in g.columns:
             continue
         args = []
         for a in e.inputs:
             if isinstance(a, Lit):
-                if a.pytype is bool:
-                    args.append(repr(bool(a.value)))
-                else:
-                    v = a.value.flat[0] if isinstance(a.value, np.ndarray) else a.value
-                    args.append(repr(bool(v)) if isinstance(v, (bool, np.bool_))
-                                else f"{scalar}({float(v)!r})")
+                v = a.value.flat[0] if isinstance(a.value, np.ndarray) else a.value
+                args.append(repr(bool(v)) if isinstance(v, (bool, np.bool_))
+                            else f"_T({float(v)!r})")
             elif a.id in inside:
                 args.append(local[a.id])
             else:
                 if a.id not in pos:
-                    pos[a.id] = len(ext)
+                    j = pos[a.id] = len(ext)
                     ext.append(a)
-                    body.insert(0, f"x{pos[a.id]} = a{pos[a.id]}[i]")
+                    kind = _operand(a, shape, dtype)
+                    if kind == "scalar":
+                        once.append(f"x{j} = a{j}[0]")
+                    else:
+                        loads.append(f"x{j} = a{j}[{'c' if isinstance(kind, tuple) else 'i'}]")
                 args.append(f"x{pos[a.id]}")
         local[e.out.id] = f"t{k}"
         body.append(f"t{k} = {_template(e).format(*args)}")  # type: ignore[union-attr]  # fusible
-    # results: every value read outside the loop (the sum's operand only when it is)
-    results = [eqns[i].out for i in g.members if i != g.total and eqns[i].out.id in read_outside]
+    # results: every value read outside the loop (the sum's operand only when it is) and
+    # the column sums; without a total, the last one is the equation's own output (``out=``:
+    # an elementwise one when there is one, as it may share memory with what it reads)
+    results = [eqns[i].out for i in g.members
+               if i != g.total and i not in g.columns and eqns[i].out.id in read_outside]
+    columns = [eqns[i] for i in g.columns]
     total = eqns[g.total] if g.total is not None else None
-    primary = total.out if total is not None else results.pop()
+    names = {v.id: f"o{k}" for k, v in enumerate(results)}
+    names.update((c.out.id, f"s{k}") for k, c in enumerate(columns))
     stores = [f"o{k}[i] = {local[v.id]}" for k, v in enumerate(results)]
-    if total is None:
-        stores.append(f"out[i] = {local[primary.id]}")
-    ins = [f"a{k}" for k in range(len(ext))] + [f"o{k}" for k in range(len(results))]
-    if total is None:
-        ins.append("out")
-        source = (f"def kernel({', '.join(ins)}):\n"
-                  f"    for i in range(out.size):\n"
-                  + "".join(f"        {ln}\n" for ln in body + stores))
+    sums = [f"s{k}[c] += {local[c.inputs[0].id]}" for k, c in enumerate(columns)]
+    if results and total is None:
+        results = results[:-1] + [c.out for c in columns] + results[-1:]
+    else:
+        results += [c.out for c in columns]
+    params = [f"a{k}" for k in range(len(ext))] + [names[v.id] for v in results]
+    if total is not None:
+        kernel, source = _summing_kernel(params, once + loads + body + stores,
+                                         local[total.inputs[0].id], dtype)
+    else:
+        cols = g.cols or size
+        source = (f"def kernel({', '.join(params)}, _):\n"
+                  + "".join(f"    {ln}\n" for ln in once)
+                  + "".join(f"    s{k}[:] = _T(0.0)\n" for k in range(len(columns)))
+                  + f"    for r in range({size // cols}):\n"
+                  f"        for c in range({cols}):\n"
+                  f"            i = r * {cols} + c\n"
+                  + "".join(f"            {ln}\n" for ln in loads + body + stores + sums))
         ns = _namespace(dtype)
         exec(compile(source, "<chainrule fused loop>", "exec"), ns)  # noqa: S102 (generated here)
         kernel = numba.njit(error_model="numpy", cache=False)(ns["kernel"])
-    else:
-        kernel, source = _summing_kernel(ins, body + stores, local[total.inputs[0].id], dtype)
-    run = _runner(kernel, shape, np.dtype(primary.dtype), len(ext), total is not None)
+    run = _runner(kernel, len(ext), size, results,
+                  None if total is None else np.dtype(total.out.dtype),
+                  total is None and tuple(results[-1].shape) == shape)
     run.source = source  # type: ignore[attr-defined]  # (for reading the generated loop)
     prim = Primitive(f"fused#{next(_counter)}", lambda xp, *a: run(*a), np_impl=run,
                      register=False)
+    primary = total.out if total is not None else results.pop()
     allocs = [Equation(_alloc_p, [], {"shape": tuple(v.shape), "dtype": np.dtype(v.dtype)}, v)
               for v in results]
     return allocs + [Equation(prim, list(ext) + list(results), {}, primary)]
@@ -323,37 +414,40 @@ def _summing_kernel(ins: list[str], body: list[str], summand: str, dtype: Any) -
     return ns["kernel"], source
 
 
-def _runner(kernel: Any, shape: tuple, dtype: Any, n_in: int, summing: bool) -> Any:
-    """The fused equation's implementation: ``run(*inputs, *results, out=None)``, returning
-    the sum (a ``dtype`` scalar) or the last result (``out``, or a new ``dtype`` array)."""
-    size = int(np.prod(shape, dtype=np.int64))
+def _runner(kernel: Any, n_in: int, size: int, results: list, total: Any,
+            same_index: bool) -> Any:
+    """The fused equation's implementation, ``run(*inputs, *results, out=None)``: it returns
+    the total (a ``total`` dtype scalar) when there is one, else the last result (written
+    into ``out``, a reused buffer or a donated input, when the loop may)."""
 
-    def loop(arrays: tuple, last: Any) -> Any:
-        ins = [np.ravel(a) for a in arrays[:n_in]]
-        results = arrays[n_in:]
+    def loop(ins: tuple, outs: list, n: int) -> Any:
         # results are fresh arrays or buffers (C-contiguous); anything else gets a copy back
-        flat = [r.reshape(-1) if r.flags.c_contiguous else np.empty(size, r.dtype)
-                for r in results]
-        value = kernel(*ins, *flat, last)
-        for r, f in zip(results, flat):
+        flat = [r.reshape(-1) if r.flags.c_contiguous else np.empty(r.size, r.dtype)
+                for r in outs]
+        value = kernel(*[np.ravel(a) for a in ins], *flat, n)
+        for r, f in zip(outs, flat):
             if not r.flags.c_contiguous:
-                r[...] = f.reshape(shape)
+                r[...] = f.reshape(r.shape)
         return value
 
-    if summing:
+    if total is not None:
         def run(*arrays: Any, out: Any = None) -> Any:
-            return dtype.type(loop(arrays, size))
+            return total.type(loop(arrays[:n_in], list(arrays[n_in:]), size))
     else:
+        shape, dtype = tuple(results[-1].shape), np.dtype(results[-1].dtype)
+
         def run(*arrays: Any, out: Any = None) -> Any:
-            # ``out`` (a reused buffer or a donated input) is written directly when the loop
-            # may: C-contiguous, and no input overlaps it except itself (same index, read first)
-            if out is not None and out.flags.c_contiguous and not any(
-                    a is not out and np.may_share_memory(a, out) for a in arrays[:n_in]):
-                loop(arrays, out.reshape(-1))
-                return out
-            res = np.empty(shape, dtype)
-            loop(arrays, res.reshape(-1))
-            if out is None:
+            ins = arrays[:n_in]
+            # ``out`` is written directly when the loop may: C-contiguous, and no input
+            # overlaps it except itself (elementwise results only: same index, read first)
+            if out is None or not out.flags.c_contiguous or any(
+                    (a is not out or not same_index) and np.may_share_memory(a, out)
+                    for a in ins):
+                res = np.empty(shape, dtype)
+            else:
+                res = out
+            loop(ins, list(arrays[n_in:]) + [res], 0)
+            if out is None or res is out:
                 return res
             out[...] = res
             return out
