@@ -39,6 +39,7 @@ sealed (the loop computes the sum early, which its readers cannot tell).
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,8 @@ def _operand(a: Any, shape: tuple, dtype: Any) -> Any:
     if (a.shape is None or a.pytype is not None or a.dtype is None
             or np.dtype(a.dtype) not in (dtype, np.dtype(bool))):
         return None
+    if tuple(a.shape) == shape:
+        return "full"
     k = _trailing(tuple(a.shape), shape)
     if k is None:
         return None
@@ -343,8 +346,12 @@ def _fused_equations(g: _Group, eqns: list, read_outside: set) -> list[Equation]
         results += [c.out for c in columns]
     params = [f"a{k}" for k in range(len(ext))] + [names[v.id] for v in results]
     if total is not None:
-        kernel, source = _summing_kernel(params, once + loads + body + stores,
-                                         local[total.inputs[0].id], dtype)
+        summand = local[total.inputs[0].id]
+        source = _summing_kernel(params, loads + body + stores if stores else [],
+                                 _cone(loads + body, summand), summand)
+        if once:
+            source = source.replace("    sp = 0\n", "    sp = 0\n" + "".join(
+                f"    {ln}\n" for ln in once), 1)
     else:
         cols = g.cols or size
         source = (f"def kernel({', '.join(params)}, _):\n"
@@ -354,10 +361,7 @@ def _fused_equations(g: _Group, eqns: list, read_outside: set) -> list[Equation]
                   f"        for c in range({cols}):\n"
                   f"            i = r * {cols} + c\n"
                   + "".join(f"            {ln}\n" for ln in loads + body + stores + sums))
-        ns = _namespace(dtype)
-        exec(compile(source, "<chainrule fused loop>", "exec"), ns)  # noqa: S102 (generated here)
-        kernel = numba.njit(error_model="numpy", cache=False)(ns["kernel"])
-    run = _runner(kernel, len(ext), size, results,
+    run = _runner(_jit(source, dtype), len(ext), size, results,
                   None if total is None else np.dtype(total.out.dtype),
                   total is None and tuple(results[-1].shape) == shape)
     run.source = source  # type: ignore[attr-defined]  # (for reading the generated loop)
@@ -369,49 +373,99 @@ def _fused_equations(g: _Group, eqns: list, read_outside: set) -> list[Equation]
     return allocs + [Equation(prim, list(ext) + list(results), {}, primary)]
 
 
-def _namespace(dtype: Any) -> dict[str, Any]:
-    return {"_T": dtype.type}
+_kernels: dict[tuple, Any] = {}  # (source, dtype) -> the compiled kernel (numba is slow)
 
 
-def _summing_kernel(ins: list[str], body: list[str], summand: str, dtype: Any) -> tuple:
-    """A loop that also returns the sum of ``summand`` in NumPy's pairwise order: blocks of
-    at most 128 with 8 accumulators, halved at multiples of 8 above that; ``0.0 + total``
-    as ``np.add.reduce`` starts from its identity."""
-    params = ", ".join(ins)
-    elem = ("def elem(" + params + ", i):\n" + "".join(f"    {ln}\n" for ln in body)
-            + f"    return {summand}\n")
-    call = "elem(" + params + ", {})"
-    acc = "\n".join(f"        r{j} = {call.format(f'start + {j}')}" for j in range(8))
-    step = "\n".join(f"            r{j} += {call.format(f'i + {j}')}" for j in range(8))
-    pw = (f"def pw({params}, start, n):\n"
-          f"    if n < 8:\n"
-          f"        res = _T(0.0)\n"
-          f"        for i in range(start, start + n):\n"
-          f"            res += {call.format('i')}\n"
-          f"        return res\n"
-          f"    if n <= {_PW_BLOCK}:\n"
-          f"{acc}\n"
-          f"        end = start + n - n % 8\n"
-          f"        i = start + 8\n"
-          f"        while i < end:\n"
-          f"{step}\n"
-          f"            i += 8\n"
-          f"        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))\n"
-          f"        for i in range(end, start + n):\n"
-          f"            res += {call.format('i')}\n"
-          f"        return res\n"
-          f"    n2 = n // 2\n"
-          f"    n2 -= n2 % 8\n"
-          f"    return pw({params}, start, n2) + pw({params}, start + n2, n - n2)\n")
-    kernel = (f"def kernel({params}, n):\n"
-              f"    return _T(0.0) + pw({params}, 0, n)\n")
-    source = elem + pw + kernel
-    ns = _namespace(dtype)
-    exec(compile(source, "<chainrule fused loop>", "exec"), ns)  # noqa: S102 (generated here)
-    jit = numba.njit(error_model="numpy", cache=False)
-    for name in ("elem", "pw", "kernel"):
-        ns[name] = jit(ns[name])
-    return ns["kernel"], source
+def _jit(source: str, dtype: Any) -> Any:
+    """The numba kernel ``kernel`` defined by ``source`` (``_T``: the loop's scalar type)."""
+    key = (source, np.dtype(dtype).str)
+    kernel = _kernels.get(key)
+    if kernel is None:
+        ns: dict[str, Any] = {"_T": np.dtype(dtype).type, "np": np}
+        exec(compile(source, "<chainrule fused loop>", "exec"), ns)  # noqa: S102 (generated)
+        kernel = _kernels[key] = numba.njit(error_model="numpy", cache=False)(ns["kernel"])
+        if len(_kernels) > 512:  # (a bound: forget the oldest)
+            del _kernels[next(iter(_kernels))]
+    return kernel
+
+
+def _pairwise_plan(n: int) -> np.ndarray:
+    """NumPy's pairwise summation of ``n`` values as a post-order program: rows
+    ``(start, length)`` sum a block, ``(0, -1)`` adds the last two partial sums.  Runs of
+    more than 128 are halved at a multiple of 8; a block is summed with 8 accumulators
+    (element ``j`` into accumulator ``j % 8``), combined as ``((r0+r1)+(r2+r3))+((r4+r5)+
+    (r6+r7))``, and its last ``length % 8`` elements are added one by one."""
+    plan: list[tuple[int, int]] = []
+    todo: list[Any] = [(0, n)]
+    while todo:
+        item = todo.pop()
+        if item is None:
+            plan.append((0, -1))
+            continue
+        start, m = item
+        if m <= _PW_BLOCK:
+            plan.append((start, m))
+            continue
+        half = m // 2
+        half -= half % 8
+        todo += [None, (start + half, m - half), (start, half)]
+    return np.array(plan, dtype=np.int64).reshape(-1, 2)
+
+
+def _cone(lines: list[str], name: str) -> list[str]:
+    """The lines (``name = expression``) that ``name`` depends on, in order."""
+    need = {name}
+    kept = []
+    for ln in reversed(lines):
+        target, expr = ln.split(" = ", 1)
+        if target in need:
+            need.update(re.findall(r"\b[tx]\d+\b", expr))
+            kept.append(ln)
+    return kept[::-1]
+
+
+def _summing_kernel(params: list[str], body: list[str], summand_body: list[str],
+                    summand: str) -> str:
+    """A loop that also returns the sum of ``summand`` in NumPy's pairwise order (see
+    :func:`_pairwise_plan`), plus ``0.0`` as ``np.add.reduce`` starts from its identity.
+
+    Each block runs ``body`` (which stores the results), then ``summand_body`` again into a
+    scratch row in L1 cache (plain loops the compiler vectorises: one loop writing both
+    would need more run-time overlap checks than it makes), then sums the row in order.
+    Accumulators start at ``0.0`` rather than at their first value: that changes at most
+    the sign of a zero partial sum, which the final ``0.0 +`` makes ``+0.0`` either way."""
+    def loop(lines: list[str], last: str = "") -> str:
+        if not lines and not last:
+            return ""
+        return ("        for q in range(m):\n"
+                "            i = start + q\n"
+                + "".join(f"            {ln}\n" for ln in lines)
+                + (f"            {last}\n" if last else ""))
+    acc = "".join(f"            r{j} += tmp[q + {j}]\n" for j in range(8))
+    return (f"def kernel({', '.join(params)}, plan):\n"
+            f"    stack = np.empty(64, _T)\n"
+            f"    tmp = np.empty({_PW_BLOCK}, _T)\n"
+            f"    sp = 0\n"
+            f"    for k in range(plan.shape[0]):\n"
+            f"        if plan[k, 1] < 0:\n"
+            f"            sp -= 1\n"
+            f"            stack[sp - 1] = stack[sp - 1] + stack[sp]\n"
+            f"            continue\n"
+            # (unsigned indices: no negative-index wrap-around in the loops, which vectorise)
+            f"        start = np.uint64(plan[k, 0])\n"
+            f"        m = np.uint64(plan[k, 1])\n"
+            + loop(body)
+            + loop(summand_body, f"tmp[q] = {summand}")
+            + f"        r0 = r1 = r2 = r3 = r4 = r5 = r6 = r7 = _T(0.0)\n"
+            f"        m8 = m - m % np.uint64(8)\n"
+            f"        for q in range(0, m8, 8):\n"
+            f"{acc}"
+            f"        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))\n"
+            f"        for q in range(m8, m):\n"
+            f"            res += tmp[q]\n"
+            f"        stack[sp] = res\n"
+            f"        sp += 1\n"
+            f"    return _T(0.0) + stack[0]\n")
 
 
 def _runner(kernel: Any, n_in: int, size: int, results: list, total: Any,
@@ -420,7 +474,7 @@ def _runner(kernel: Any, n_in: int, size: int, results: list, total: Any,
     the total (a ``total`` dtype scalar) when there is one, else the last result (written
     into ``out``, a reused buffer or a donated input, when the loop may)."""
 
-    def loop(ins: tuple, outs: list, n: int) -> Any:
+    def loop(ins: tuple, outs: list, n: Any) -> Any:
         # results are fresh arrays or buffers (C-contiguous); anything else gets a copy back
         flat = [r.reshape(-1) if r.flags.c_contiguous else np.empty(r.size, r.dtype)
                 for r in outs]
@@ -431,8 +485,10 @@ def _runner(kernel: Any, n_in: int, size: int, results: list, total: Any,
         return value
 
     if total is not None:
+        plan = _pairwise_plan(size)
+
         def run(*arrays: Any, out: Any = None) -> Any:
-            return total.type(loop(arrays[:n_in], list(arrays[n_in:]), size))
+            return total.type(loop(arrays[:n_in], list(arrays[n_in:]), plan))
     else:
         shape, dtype = tuple(results[-1].shape), np.dtype(results[-1].dtype)
 
