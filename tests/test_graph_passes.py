@@ -214,3 +214,72 @@ def test_generated_code_is_straight_line_python():
     assert src.startswith("def run(v0):")
     assert "for " not in src and "Tensor" not in src
     assert "* 1.0001" in src and "_sin(v0)" in src and "_cos(v0)" in src
+
+
+def _bitwise_equal(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def test_elementwise_ops_read_the_source_of_a_broadcast_when_that_changes_nothing():
+    from chainrule.graph.passes import drop_broadcasts
+
+    a, b = RNG.standard_normal((1, 4)), RNG.standard_normal((3, 4))
+    c = RNG.standard_normal((3, 1))
+    # needed: both operands broadcast (the result would be (1, 4) without them)
+    keep = _prog(lambda a: cnp.broadcast_to(a, (3, 4)) + cnp.broadcast_to(a * 2.0, (3, 4)), a)
+    # not needed: the other operand has the full shape; c broadcasts the other way
+    drop = _prog(lambda a, b, c: cnp.broadcast_to(a, (3, 4)) * b
+                 - cnp.maximum(cnp.broadcast_to(c, (3, 4)), b), a, b, c)
+    kept = dce(drop_broadcasts(keep))
+    assert _names(kept).count("broadcast_to") == 1
+    assert _bitwise_equal(_run(kept, a)[0], _run(keep, a)[0])
+    dropped = dce(drop_broadcasts(drop))
+    assert "broadcast_to" not in _names(dropped)
+    assert _bitwise_equal(_run(dropped, a, b, c)[0], _run(drop, a, b, c)[0])
+    assert _run(dropped, a, b, c)[0].shape == (3, 4)
+
+
+def test_repeated_guards_are_dropped_and_still_guard():
+    def f(x, y):
+        # y's values are read twice (two fancy indexes): two identical guards
+        return cnp.sum(x[np.arange(4), y]) + cnp.sum(x[np.arange(4), y] * 2.0)
+
+    x = RNG.standard_normal((4, 3))
+    y = np.array([0, 2, 1, 2])
+    g = cr.compile(f)
+    assert _bitwise_equal(g(x, y), f(x, y).data)
+    assert sum(e.out is None for e in g.program(x, y).eqns) == 1
+    y2 = np.array([1, 1, 0, 2])
+    assert _bitwise_equal(g(x, y2), f(x, y2).data)  # a different y: re-traced
+    assert g.trace_count == 2
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fast_calls_give_the_primitives_results(dtype):
+    # reductions as ufunc.reduce, logsumexp, getitem by index arrays as take, sum_to as add.reduce
+    x = RNG.standard_normal((6, 5)).astype(dtype)
+    x[1] = [np.inf, 1.0, 2.0, -np.inf, 0.0]
+    x[2] = -np.inf
+    x[3, :2] = np.nan
+    rows, cols = np.arange(6), np.array([4, 0, 1, 1, 3, -1])
+
+    def f(x):
+        return (cnp.max(x, axis=1, keepdims=True), cnp.min(x, axis=0), cnp.sum(x, axis=(0, 1)),
+                cnp.logsumexp(x, axis=1), cnp.logsumexp(x, axis=0, keepdims=True),
+                x[rows, cols], x[rows[:, None], cols[None, :3]])
+
+    with np.errstate(all="ignore"):
+        program = _prog(f, x)
+        src = generate(program).source
+        for name in ("maximum_reduce", "minimum_reduce", "add_reduce", "logsumexp", ".take("):
+            assert name in src
+        for got, want in zip(_run(program, x), f(x)):
+            assert _bitwise_equal(got, want.data)
+    vg = cr.compile(cr.value_and_grad(lambda x: cnp.sum(cnp.sum(x[:1] + x, axis=0) ** 2)))
+    x = np.abs(x) + 1.0
+    assert "add_reduce" in vg.source(x)  # sum_to (unbroadcasting x[:1]'s cotangent)
+    for got, want in zip(cr.pytree.tree_leaves(vg(x)), cr.pytree.tree_leaves(
+            cr.value_and_grad(lambda x: cnp.sum(cnp.sum(x[:1] + x, axis=0) ** 2))(x))):
+        assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6 if dtype == np.float32
+                        else 1e-14)

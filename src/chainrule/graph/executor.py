@@ -6,6 +6,11 @@ written inline where that is exactly what their ``np_impl`` does
 (``a + b``, ``a * b``, ``-a``...: NumPy scalars' operators are several
 times faster than ufunc calls) and ufuncs are called directly.
 
+A few primitives whose np_impl wraps one NumPy call in Python layers are
+called directly (same operations, same results): float ``sum``/``max``/``min``
+reductions as ``ufunc.reduce``, ``sum_to`` as ``np.add.reduce``, ``logsumexp``,
+and ``getitem`` by integer arrays on every axis as ``take`` of flat positions.
+
 Buffer reuse: the result of an elementwise ufunc (and of a 2-D ``matmul``)
 with at least ``min_buffer_size`` elements is written with ``out=`` into a
 buffer that is kept between calls (one set per thread), and a buffer whose
@@ -38,6 +43,7 @@ import numpy as np
 
 from ..core.primitive import Primitive, registry
 from .ir import GuardFailed, Lit, Program, Var
+from .trace import watched_value
 
 __all__ = ["generate", "plan_buffers", "plan_donations", "Executable", "DEFAULT_MIN_BUFFER_SIZE"]
 
@@ -58,6 +64,13 @@ _OPS = {**_BINARY_OPS, **_UNARY_OPS}
 # ndarray ** scalar takes shortcuts for these exponents (square, sqrt, reciprocal...):
 # only 2 is rewritten (to np.square, which is what the shortcut calls).
 _POW_SHORTCUTS = (-1, 0, 0.5, 1)
+# (one object each: ``bind`` names functions by identity, and ``np.add.reduce`` is new each time)
+_ADD_REDUCE = np.add.reduce
+# Float reductions whose np_impl is ``np.sum``/``np.max``/``np.min(x, axis, keepdims)``: on an
+# array that is this ufunc's ``reduce`` (without the Python layers around it).
+_REDUCERS = {"reduce_sum": ("add_reduce", _ADD_REDUCE),
+             "reduce_max": ("maximum_reduce", np.maximum.reduce),
+             "reduce_min": ("minimum_reduce", np.minimum.reduce)}
 # Primitives whose np_impl always returns a new array (never a view of an input).
 _FRESH = frozenset({
     "reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "matmul", "linear",
@@ -129,6 +142,8 @@ def _buffer_op(e: Any) -> Any:
         return None
     if own and name == "relu" and out.dtype.kind in "f":
         return lambda args, buf, bind: f"{bind(np.maximum, 'maximum')}({args[0]}, 0, out={buf})"
+    if getattr(e.prim.np_impl, "__name__", "") == "fused_alloc":  # a fused loop's result
+        return lambda args, buf, bind: buf
     out_impl = getattr(e.prim, "np_out_impl", None)
     if out_impl is not None and own:  # the primitive's own "compute into out=" kernel
         return lambda args, buf, bind: (f"{bind(out_impl, name + '_into')}({', '.join(args)}, "
@@ -225,11 +240,25 @@ def plan_buffers(program: Program, min_size: int = DEFAULT_MIN_BUFFER_SIZE
     return assign, specs
 
 
+def _sum_to_axes(e: Any) -> tuple | None:
+    """The axes a ``sum_to`` equation sums over (its np_impl: ``np.sum(x, axes,
+    keepdims=True)``), or ``None`` when it sums none (it then returns ``x`` itself)."""
+    if registry.get("sum_to") is not e.prim or len(e.inputs) != 1 or set(e.params) != {"shape"}:
+        return None
+    x = e.inputs[0]
+    if x.shape is None or x.pytype is not None or len(x.shape) != len(e.params["shape"]):
+        return None
+    axes = tuple(i for i, (a, b) in enumerate(zip(x.shape, e.params["shape"]))
+                 if b == 1 and a != 1)
+    return axes or None
+
+
 def _is_fresh(e: Any) -> bool:
     """True when ``e``'s result is always a new array (never a view of an input)."""
     return (_ufunc_of(e.prim) is not None or _einsum_operands(e) is not None
+            or _sum_to_axes(e) is not None
             or (e.prim.name in _FRESH and registry.get(e.prim.name) is e.prim)
-            or getattr(e.prim.np_impl, "__name__", "") == "fused")  # graph.fusion's loops
+            or getattr(e.prim.np_impl, "__name__", "") in ("fused", "fused_alloc"))  # fusion
 
 
 def plan_donations(program: Program, donated: Any, min_size: int = 0) -> dict[int, int]:
@@ -457,11 +486,75 @@ def _einsum_operands(e: Any, args: list[str] | None = None) -> Any:
     return (b if tb == j + k else f"{b}.T"), (a if ta == k + i else f"{a}.T")
 
 
+def _float_array(x: Any) -> bool:
+    return (isinstance(x, Var) and x.shape is not None and len(x.shape) > 0
+            and x.pytype is None and x.dtype is not None and np.dtype(x.dtype).kind in "fc")
+
+
+def _logsumexp(x: Any, axes: tuple, shape: tuple) -> Any:
+    """``reduce_logsumexp``'s np_impl on a non-empty float array, result reshaped to
+    ``shape``: the same operations in the same order, called as ufuncs."""
+    m = np.maximum.reduce(x, axis=axes, keepdims=True)
+    finite = np.isfinite(m)
+    if not finite.all():
+        m = np.where(finite, m, np.zeros_like(m))
+    out = np.log(_ADD_REDUCE(np.exp(x - m), axis=axes, keepdims=True)) + m
+    return out.reshape(shape)
+
+
+def _flat_index(e: Any) -> Any:
+    """For ``getitem`` by integer arrays on every axis of an array of the key's shape: the
+    flat (C order) positions it reads, so ``x.take(flat)`` is the same result; else ``None``."""
+    key = e.params.get("key")
+    x = e.inputs[0]
+    if (len(e.params) != 1 or key is None or getattr(key, "take", None) is not None
+            or not isinstance(x, Var) or x.shape is None or x.pytype is not None
+            or tuple(x.shape) != tuple(getattr(key, "in_shape", ())) or not x.shape):
+        return None
+    idx = tuple(watched_value(i) for i in key.idx)  # (index arrays: guarded constants)
+    if (len(idx) != len(x.shape) + 1 or idx[0] is not Ellipsis
+            or not all(isinstance(i, np.ndarray) and i.dtype.kind in "iu" for i in idx[1:])):
+        return None
+    try:
+        parts = [np.where(i < 0, i + n, i) for i, n in zip(idx[1:], x.shape)]
+        flat = np.ravel_multi_index(tuple(np.broadcast_arrays(*parts)), tuple(x.shape))
+    except (ValueError, TypeError):
+        return None
+    return flat if e.out is not None and flat.shape == tuple(e.out.shape or ()) else None
+
+
+def _fast_call(e: Any, args: list[str], bind: Any, const: Any) -> str | None:
+    """Source for a few primitives whose np_impl has Python layers around one NumPy call:
+    float reductions, ``logsumexp``, ``getitem`` by integer arrays (same results)."""
+    name = e.prim.name
+    if registry.get(name) is not e.prim or not e.inputs or not _float_array(e.inputs[0]):
+        return None
+    if name in _REDUCERS and set(e.params) == {"axes", "keepdims"}:
+        hint, fn = _REDUCERS[name]
+        return (f"{bind(fn, hint)}({args[0]}, axis={tuple(e.params['axes'])!r}, "
+                f"keepdims={bool(e.params['keepdims'])!r})")
+    if (name == "reduce_logsumexp" and set(e.params) == {"axes", "keepdims"} and e.inputs[0].size
+            and e.out is not None and e.out.shape is not None):
+        return (f"{bind(_logsumexp, 'logsumexp')}({args[0]}, {tuple(e.params['axes'])!r}, "
+                f"{tuple(e.out.shape)!r})")
+    if name == "getitem":
+        flat = _flat_index(e)
+        if flat is not None:
+            return f"{args[0]}.take({const(flat)})"
+    return None
+
+
 def _expression(e: Any, args: list[str], bind: Any, const: Any) -> str:
     """The right-hand side for one equation without a buffer."""
     ops = _einsum_operands(e, args)
     if ops is not None:
         return f"{bind(np.matmul, 'matmul')}({ops[0]}, {ops[1]})"
+    axes = _sum_to_axes(e)
+    if axes is not None:  # sum_to's np_impl without its Python layers
+        return f"{bind(_ADD_REDUCE, 'add_reduce')}({args[0]}, axis={axes!r}, keepdims=True)"
+    fast = _fast_call(e, args, bind, const)
+    if fast is not None:
+        return fast
     name = e.prim.name
     own = _is_operator_impl(e.prim)
     if own and name in _BINARY_OPS and len(args) == 2:

@@ -11,7 +11,11 @@ result is *exactly* the input value, with the same shape and dtype:
   compares equal);
 * ``transpose(transpose(x))`` (composed, removed when the identity),
   ``reshape`` / ``broadcast_to`` / ``sum_to`` / ``astype`` to ``x``'s own
-  shape or dtype, ``reshape(reshape(x))``, ``-(-x)`` and ``+x``.
+  shape or dtype, ``reshape(reshape(x))``, ``-(-x)`` and ``+x``;
+* an elementwise operation (``+ - * /``, comparisons, ``maximum``,
+  ``where``...) reads ``x`` itself instead of ``broadcast_to(x)`` when its own
+  broadcasting gives the same result shape (the same elements meet);
+* a guard that repeats an earlier one (same value, same check) is dropped.
 
 :func:`optimize` runs them all until nothing changes.  Buffer reuse is
 planned by the executor (:func:`chainrule.graph.executor.plan_buffers`).
@@ -23,9 +27,17 @@ from typing import Any
 
 import numpy as np
 
-from .ir import Equation, Lit, Program, Var
+from ..core.primitive import registry
+from .ir import Equation, Lit, Program, Var, guard_p
 
-__all__ = ["dce", "cse", "fold_constants", "simplify", "optimize"]
+__all__ = ["dce", "cse", "fold_constants", "simplify", "dedupe_guards", "optimize"]
+
+# Registered primitives that apply a NumPy ufunc (or ``where``) elementwise, with NumPy's
+# broadcasting of their operands.
+_ELEMENTWISE = frozenset({
+    "add", "subtract", "multiply", "divide", "power", "maximum", "minimum", "where",
+    "greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
+})
 
 
 def _subst(x: Any, env: dict[int, Any]) -> Any:
@@ -218,13 +230,87 @@ def simplify(program: Program) -> Program:
     return Program(program.inputs, kept, [_subst(o, env) for o in program.outputs])
 
 
+def _unbroadcast_operands(e: Equation, producer: dict[int, Equation]) -> Equation:
+    """``e`` reading the sources of its ``broadcast_to`` operands where that changes nothing."""
+    out = e.out
+    if (out is None or out.shape is None or e.params or e.prim.name not in _ELEMENTWISE
+            or registry.get(e.prim.name) is not e.prim):
+        return e
+    ins = list(e.inputs)
+    changed = False
+    for k, a in enumerate(ins):
+        src = producer.get(a.id) if isinstance(a, Var) else None
+        if src is None or src.prim.name != "broadcast_to" or len(src.inputs) != 1:
+            continue
+        x = src.inputs[0]
+        if x.shape is None or x.pytype is not None or np.dtype(x.dtype) != np.dtype(a.dtype):
+            continue
+        trial = ins[:k] + [x] + ins[k + 1:]
+        if any(b.shape is None for b in trial):
+            continue
+        try:
+            shape = np.broadcast_shapes(*(tuple(b.shape) for b in trial))
+        except ValueError:
+            continue
+        if shape == tuple(out.shape):
+            ins = trial
+            changed = True
+    return Equation(e.prim, ins, e.params, out) if changed else e
+
+
+def drop_broadcasts(program: Program) -> Program:
+    """Elementwise operations read ``x`` rather than ``broadcast_to(x)`` where their own
+    broadcasting makes the same result (the unused broadcasts are then dead code)."""
+    producer: dict[int, Equation] = {}
+    kept = []
+    for e in program.eqns:
+        e = _unbroadcast_operands(e, producer)
+        if e.out is not None and registry.get(e.prim.name) is e.prim:
+            producer[e.out.id] = e
+        kept.append(e)
+    return Program(program.inputs, kept, program.outputs)
+
+
+def _guard_key(e: Equation) -> Any:
+    """What a guard checks, as a hashable key (``None`` when it cannot be compared)."""
+    x = e.inputs[0] if len(e.inputs) == 1 else None
+    if not isinstance(x, Var):
+        return None
+    kind, expected = e.params.get("kind"), e.params.get("expected")
+    if isinstance(expected, np.ndarray):
+        return (x.id, kind, "array", expected.shape, expected.dtype.str, expected.tobytes())
+    key = (x.id, kind, _freeze(expected))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def dedupe_guards(program: Program) -> Program:
+    """Drop a guard that checks the same value against the same expectation as an earlier
+    one (it can only pass: the earlier one raised otherwise)."""
+    seen: set = set()
+    kept = []
+    for e in program.eqns:
+        if e.out is None and e.prim is guard_p and set(e.params) == {"kind", "expected"}:
+            key = _guard_key(e)
+            if key is not None and key in seen:
+                continue
+            if key is not None:
+                seen.add(key)
+        kept.append(e)
+    return Program(program.inputs, kept, program.outputs)
+
+
 # --- everything ----------------------------------------------------------------------------------
 
 def optimize(program: Program, max_rounds: int = 4) -> Program:
-    """Fold constants, simplify, merge common sub-expressions and drop dead code, to a fixpoint."""
+    """Fold constants, simplify, merge common sub-expressions and drop dead code, to a fixpoint
+    (then drop repeated guards)."""
     for _ in range(max_rounds):
         before = len(program.eqns)
-        program = dce(cse(simplify(fold_constants(program))))
+        program = dce(cse(drop_broadcasts(simplify(fold_constants(program)))))
         if len(program.eqns) == before:
             break
-    return program
+    return dedupe_guards(program)

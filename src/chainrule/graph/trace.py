@@ -352,6 +352,12 @@ for _name in ("lt", "le", "gt", "ge", "eq", "ne", "add", "radd", "sub", "rsub", 
     setattr(RawView, f"__{_name}__", _staged_op(f"__{_name}__"))
 
 
+def watched_value(x: Any) -> Any:
+    """The concrete value behind ``x`` when it is a traced value's raw view kept in a
+    parameter (an index key: the program guards that value), else ``x`` itself."""
+    return x._tracer._value if isinstance(x, _Watched) else x
+
+
 class _Watched(RawView):
     """What ``tracer.data`` holds: reads of the concrete value are recorded as guards."""
 
