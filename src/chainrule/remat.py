@@ -237,21 +237,32 @@ def _ckpt_vjp(g: Any, out: Any, *vals: Any, fun: Callable, n_out: int) -> tuple:
     return tuple(result)
 
 
-def _ckpt_jvp(tangents: list, out: Any, *vals: Any, fun: Callable, n_out: int) -> tuple:
+def substituted(vals: Any, positions: Any, xs: Any) -> list:
+    """``vals`` as a list with ``xs`` at ``positions``."""
+    full = list(vals)
+    for i, x in zip(positions, xs):
+        full[i] = x
+    return full
+
+
+def python_jvp(fun: Callable, tangents: list, vals: tuple, shape_of: Callable) -> tuple:
+    """The output tangents of the Python function ``fun(*vals)`` (a tuple of arrays) along
+    ``tangents`` (``None``: zero; any leading batch axes), by a JVP through ``fun``."""
     live = [i for i, t in enumerate(tangents) if t is not None]
-    nb = len(tuple(tangents[live[0]].shape)) - len(tuple(vals[live[0]].shape))
+    nb = len(tuple(tangents[live[0]].shape)) - len(shape_of(vals[live[0]]))
     leading = tuple(tangents[live[0]].shape[:nb])
 
     def push(*ts: Any) -> tuple:
         def f_live(*xs: Any) -> tuple:
-            full = list(vals)
-            for i, x in zip(live, xs):
-                full[i] = x
-            return fun(*full)
+            return fun(*substituted(vals, live, xs))
 
         return tuple(_jvp(f_live, tuple(vals[i] for i in live), ts)[1])
 
     return _over_batch(push, nb, leading)(*[tangents[i] for i in live])
+
+
+def _ckpt_jvp(tangents: list, out: Any, *vals: Any, fun: Callable, n_out: int) -> tuple:
+    return python_jvp(fun, tangents, vals, lambda v: tuple(v.shape))
 
 
 checkpoint_p = Primitive("checkpoint", _ckpt_impl, vjp=_ckpt_vjp, jvp=_ckpt_jvp)

@@ -14,7 +14,7 @@ from ..core.primitive import Box, Primitive
 from ..graph.nodes import GRAPH_LEVEL
 from ..graph.subprogram import SubProgram, concrete, replay
 from ..ops.linalg import tuple_get
-from ..remat import _over_batch
+from ..remat import _over_batch, python_jvp, substituted
 from ..sparse import loops as _sparsity_rules  # noqa: F401  (dependency rules of the loops)
 from ..tensor import is_differentiable_dtype
 from ..transforms import _raw
@@ -159,10 +159,7 @@ def _py_vjp(make_py: Callable) -> Callable:
 
         def pull(*cts: Any) -> tuple:
             def f_diff(*xs: Any) -> tuple:
-                full = list(vals)
-                for i, x in zip(diff, xs):
-                    full[i] = x
-                return run(*full)
+                return run(*substituted(vals, diff, xs))
 
             _, pull_fn = _vjp(f_diff, *[vals[i] for i in diff])
             return tuple(pull_fn(tuple(cts)))
@@ -282,21 +279,7 @@ def _py_jvp(make_py: Callable) -> Callable:
     """A forward rule: the tangent of the primitive's Python form."""
 
     def rule(tangents: list, out: Any, *vals: Any, **params: Any) -> tuple:
-        live = [i for i, t in enumerate(tangents) if t is not None]
-        nb = len(tuple(tangents[live[0]].shape)) - len(tuple(_spec(vals[live[0]])[0]))
-        leading = tuple(tangents[live[0]].shape[:nb])
-        run = make_py(params)
-
-        def push(*ts: Any) -> tuple:
-            def f_live(*xs: Any) -> tuple:
-                full = list(vals)
-                for i, x in zip(live, xs):
-                    full[i] = x
-                return run(*full)
-
-            return tuple(_jvp(f_live, tuple(vals[i] for i in live), ts)[1])
-
-        return _over_batch(push, nb, leading)(*[tangents[i] for i in live])
+        return python_jvp(make_py(params), tangents, vals, lambda v: tuple(_spec(v)[0]))
 
     return rule
 
@@ -437,10 +420,7 @@ def _while_grad_py(params: dict) -> Callable:
         diff = list(d_c) + [n_c + n_cond + k for k in d_k]
 
         def f_diff(*xs: Any) -> tuple:
-            full = list(vals)
-            for i, x in zip(diff, xs):
-                full[i] = x
-            out = forward(*full)
+            out = forward(*substituted(vals, diff, xs))
             return tuple(out[i] for i in d_c)
 
         _, pull_fn = _vjp(f_diff, *[vals[i] for i in diff])

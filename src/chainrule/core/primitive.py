@@ -398,18 +398,22 @@ class Primitive:
             if not nested and type(a) not in NUMPY_TYPES:
                 nested = True
             vals.append(a)
-        if nested:
-            out = self(*vals, **params)
-        else:
-            try:
-                out = self.np_impl(*vals, **params)
-            except (ValueError, TypeError) as exc:
-                raise _explained(self, vals, exc) from exc
+        out = self._apply_below(vals, nested, params)
         if not self.differentiable:
             return out
         if tracked and top > state.grad_floor:
             return record(box_class[0], out, top, self, args, params or None, tuple(vals))
         return box_class[0](out, top)
+
+    def _apply_below(self, vals: list, nested: bool, params: dict) -> Any:
+        """The result on the unwrapped inputs: bound again when boxes of lower levels remain
+        (nested transforms record it there), else computed on the NumPy values."""
+        if nested:
+            return self(*vals, **params)
+        try:
+            return self.np_impl(*vals, **params)
+        except (ValueError, TypeError) as exc:
+            raise _explained(self, vals, exc) from exc
 
     def _bind_forward(self, args: tuple, params: dict, top: int) -> Any:
         """Bind at the forward level ``top``: the output and its tangent (one pass over the
@@ -429,13 +433,7 @@ class Primitive:
                 nested = True
             vals.append(a)
             tangents.append(t)
-        if nested:
-            out = self(*vals, **params)
-        else:
-            try:
-                out = self.np_impl(*vals, **params)
-            except (ValueError, TypeError) as exc:
-                raise _explained(self, vals, exc) from exc
+        out = self._apply_below(vals, nested, params)
         if not self.differentiable:
             return out
         tangent = _jvp_pushed(self, tangents, out, vals, params, None) if pushed else None
