@@ -92,7 +92,7 @@ add = primitive(
 )
 subtract = primitive(
     "subtract", _xp_fn("subtract"), _fast(operator.sub, np.subtract),
-    vjp=(lambda g, out, x, y: unbroadcast(g, x, out), lambda g, out, x, y: unbroadcast(-g, y, out)),
+    vjp=(lambda g, out, x, y: unbroadcast(g, x, out), lambda g, out, x, y: _sub_y_vjp(g, y, out)),
     jvp=(lambda t, out, x, y: _bcast_tangent(t, x, out),
          lambda t, out, x, y: -_bcast_tangent(t, y, out)),
     saves="nothing",
@@ -115,6 +115,12 @@ negative = primitive("negative", _xp_fn("negative"), operator.neg,
                      vjp=(lambda g, out, x: -g,), jvp=(lambda t, out, x: -t,), saves="nothing")
 positive = primitive("positive", _xp_fn("positive"), np.positive,
                      vjp=(lambda g, out, x: g,), jvp=(lambda t, out, x: t,), saves="nothing")
+
+
+def _sub_y_vjp(g, y, out):
+    if type(g) is np.ndarray and g.shape != np.shape(y):
+        return np.negative(unbroadcast(g, y, out))  # negate the (smaller) sum, not g
+    return unbroadcast(-g, y, out)
 
 
 def _bcast_tangent(t, x, out):
@@ -305,13 +311,15 @@ def select(name: str, np_fn: Any, x_wins: Callable[[Any, Any], Any]) -> Primitiv
 
         return rule
 
-    return primitive(
+    prim = primitive(
         name, _xp_fn(name), np_fn,
         vjp=(vjp(True), vjp(False)),
         jvp=(lambda t, out, x, y: share(align(t, x, out), x, y, x_wins(x, y)),
              lambda t, out, x, y: share(align(t, y, out), x, y, x_wins(y, x))),
         saves="inputs",
     )
+    prim.vjp_inplace = (_select_into(x_wins, True), _select_into(x_wins, False))
+    return prim
 
 
 def _is_plain(v: Any) -> bool:
@@ -327,6 +335,19 @@ def _share_np(g, x, y, wins):
         w[np.broadcast_to(tie, w.shape)] = 0.5
         return g * w
     return g * wins  # booleans keep g's dtype
+
+
+def _select_into(x_wins: Callable[[Any, Any], Any], first: bool) -> Callable[..., Any]:
+    """In-place rule of max/min-like selections: ``g *= wins`` in one pass when nothing ties."""
+    def rule(g, out, x, y):
+        a, b = (x, y) if first else (y, x)
+        wins = x_wins(a, b)
+        if type(wins) is np.ndarray and wins.shape == g.shape and g.dtype.kind in "fc" \
+                and not np.any(x == y):
+            return np.multiply(g, wins, out=g)
+        return unbroadcast(_share_np(g, x, y, wins), a, out)
+
+    return rule
 
 
 def _isnan(v):
