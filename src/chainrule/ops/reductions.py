@@ -373,6 +373,25 @@ def std(x: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Any:
     return sqrt(v)
 
 
+def _lse_np(x, axes, keepdims):
+    """NumPy's logsumexp: one temporary, updated in place."""
+    x = np.asarray(x)
+    if not x.size or x.dtype.kind not in "fc":
+        return _lse_impl(np, x, axes, keepdims)
+    m = np.maximum.reduce(x, axis=axes, keepdims=True)
+    if not np.isfinite(m).all():
+        m = np.where(np.isfinite(m), m, 0.0).astype(x.dtype)
+    t = np.subtract(x, m)
+    if type(t) is not np.ndarray:  # (a 0-d input)
+        return _lse_impl(np, x, axes, keepdims)
+    np.exp(t, out=t)
+    out = np.log(np.add.reduce(t, axis=axes, keepdims=True))
+    out += m
+    if not keepdims:
+        out = out.reshape(tuple(s for i, s in enumerate(out.shape) if i - out.ndim not in axes))
+    return out
+
+
 def _lse_impl(xp, x, axes, keepdims):
     if xp is np:
         x = np.asarray(x)
@@ -412,7 +431,7 @@ def _lse_vjp(g, out, x, axes, keepdims):
 
 # One primitive instead of max, shift, exp, sum, log: the rules read x and the result.
 reduce_logsumexp = primitive(
-    "reduce_logsumexp", _lse_impl,
+    "reduce_logsumexp", _lse_impl, _lse_np,
     vjp=(_lse_vjp,),
     jvp=(lambda t, out, x, axes, keepdims:
          reduce_sum(t * _lse_weights(x, out, axes, keepdims), axes=axes, keepdims=keepdims),),
