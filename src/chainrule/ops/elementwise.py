@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.primitive import Primitive, primitive
+from ..core.primitive import Primitive, ShapeOf, primitive
 from ._broadcast import align, unbroadcast
 
 
@@ -151,6 +151,11 @@ def _pow_dx(x, y, out):
 
 def _pow_dy(x, y, out):
     # d/dy x**y = log(x) x**y; define it as 0 where x == 0 (the limit from x > 0 for y > 0).
+    raw = out
+    while hasattr(raw, "_level"):
+        raw = raw.data
+    if type(raw) is ShapeOf:  # power keeps its inputs only (x ** c, the usual case, needs no
+        out = power(x, y)     # output): a differentiable exponent recomputes it
     if type(x) in _PY_SCALARS:  # a constant base: log(x) is a number (no NumPy scalar made)
         if x == 0:
             return out * 0.0
@@ -161,7 +166,8 @@ def _pow_dy(x, y, out):
     return where(x == 0, 0.0, out * log(safe))
 
 
-power = binary("power", _fast(operator.pow, np.power), _pow_dx, _pow_dy, xp_name="pow")
+power = binary("power", _fast(operator.pow, np.power), _pow_dx, _pow_dy, xp_name="pow",
+               saves="inputs")
 square = unary("square", np.square, lambda g, o, x: g * (2.0 * x))
 sqrt = unary("sqrt", np.sqrt, lambda g, o, x: g * 0.5 / o, saves="output")
 cbrt = unary("cbrt", np.cbrt, lambda g, o, x: g / (3.0 * o * o), saves="output")
@@ -343,7 +349,7 @@ def _select_into(x_wins: Callable[[Any, Any], Any], first: bool) -> Callable[...
         a, b = (x, y) if first else (y, x)
         wins = x_wins(a, b)
         if type(wins) is np.ndarray and wins.shape == g.shape and g.dtype.kind in "fc" \
-                and not np.any(x == y):
+                and not (x == y).any():
             return np.multiply(g, wins, out=g)
         return unbroadcast(_share_np(g, x, y, wins), a, out)
 

@@ -143,7 +143,7 @@ def _pick_np(g, out, x, axes, keepdims):
     ``x`` hits it, in two passes; ``None`` (the general rule) for ties, NaNs or mixed dtypes."""
     kept = _kept_shape(x.shape, axes)
     hit = x == (out if keepdims else out.reshape(kept))
-    if g.dtype != x.dtype or not np.all(np.add.reduce(hit, axis=axes) == 1):
+    if g.dtype != x.dtype or not (np.add.reduce(hit, axis=axes) == 1).all():
         return None
     return np.multiply(g if keepdims else g.reshape(g.shape[:g.ndim - out.ndim] + kept), hit)
 
