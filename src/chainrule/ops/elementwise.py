@@ -317,15 +317,13 @@ def select(name: str, np_fn: Any, x_wins: Callable[[Any, Any], Any]) -> Primitiv
 
         return rule
 
-    prim = primitive(
+    return primitive(
         name, _xp_fn(name), np_fn,
         vjp=(vjp(True), vjp(False)),
         jvp=(lambda t, out, x, y: share(align(t, x, out), x, y, x_wins(x, y)),
              lambda t, out, x, y: share(align(t, y, out), x, y, x_wins(y, x))),
         saves="inputs",
     )
-    prim.vjp_inplace = (_select_into(x_wins, True), _select_into(x_wins, False))
-    return prim
 
 
 def _is_plain(v: Any) -> bool:
@@ -341,19 +339,6 @@ def _share_np(g, x, y, wins):
         w[np.broadcast_to(tie, w.shape)] = 0.5
         return g * w
     return g * wins  # booleans keep g's dtype
-
-
-def _select_into(x_wins: Callable[[Any, Any], Any], first: bool) -> Callable[..., Any]:
-    """In-place rule of max/min-like selections: ``g *= wins`` in one pass when nothing ties."""
-    def rule(g, out, x, y):
-        a, b = (x, y) if first else (y, x)
-        wins = x_wins(a, b)
-        if type(wins) is np.ndarray and wins.shape == g.shape and g.dtype.kind in "fc" \
-                and not (x == y).any():
-            return np.multiply(g, wins, out=g)
-        return unbroadcast(_share_np(g, x, y, wins), a, out)
-
-    return rule
 
 
 def _isnan(v):
