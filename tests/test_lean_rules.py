@@ -57,7 +57,7 @@ def test_saves_column_of_common_primitives():
               "reduce_sum": "nothing", "reshape": "nothing", "broadcast_to": "nothing",
               "multiply": "inputs", "sin": "inputs", "log1p": "inputs", "maximum": "inputs",
               "exp": "output", "tanh": "output", "sqrt": "output", "relu": "output",
-              "softmax": "output", "divide": "both", "power": "both", "reduce_max": "both"}
+              "softmax": "output", "divide": "both", "power": "inputs", "reduce_max": "both"}
     assert {k: registry[k].saves for k in expect} == expect
 
 
@@ -73,6 +73,23 @@ def test_a_rule_that_reads_an_undeclared_value_fails_loudly(monkeypatch):
 def test_unknown_saves_value_is_refused():
     with pytest.raises(ValueError, match="saves must be one of"):
         Primitive("bad_saves", lambda xp, x: x, saves="everything", register=False)
+
+
+def test_power_recomputes_its_output_for_a_differentiable_exponent(monkeypatch):
+    monkeypatch.setattr(P, "KEEP_BELOW", 0)  # every output is a stand-in
+    x = np.array([0.5, 1.5, 2.0])
+    y = np.array([1.5, -0.5, 2.5])
+    f = lambda a, b: cnp.sum(a ** b * 3.0)  # noqa: E731
+    ga, gb = cr.grad(f, argnums=(0, 1))(x, y)
+    np.testing.assert_allclose(ga, 3 * y * x ** (y - 1))
+    np.testing.assert_allclose(gb, 3 * np.log(x) * x ** y)
+    cr.check_grads(f, (x, y), order=2, modes=("rev",))
+    xt = cr.tensor(x, requires_grad=True)
+    yt = cr.tensor(y, requires_grad=True)
+    cnp.sum(xt ** yt).backward(create_graph=True)
+    g, yt.grad = yt.grad, None
+    cnp.sum(g * 2.0).backward()  # d/dy of 2 log(x) x**y, through the recomputed output
+    np.testing.assert_allclose(yt.grad, 2 * np.log(x) ** 2 * x ** y)
 
 
 def test_create_graph_after_lean_recording_is_still_second_order(monkeypatch):
@@ -181,3 +198,57 @@ def test_logsumexp_is_one_primitive_with_exact_rules():
     e = np.exp([1.0, 2.0, 3.0])
     np.testing.assert_allclose(x.grad, [e / e.sum(), [0.5, 0.5, 0.0]])
     assert float(cnp.logsumexp([1000.0, 1000.0])) == pytest.approx(1000.0 + np.log(2.0))
+
+
+# Rules with a NumPy fast path (no graph of the gradient is built) next to the general rule
+# that create_graph runs: ties, NaNs, batch shapes and broadcasting included.
+FAST_PATH_CASES = {
+    "max keepdims": lambda x: cnp.sum((x - cnp.max(x, axis=1, keepdims=True)) ** 2 * W(x)),
+    "max ties": lambda x: cnp.sum(cnp.max(x[:, [0, 0, 1]], axis=1) * x[:, 2]),
+    "min axis 0": lambda x: cnp.sum(cnp.min(x, axis=0) * R(x)),
+    "max all": lambda x: cnp.max(x * W(x)) * 2.0,
+    "logsumexp": lambda x: cnp.sum(cnp.logsumexp(x * W(x), axis=1) * x[:, 0]),
+    "logsumexp keepdims": lambda x: cnp.sum(cnp.logsumexp(x, axis=0, keepdims=True) * R(x)),
+    "logsumexp all": lambda x: cnp.logsumexp(x * W(x)) * 3.0,
+    "subtract row": lambda x: cnp.sum((W(x) - x[0]) * x * W(x)),
+    "add bias": lambda x: cnp.sum(cnp.tanh(x @ W(x).T + x[:, 0]) * 2.0),
+    "mean": lambda x: cnp.mean((x - cnp.mean(x, axis=0)) ** 2),
+    # (x - x[0, 0] ties with 0 at one entry: the tie shares the cotangent, the rule falls back)
+    "maximum": lambda x: cnp.sum(cnp.maximum(x - 1.0, 0.0) * x * W(x)
+                                 + cnp.maximum(x - x[0, 0], 0.0) * x * W(x)),
+    "minimum": lambda x: cnp.sum(cnp.minimum(1.0, x) * x * W(x)
+                                 + cnp.minimum(x[0, 0], x) * x * W(x)),
+    "fmax": lambda x: cnp.sum(cnp.fmax(x - 1.0, np.nan) * x * W(x)
+                              + cnp.fmax(x - x[0, 0], 0.0) * x * W(x)),
+    "fmin": lambda x: cnp.sum(cnp.fmin(1.0, x) * x * W(x) + cnp.fmin(np.nan, x) * x * W(x)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAST_PATH_CASES))
+def test_numpy_fast_paths_agree_with_the_general_rules(name):
+    for dtype in (np.float64, np.float32):
+        lean, pure = _both_sweeps(FAST_PATH_CASES[name], _POS.astype(dtype))
+        assert lean[0].dtype == dtype
+        np.testing.assert_allclose(lean[0], pure[0], rtol=1e-5 if dtype == np.float32 else 1e-12)
+    cr.check_grads(FAST_PATH_CASES[name], (_POS,), order=2, modes=("rev",))
+
+
+def test_max_and_logsumexp_fast_paths_keep_ties_and_nans():
+    x = cr.tensor(np.array([[1.0, 3.0, 3.0], [2.0, np.nan, 1.0], [0.0, 1.0, -1.0]]),
+                  requires_grad=True)
+    with np.errstate(invalid="ignore"):  # (0/0 weights where a row holds a NaN)
+        cnp.sum(cnp.max(x, axis=1) * np.array([1.0, 2.0, 3.0])).backward()
+    np.testing.assert_array_equal(x.grad, [[0.0, 0.5, 0.5], [np.nan] * 3, [0.0, 3.0, 0.0]])
+    x = cr.tensor(np.array([[0.0, -np.inf], [np.inf, 1.0]]), requires_grad=True)
+    cnp.sum(cnp.logsumexp(x[:1], axis=1)).backward()
+    np.testing.assert_array_equal(x.grad, [[1.0, 0.0], [0.0, 0.0]])
+
+
+def test_relu_by_maximum_ties_and_nans():
+    a = np.array([-1.0, 0.0, 2.0, np.nan])
+    x = cr.tensor(a, requires_grad=True)
+    cnp.sum(cnp.maximum(x, 0.0) * np.array([1.0, 2.0, 3.0, 4.0])).backward()
+    np.testing.assert_array_equal(x.grad, [0.0, 1.0, 3.0, 0.0])
+    x = cr.tensor(a[:3].copy(), requires_grad=True)
+    cnp.sum(cnp.maximum(x, 0.0) * np.array([1.0, 2.0, 3.0])).backward()
+    np.testing.assert_array_equal(x.grad, [0.0, 1.0, 3.0])

@@ -73,6 +73,8 @@ def _is_scalar_like(x: Any) -> bool:
 def _as_value(x: Any) -> Any:
     """A leaf as the transforms work with it: numbers become 0-d arrays, inert eager
     tensors (level 0, no grad) become their arrays; boxes of active levels are kept."""
+    if type(x) is np.ndarray:  # the common case first (transforms call this per leaf)
+        return x
     if isinstance(x, Box):
         if x._level == EAGER_LEVEL and not x.requires_grad and x._node is None:
             return x.data
@@ -191,6 +193,8 @@ def _basis(n: int, offset: int, like: Any) -> Any:
 
 def _finish(x: Any) -> Any:
     """Results handed back: NumPy scalars become 0-d arrays, inert eager tensors arrays."""
+    if type(x) is np.ndarray:
+        return x
     if isinstance(x, np.generic) or _is_scalar_like(x):
         return np.asarray(x)
     if isinstance(x, Box) and x._level == EAGER_LEVEL and not x.requires_grad and x._node is None:
@@ -300,10 +304,12 @@ class _ReverseTrace:
 
     def __init__(self, fname: str, fun: Callable, tree: Any, has_aux: bool = False) -> None:
         leaves, self.in_def = tree_flatten(tree)
-        self.inputs = [
-            _diff_input(x, fname, f"input leaf {i} (shape {_shape(_as_value(x))})")
-            for i, x in enumerate(leaves)
-        ]
+        self.inputs = []
+        for i, x in enumerate(leaves):
+            x = _as_value(x)
+            if type(x) is not np.ndarray or x.dtype.kind not in "fc":  # (else: it is fine)
+                x = _diff_input(x, fname, f"input leaf {i} (shape {_shape(x)})")
+            self.inputs.append(x)
         with level_scope(name=fname) as level:
             self.level = level
             self.boxes = [Tensor(x, level, None, True) for x in self.inputs]

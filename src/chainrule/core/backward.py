@@ -110,15 +110,15 @@ def backward_pass(
             if changed:
                 check_saved(node)
             params = node._params
-            if type(node) is not Node:  # a box that is its own node (static graphs)
-                vals = args if create_graph else node._vals
-                out = node if create_graph else node.data
-            elif create_graph:
-                vals = tuple(_as_box(a, v, level) for a, v in zip(args, node._vals))
-                out = box_of(node, node._out)
-            else:
+            if lean and type(node) is Node:  # (the common case first)
                 vals = node._vals
                 out = node._out
+            elif type(node) is not Node:  # a box that is its own node (static graphs)
+                vals = args if create_graph else node._vals
+                out = node if create_graph else node.data
+            else:
+                vals = tuple(_as_box(a, v, level) for a, v in zip(args, node._vals))
+                out = box_of(node, node._out)
             prim = node._prim
             rule = prim.vjp
             if REFUSING_TYPES:
@@ -128,32 +128,37 @@ def backward_pass(
                 if inplace is not None:
                     inplace = _only_input(args, inplace, level, vals, out)
                 for a, f in zip(args, rule):
-                    if (type(a) is Node or isinstance(a, Box) and a.requires_grad) \
-                            and a._level == level:
-                        if f is None:
-                            raise TypeError(
-                                f"{prim.name!r} is not differentiable in this argument")
-                        if inplace is not None:  # g is ours and goes to this input alone
-                            f = inplace
-                        ct = f(g, out, *vals, **params) if params else f(g, out, *vals)
-                        if ct is None:
+                    if type(a) is Node:
+                        if a._level != level:
                             continue
-                        fresh = lean and type(ct) is np.ndarray and (
-                            ct is g if inplace is not None else ct is not g and ct.base is None)
-                        # _send() inlined: this loop runs once per edge of the graph
-                        if a._prim is None:
-                            _send_leaf(a, ct, leaves, own if lean else None, fresh)
-                        elif a._ct is None:
-                            a._ct = ct
-                            if type(a) is Node:
-                                a._owned = fresh
-                            heappush(heap, (-a._seq, a))
-                        elif lean and type(a) is Node and a._owned and _fits(a._ct, ct):
-                            np.add(a._ct, ct, out=a._ct)
-                        else:
-                            a._ct = add_cotangents(a._ct, ct)
-                            if type(a) is Node:
-                                a._owned = lean and type(a._ct) is np.ndarray
+                    elif not (isinstance(a, Box) and a.requires_grad and a._level == level):
+                        continue
+                    if f is None:
+                        raise TypeError(
+                            f"{prim.name!r} is not differentiable in this argument")
+                    if inplace is not None:  # g is ours and goes to this input alone
+                        f = inplace
+                    ct = f(g, out, *vals, **params) if params else f(g, out, *vals)
+                    if ct is None:
+                        continue
+                    fresh = lean and type(ct) is np.ndarray and (
+                        ct is g if inplace is not None else ct is not g and ct.base is None)
+                    # _send() inlined: this loop runs once per edge of the graph
+                    if a._prim is None:
+                        _send_leaf(a, ct, leaves, own if lean else None, fresh)
+                    elif a._ct is None:
+                        a._ct = ct
+                        if type(a) is Node:
+                            a._owned = fresh
+                        heappush(heap, (-a._seq, a))
+                    elif lean and type(a) is Node and a._owned and (
+                            type(ct) is np.ndarray and ct.shape == a._ct.shape
+                            and ct.dtype == a._ct.dtype or _fits(a._ct, ct)):
+                        np.add(a._ct, ct, out=a._ct)
+                    else:
+                        a._ct = add_cotangents(a._ct, ct)
+                        if type(a) is Node:
+                            a._owned = lean and type(a._ct) is np.ndarray
             else:
                 cts = rule(g, out, *vals, **params) if params else rule(g, out, *vals)
                 for a, ct in zip(args, cts):
@@ -168,6 +173,8 @@ def backward_pass(
         for _, node in heap:  # an error stopped the sweep: leave no pending cotangents behind
             node._ct = None
     for key, (leaf, ct) in leaves.items():
+        if type(ct) is np.ndarray and ct.dtype.kind != "c":
+            continue
         if _is_complex(ct) and not _is_complex(leaf.data):
             leaves[key] = (leaf, ct.real)
     for box, ct in found.items():

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.primitive import Primitive, primitive
+from ..core.primitive import Primitive, ShapeOf, primitive
 from ._broadcast import align, unbroadcast
 
 
@@ -92,7 +92,7 @@ add = primitive(
 )
 subtract = primitive(
     "subtract", _xp_fn("subtract"), _fast(operator.sub, np.subtract),
-    vjp=(lambda g, out, x, y: unbroadcast(g, x, out), lambda g, out, x, y: unbroadcast(-g, y, out)),
+    vjp=(lambda g, out, x, y: unbroadcast(g, x, out), lambda g, out, x, y: _sub_y_vjp(g, y, out)),
     jvp=(lambda t, out, x, y: _bcast_tangent(t, x, out),
          lambda t, out, x, y: -_bcast_tangent(t, y, out)),
     saves="nothing",
@@ -115,6 +115,12 @@ negative = primitive("negative", _xp_fn("negative"), operator.neg,
                      vjp=(lambda g, out, x: -g,), jvp=(lambda t, out, x: -t,), saves="nothing")
 positive = primitive("positive", _xp_fn("positive"), np.positive,
                      vjp=(lambda g, out, x: g,), jvp=(lambda t, out, x: t,), saves="nothing")
+
+
+def _sub_y_vjp(g, y, out):
+    if type(g) is np.ndarray and g.shape != np.shape(y):
+        return np.negative(unbroadcast(g, y, out))  # negate the (smaller) sum, not g
+    return unbroadcast(-g, y, out)
 
 
 def _bcast_tangent(t, x, out):
@@ -145,6 +151,11 @@ def _pow_dx(x, y, out):
 
 def _pow_dy(x, y, out):
     # d/dy x**y = log(x) x**y; define it as 0 where x == 0 (the limit from x > 0 for y > 0).
+    raw = out
+    while hasattr(raw, "_level"):
+        raw = raw.data
+    if type(raw) is ShapeOf:  # power keeps its inputs only (x ** c, the usual case, needs no
+        out = power(x, y)     # output): a differentiable exponent recomputes it
     if type(x) in _PY_SCALARS:  # a constant base: log(x) is a number (no NumPy scalar made)
         if x == 0:
             return out * 0.0
@@ -155,7 +166,8 @@ def _pow_dy(x, y, out):
     return where(x == 0, 0.0, out * log(safe))
 
 
-power = binary("power", _fast(operator.pow, np.power), _pow_dx, _pow_dy, xp_name="pow")
+power = binary("power", _fast(operator.pow, np.power), _pow_dx, _pow_dy, xp_name="pow",
+               saves="inputs")
 square = unary("square", np.square, lambda g, o, x: g * (2.0 * x))
 sqrt = unary("sqrt", np.sqrt, lambda g, o, x: g * 0.5 / o, saves="output")
 cbrt = unary("cbrt", np.cbrt, lambda g, o, x: g / (3.0 * o * o), saves="output")

@@ -58,6 +58,10 @@ def expand_reduced(g: Any, x: Any, out: Any, axes: tuple, keepdims: bool) -> Any
     """Cotangent of a reduction's output, broadcast back over the input's shape."""
     b = batch_shape(g, out)
     xs = tuple(x.shape)
+    if type(g) is np.ndarray or isinstance(g, np.generic):  # no graph to record: no dispatch
+        if not keepdims:
+            g = g.reshape(b + _kept_shape(xs, axes))
+        return np.broadcast_to(g, b + xs)
     if not keepdims:
         g = reshape(g, shape=b + _kept_shape(xs, axes))
     return broadcast_to(g, shape=b + xs)
@@ -117,6 +121,10 @@ def _chooser(name: str, np_fn: Any, xp_name: str):
         return weight / xp.sum(weight, axis=axes, keepdims=True)
 
     def vjp(g, out, x, axes, keepdims):
+        if type(x) is np.ndarray and _is_np(g) and _is_np(out):
+            ct = _pick_np(g, out, x, axes, keepdims)
+            if ct is not None:
+                return ct
         return expand_reduced(g, x, out, axes, keepdims) * share(x, out, axes, keepdims)
 
     def jvp(t, out, x, axes, keepdims):
@@ -124,6 +132,20 @@ def _chooser(name: str, np_fn: Any, xp_name: str):
 
     return primitive(name, impl, lambda x, axes, keepdims: np_fn(x, axis=axes, keepdims=keepdims),
                      vjp=(vjp,), jvp=(jvp,))
+
+
+def _is_np(v: Any) -> bool:
+    return type(v) is np.ndarray or isinstance(v, np.generic)
+
+
+def _pick_np(g, out, x, axes, keepdims):
+    """max/min's cotangent on NumPy values when every group has one extremum: ``g`` where
+    ``x`` hits it, in two passes; ``None`` (the general rule) for ties, NaNs or mixed dtypes."""
+    kept = _kept_shape(x.shape, axes)
+    hit = x == (out if keepdims else out.reshape(kept))
+    if g.dtype != x.dtype or not (np.add.reduce(hit, axis=axes) == 1).all():
+        return None
+    return np.multiply(g if keepdims else g.reshape(g.shape[:g.ndim - out.ndim] + kept), hit)
 
 
 def _raw(x):
@@ -351,6 +373,25 @@ def std(x: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Any:
     return sqrt(v)
 
 
+def _lse_np(x, axes, keepdims):
+    """NumPy's logsumexp: one temporary, updated in place."""
+    x = np.asarray(x)
+    if not x.size or x.dtype.kind not in "fc":
+        return _lse_impl(np, x, axes, keepdims)
+    m = np.maximum.reduce(x, axis=axes, keepdims=True)
+    if not np.isfinite(m).all():
+        m = np.where(np.isfinite(m), m, 0.0).astype(x.dtype)
+    t = np.subtract(x, m)
+    if type(t) is not np.ndarray:  # (a 0-d input)
+        return _lse_impl(np, x, axes, keepdims)
+    np.exp(t, out=t)
+    out = np.log(np.add.reduce(t, axis=axes, keepdims=True))
+    out += m
+    if not keepdims:
+        out = out.reshape(tuple(s for i, s in enumerate(out.shape) if i - out.ndim not in axes))
+    return out
+
+
 def _lse_impl(xp, x, axes, keepdims):
     if xp is np:
         x = np.asarray(x)
@@ -373,11 +414,25 @@ def _lse_weights(x, out, axes, keepdims):
     return exp(x - o)
 
 
+def _lse_vjp(g, out, x, axes, keepdims):
+    if type(x) is np.ndarray and _is_np(g) and _is_np(out) and x.dtype.kind in "fc":
+        # NumPy values: the softmax computed in one buffer, then scaled in place
+        kept = _kept_shape(x.shape, axes)
+        w = np.subtract(x, out if keepdims else out.reshape(kept))
+        gk = g if keepdims else g.reshape(g.shape[:g.ndim - out.ndim] + kept)
+        if type(w) is not np.ndarray:  # (a 0-d input gives a NumPy scalar)
+            return gk * np.exp(w)
+        np.exp(w, out=w)
+        if gk.dtype == w.dtype and gk.ndim <= w.ndim:
+            return np.multiply(w, gk, out=w)
+        return gk * w
+    return expand_reduced(g, x, out, axes, keepdims) * _lse_weights(x, out, axes, keepdims)
+
+
 # One primitive instead of max, shift, exp, sum, log: the rules read x and the result.
 reduce_logsumexp = primitive(
-    "reduce_logsumexp", _lse_impl,
-    vjp=(lambda g, out, x, axes, keepdims:
-         expand_reduced(g, x, out, axes, keepdims) * _lse_weights(x, out, axes, keepdims),),
+    "reduce_logsumexp", _lse_impl, _lse_np,
+    vjp=(_lse_vjp,),
     jvp=(lambda t, out, x, axes, keepdims:
          reduce_sum(t * _lse_weights(x, out, axes, keepdims), axes=axes, keepdims=keepdims),),
 )
