@@ -22,6 +22,10 @@ from ._common import _arr, _as_row, _conj, _expand_last, _eye, _mT, _nd, _permut
 # leading batch axes, which matmul's own broadcasting carries along on the cotangent side.
 
 def _mm_vjp_a(g, out, a, b):
+    # the common case on NumPy values, without dispatch (a 2-D g is (m, p) for a matrix a, or
+    # a batch of (p,) for a vector a: g @ b^T either way)
+    if type(g) is np.ndarray and type(b) is np.ndarray and g.ndim == 2 and b.ndim == 2:
+        return np.matmul(g, b.T)
     an, bn = _nd(a), _nd(b)
     if bn == 2:
         # One matrix on the right: fold every leading axis of g into the rows of one product
@@ -42,6 +46,9 @@ def _mm_vjp_a(g, out, a, b):
 
 
 def _mm_vjp_b(g, out, a, b):
+    if (type(g) is np.ndarray and type(a) is np.ndarray and g.ndim == 2 and a.ndim == 2
+            and len(b.shape) == 2):
+        return np.matmul(a.T, g)  # the common case on NumPy values: no dispatch
     an, bn = _nd(a), _nd(b)
     nb = _nd(g) - _nd(out)
     if an == 1:
@@ -100,10 +107,12 @@ def _matmul_np(a, b):
     return np.matmul(a, b)
 
 
+# (the reverse rules read the inputs and only the output's shape)
 matmul_p = primitive(
     "matmul", lambda xp, a, b: xp.matmul(a, b), _matmul_np,
     vjp=(_mm_vjp_a, _mm_vjp_b),
     jvp=(_mm_jvp_a, _mm_jvp_b),
+    saves="inputs",
 )
 
 
