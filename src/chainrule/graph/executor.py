@@ -491,17 +491,6 @@ def _float_array(x: Any) -> bool:
             and x.pytype is None and x.dtype is not None and np.dtype(x.dtype).kind in "fc")
 
 
-def _logsumexp(x: Any, axes: tuple, shape: tuple) -> Any:
-    """``reduce_logsumexp``'s np_impl on a non-empty float array, result reshaped to
-    ``shape``: the same operations in the same order, called as ufuncs."""
-    m = np.maximum.reduce(x, axis=axes, keepdims=True)
-    finite = np.isfinite(m)
-    if not finite.all():
-        m = np.where(finite, m, np.zeros_like(m))
-    out = np.log(_ADD_REDUCE(np.exp(x - m), axis=axes, keepdims=True)) + m
-    return out.reshape(shape)
-
-
 def _flat_index(e: Any) -> Any:
     """For ``getitem`` by integer arrays on every axis of an array of the key's shape: the
     flat (C order) positions it reads, so ``x.take(flat)`` is the same result; else ``None``."""
@@ -525,7 +514,8 @@ def _flat_index(e: Any) -> Any:
 
 def _fast_call(e: Any, args: list[str], bind: Any, const: Any) -> str | None:
     """Source for a few primitives whose np_impl has Python layers around one NumPy call:
-    float reductions, ``logsumexp``, ``getitem`` by integer arrays (same results)."""
+    float reductions and ``getitem`` by integer arrays (same results).  (``logsumexp``'s
+    np_impl is already one lean NumPy function.)"""
     name = e.prim.name
     if registry.get(name) is not e.prim or not e.inputs or not _float_array(e.inputs[0]):
         return None
@@ -533,10 +523,6 @@ def _fast_call(e: Any, args: list[str], bind: Any, const: Any) -> str | None:
         hint, fn = _REDUCERS[name]
         return (f"{bind(fn, hint)}({args[0]}, axis={tuple(e.params['axes'])!r}, "
                 f"keepdims={bool(e.params['keepdims'])!r})")
-    if (name == "reduce_logsumexp" and set(e.params) == {"axes", "keepdims"} and e.inputs[0].size
-            and e.out is not None and e.out.shape is not None):
-        return (f"{bind(_logsumexp, 'logsumexp')}({args[0]}, {tuple(e.params['axes'])!r}, "
-                f"{tuple(e.out.shape)!r})")
     if name == "getitem":
         flat = _flat_index(e)
         if flat is not None:
