@@ -80,6 +80,7 @@ _FRESH = frozenset({
     "reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "matmul", "linear",
     "linear_nobias", "softmax", "log_softmax", "sigmoid", "relu", "softplus", "log_sigmoid",
     "erf", "concatenate", "cumsum", "cumprod", "where", "clip", "astype", "scatter_add",
+    "conv", "conv_input_grad", "conv_weight_grad", "max_pool2d", "max_pool2d_grad",
 })
 
 

@@ -523,17 +523,29 @@ def _conv_weight_grad_np(x, g, *, kernel, stride, padding, dilation, groups, ns)
 
 # --- into a given buffer (cr.compile's reused buffers) --------------------------------------------
 
+def _channels_last(out, ns):
+    """``out (samp.., O, *So)`` seen channels last ``(samp.., *So, O)`` when that view is
+    C-contiguous (a buffer laid out like the kernels' results), else ``None``."""
+    cl = np.moveaxis(out, ns, -1)
+    return cl if cl.flags.c_contiguous else None
+
+
 def _out_views(out, ns, d):
-    """A C-contiguous ``out (samp.., O, *So)`` used as channels-last memory: the destination
-    ``(Nf, *So, O)`` the kernels write, and its channels-first view (the result)."""
+    """``out (samp.., O, *So)`` used as channels-last memory: the destination ``(Nf, *So, O)``
+    the kernels write, and its channels-first view (the result).  A channels-last ``out`` is
+    its own result; a C-contiguous one lends its memory (the result is then a view of it)."""
     samp, O, So = out.shape[:ns], out.shape[ns], out.shape[ns + 1:]
+    cl = _channels_last(out, ns)
+    if cl is not None:
+        return cl.reshape((_prod(samp),) + So + (O,)), out
     dest = out.reshape(-1).reshape((_prod(samp),) + So + (O,))
     return dest, np.moveaxis(dest, -1, 1).reshape(samp + (O,) + So)
 
 
 def _writable_into(out, ns, d, *args) -> bool:
     """Whether the kernels may write ``out``'s memory directly (else compute, then copy)."""
-    return (type(out) is np.ndarray and out.flags.c_contiguous and out.ndim == ns + 1 + d
+    return (type(out) is np.ndarray and out.ndim == ns + 1 + d
+            and (out.flags.c_contiguous or _channels_last(out, ns) is not None)
             and out.dtype == np.result_type(*args)
             and all(type(a) is np.ndarray and not np.may_share_memory(a, out) for a in args))
 
