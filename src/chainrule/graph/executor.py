@@ -120,9 +120,11 @@ def _linear_into(x: Any, w: Any, b: Any, out: Any) -> Any:
     return out
 
 
-def _buffer_op(e: Any) -> Any:
+def _buffer_op(e: Any, keep: bool = False) -> Any:
     """How to compute equation ``e`` into a buffer: ``emit(args, buf, bind) -> source``,
-    or ``None`` when it cannot be (the result is then left to NumPy to allocate)."""
+    or ``None`` when it cannot be (the result is then left to NumPy to allocate).
+    ``keep``: a convolution keeps its im2col matrix for a weight gradient (see
+    :func:`_kept_convolutions`)."""
     out = e.out
     if out is None or not _is_array_var(out) or out.dtype is None or out.dtype == object:
         return None
@@ -151,8 +153,9 @@ def _buffer_op(e: Any) -> Any:
         return lambda args, buf, bind: buf
     out_impl = getattr(e.prim, "np_out_impl", None)
     if out_impl is not None and own:  # the primitive's own "compute into out=" kernel
+        params = {**e.params, "keep": True} if keep else e.params
         return lambda args, buf, bind: (f"{bind(out_impl, name + '_into')}({', '.join(args)}, "
-                                        f"out={buf}, **{bind(e.params, name + '_params')})")
+                                        f"out={buf}, **{bind(params, name + '_params')})")
     if getattr(e.prim.np_impl, "__name__", "") == "fused":  # graph.fusion's loops
         return lambda args, buf, bind: (f"{bind(e.prim.np_impl, 'fused')}({', '.join(args)}, "
                                         f"out={buf})")
@@ -208,6 +211,32 @@ def _allocate(spec: tuple) -> np.ndarray:
     if order is None:
         return np.empty(shape, dtype)
     return np.empty(tuple(shape[k] for k in order), dtype).transpose(np.argsort(order))
+
+
+def _kept_convolutions(program: Program) -> set:
+    """Equations (indices) of convolutions whose input a later ``conv_weight_grad`` of the
+    same parameters reads: they keep their im2col matrix for it, as recorded eager
+    convolutions do (the entry is used once, checked against the input and parameters)."""
+    conv, grad = registry.get("conv"), registry.get("conv_weight_grad")
+    if conv is None or grad is None:
+        return set()
+    wanted: set = set()
+    for e in program.eqns:
+        if e.prim is grad and isinstance(e.inputs[0], Var):
+            p = dict(e.params)
+            kernel = p.pop("kernel", None)
+            wanted.add((e.inputs[0].id, kernel, tuple(sorted(p.items()))))
+    found = set()
+    for i, e in enumerate(program.eqns):
+        if e.prim is not conv or len(e.inputs) != 2:
+            continue
+        x, w = e.inputs
+        if isinstance(x, Var) and isinstance(w, Var) and w.shape is not None:
+            d = len(e.params.get("stride", ()))
+            key = (x.id, tuple(w.shape[len(w.shape) - d:]), tuple(sorted(e.params.items())))
+            if key in wanted:
+                found.add(i)
+    return found
 
 
 def plan_buffers(program: Program, min_size: int = DEFAULT_MIN_BUFFER_SIZE,
@@ -466,6 +495,8 @@ def generate(program: Program, buffers: bool = True,
             if isinstance(a, Var):
                 last_use[a.id] = i
 
+    keeps = _kept_convolutions(program)
+
     def emit(assign: dict, specs: list, record: dict | None = None) -> tuple[Any, str, list]:
         """The function and its source: results in buffers per ``assign``; with ``record``
         (``{equation index: var id}``), no buffers and those results' layouts noted."""
@@ -486,7 +517,7 @@ def generate(program: Program, buffers: bool = True,
             names[e.out.id] = target
             b = assign.get(e.out.id)
             if b is not None:
-                expr = _buffer_op(e)(args, f"_b{b}", bind)
+                expr = _buffer_op(e, i in keeps)(args, f"_b{b}", bind)
             elif e.out.id in donations:
                 expr = _buffer_op(e)(args, f"v{donations[e.out.id]}", bind)
             else:

@@ -78,7 +78,7 @@ def _split_x(x, d, ns):
 # Scratch buffers (im2col matrices, padded inputs, the columns of a transposed convolution)
 # never leave this module, so they are recycled: a training loop then reuses the same pages
 # every step instead of paying the kernel for fresh zeroed ones (a fifth of a small CNN's
-# step).  At most two per shape and 256 MiB in all are kept.
+# step).  At most three per shape and 256 MiB in all are kept.
 _SCRATCH: dict[tuple, list] = {}
 _SCRATCH_BYTES = [0]
 _SCRATCH_LIMIT = 1 << 28
@@ -106,7 +106,7 @@ def _give(a: np.ndarray) -> None:
     if a.base is not None or _SCRATCH_BYTES[0] + a.nbytes > _SCRATCH_LIMIT:
         return
     free = _SCRATCH.setdefault((a.shape, a.dtype), [])
-    if len(free) < 2:
+    if len(free) < 3:
         free.append(a)
         _SCRATCH_BYTES[0] += a.nbytes
 
@@ -550,14 +550,15 @@ def _writable_into(out, ns, d, *args) -> bool:
             and all(type(a) is np.ndarray and not np.may_share_memory(a, out) for a in args))
 
 
-def _conv_into(x, w, *, out, stride, padding, dilation, groups, ns):
-    """``conv_p``'s np_impl into ``out``; the result is ``out``'s memory (channels last)."""
+def _conv_into(x, w, *, out, stride, padding, dilation, groups, ns, keep=False):
+    """``conv_p``'s np_impl into ``out``; the result is ``out``'s memory (channels last).
+    ``keep``: keep the im2col matrix for a weight gradient (as a recorded call does)."""
     params = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, ns=ns)
     if not _writable_into(out, ns, len(stride), x, w):
         np.copyto(out, _conv_np(x, w, **params))
         return out
     dest, view = _out_views(out, ns, len(stride))
-    _conv_np(x, w, dest=dest, **params)
+    _conv_np(x, w, dest=dest, keep=keep, **params)
     return view
 
 
