@@ -21,8 +21,9 @@ them, never live in a buffer.  The first call runs the program without
 buffers and notes each candidate result's memory layout (a convolution's
 channels-last memory, say); buffers then get the layout of the values they
 hold, so an elementwise op after a convolution does not transpose its data
-into channels-first memory that the next convolution transposes back.  Large dead temporaries are ``del``'d as soon
-as their last use has run, so peak memory stays low.
+into channels-first memory that the next convolution transposes back.
+Large dead temporaries are ``del``'d as soon as their last use has run, so
+peak memory stays low.
 
 >>> import numpy as np, chainrule.numpy as cnp
 >>> from chainrule.graph.trace import trace

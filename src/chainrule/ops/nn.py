@@ -703,7 +703,9 @@ def _max_pool_vjp_np(g, out, x, kernel, stride, padding, res=None):
 def _max_pool_vjp(g, out, x, kernel, stride, padding):
     if type(g) is np.ndarray and type(x) is np.ndarray and type(out) is np.ndarray:
         return _max_pool_vjp_np(g, out, x, kernel, stride, padding)
-    return max_pool2d_grad_p(g, x, out, kernel=kernel, stride=stride, padding=padding)
+    # x and the pooled values only choose the window maxima: no derivative reaches them
+    return max_pool2d_grad_p(g, _raw(x), _raw(out), kernel=kernel, stride=stride,
+                             padding=padding)
 
 
 def _max_pool_jvp(t, out, x, kernel, stride, padding):
@@ -735,8 +737,9 @@ max_pool2d_p.np_out_impl = _max_pool_into
 
 
 # max_pool2d's reverse rule as one primitive (so a traced or compiled backward pass runs the
-# NumPy kernel above, not the argmax mask): linear in g; x and the pooled values only pick
-# the window maxima, a piecewise-constant choice, so no derivative flows to them.
+# NumPy kernel above, not the argmax mask): linear in g.  x and the pooled values only pick
+# the window maxima, a piecewise-constant choice: max_pool2d's rule passes them as constants
+# (no derivative flows to them), and the primitive is not differentiable in them.
 
 def _max_pool_grad_generic(xp, g, x, out, kernel, stride, padding):
     mask = _max_pool_mask(x, kernel, stride, padding)
@@ -761,13 +764,9 @@ def _max_pool_grad_into(g, x, o, *, out, kernel, stride, padding):
 max_pool2d_grad_p: Primitive = primitive(
     "max_pool2d_grad", _max_pool_grad_generic, _max_pool_grad_np,
     vjp=(lambda c, out, g, x, o, kernel, stride, padding: _max_pool_jvp(
-        c, o, x, kernel, stride, padding),
-         lambda c, out, g, x, o, kernel, stride, padding: None,
-         lambda c, out, g, x, o, kernel, stride, padding: None),
+        c, o, x, kernel, stride, padding), None, None),
     jvp=(lambda t, out, g, x, o, kernel, stride, padding: max_pool2d_grad_p(
-        t, x, o, kernel=kernel, stride=stride, padding=padding),
-         lambda t, out, g, x, o, kernel, stride, padding: None,
-         lambda t, out, g, x, o, kernel, stride, padding: None),
+        t, x, o, kernel=kernel, stride=stride, padding=padding), None, None),
     saves="inputs",
 )
 max_pool2d_grad_p.np_out_impl = _max_pool_grad_into
