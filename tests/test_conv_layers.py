@@ -331,3 +331,19 @@ def test_compiled_convolution_keeps_its_im2col_matrix_only_for_a_weight_gradient
         assert_allclose(step(w, x), want, rtol=1e-12)
         assert len(kept) == (1 if k else 0)  # (the first call runs without buffers)
         assert id(x) not in CV._KEPT  # the weight gradient used it up
+
+
+def test_max_pool_grad_dependency_pattern_is_its_windows():
+    pytest.importorskip("scipy")
+    from chainrule.ops import nn as N
+
+    x = np.round(rng.standard_normal((1, 2, 5, 5)) * 3)
+    out = N.max_pool2d(x, 3, stride=2, padding=1)
+    params = dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1))
+    f = lambda g: N.max_pool2d_grad_p(g, x, out, **params)
+    P = cr.sparse.jacobian_sparsity(f, np.zeros(out.shape)).toarray()
+    J = cr.jacobian(f)(np.zeros(out.shape)).reshape(x.size, out.size)
+    assert not (J != 0)[~P].any()  # the pattern covers every nonzero of the Jacobian
+    # and is the windows: each g element reaches the entries of its 3x3 window (inside x)
+    ones = N.avg_pool2d(np.ones(x.shape), 3, stride=2, padding=1, count_include_pad=True) * 9
+    assert_allclose(P.sum(axis=0), ones.ravel())
