@@ -532,7 +532,9 @@ def _runner(kernel: Any, n_in: int, size: int, results: list, total: Any,
             ins = arrays[:n_in]
             template = _common_layout(ins, arrays[n_in:], size) if any_order else None
             if template is not None:
-                return _in_memory_order(ins, arrays[n_in:], template, out)
+                done = _in_memory_order(ins, arrays[n_in:], template, out)
+                if done is not None:
+                    return done
             # ``out`` is written directly when the loop may: C-contiguous, and no input
             # overlaps it except itself (elementwise results only: same index, read first)
             if out is None or not out.flags.c_contiguous or any(
@@ -548,6 +550,11 @@ def _runner(kernel: Any, n_in: int, size: int, results: list, total: Any,
             return out
 
     def _in_memory_order(ins: tuple, extra: tuple, template: np.ndarray, out: Any) -> Any:
+        """The loop in memory order; ``None`` when an extra result is not dense (then the
+        C-order loop runs, which copies it back)."""
+        flats = [r.ravel(order="K") for r in extra]
+        if any(not np.may_share_memory(f, r) for f, r in zip(flats, extra)):
+            return None
         order = _axis_order(template)
         if out is None or _axis_order(out) != order or any(
                 (a is not out or not same_index) and np.may_share_memory(a, out) for a in ins):
@@ -555,11 +562,10 @@ def _runner(kernel: Any, n_in: int, size: int, results: list, total: Any,
         else:
             res = out
         flat = res.ravel(order="K")
-        if not np.shares_memory(flat, res):  # (out not dense in its order: write a new one)
+        if not np.may_share_memory(flat, res):  # (out not dense in its order: a new one)
             res = np.empty_like(template, dtype=dtype)
             flat = res.ravel(order="K")
-        kernel(*[a.ravel(order="K") for a in ins], *[r.ravel(order="K") for r in extra],
-               flat, 0)
+        kernel(*[a.ravel(order="K") for a in ins], *flats, flat, 0)
         if out is None or res is out:
             return res
         out[...] = res
