@@ -490,6 +490,8 @@ def _common_layout(ins: tuple, extra: tuple, size: int) -> np.ndarray | None:
             if a.size == 1:
                 continue
             return None
+        if a.flags.c_contiguous:  # (the common case: C order, or mixed layouts)
+            return None
         o = _axis_order(a)
         if o is None or (order is not None and o != order):
             return None
