@@ -232,7 +232,7 @@ def test_compiled_training_step_reuses_conv_buffers_and_equals_the_eager_step(mo
     eager = cr.value_and_grad(loss, argnums=(0, 1, 2, 3))
     step = cr.compile(eager)
     source = step.source(*params)
-    for name in ("conv", "conv_input_grad", "max_pool2d", "avg_pool2d", "col2im"):
+    for name in ("conv", "conv_input_grad", "max_pool2d", "avg_pool2d", "max_pool2d_grad"):
         assert f"_{name}_into(" in source, name
     assert all("out=_b" in ln for ln in source.splitlines() if "_conv_into(" in ln)
 
@@ -247,7 +247,7 @@ def test_compiled_training_step_reuses_conv_buffers_and_equals_the_eager_step(mo
     monkeypatch.setattr(CV, "_take", counting_take)
     want_v, want_g = eager(*params)
     peaks = []
-    for k in range(3):
+    for k in range(4):
         fresh.clear()
         gc.collect()
         tracemalloc.start()
@@ -260,8 +260,90 @@ def test_compiled_training_step_reuses_conv_buffers_and_equals_the_eager_step(mo
         assert_allclose(v, np.asarray(want_v), rtol=1e-12)
         for mine, ref in zip(g, want_g):
             assert_allclose(mine, np.asarray(ref), rtol=1e-11, atol=1e-12)
-        if k:  # after the first step: every conv work array is a recycled one
+        if k > 1:  # after the first buffered step: every conv work array is a recycled one
             assert fresh == [], f"step {k + 1} allocated conv work arrays {fresh}"
-    # the first step allocates the program's buffers; later steps allocate none of them again
-    assert peaks[1] < peaks[0] - x.nbytes
-    assert abs(peaks[2] - peaks[1]) < 0.05 * peaks[1]
+    # the first step runs without buffers (noting layouts), the second allocates the
+    # program's buffers, later steps allocate none of them again
+    assert peaks[2] < peaks[1] - x.nbytes
+    assert abs(peaks[3] - peaks[2]) < 0.05 * peaks[2]
+    # the convolutions' results live in channels-last buffers (no transposing copies)
+    exe = step.lower(*params)
+    assert any(len(s) > 2 and s[2] == (0, 2, 3, 1) for s in exe._specs)
+
+
+# --- max pooling's reverse rule as a primitive (what a compiled backward pass runs) ------------
+
+@pytest.mark.parametrize("shape, k, s, p", [
+    ((2, 3, 8, 8), 2, 2, 0),      # windows tile the image
+    ((2, 3, 7, 7), 3, 2, 1),      # overlapping windows, padding
+])
+def test_max_pool_grad_primitive_kernels_agree(shape, k, s, p):
+    from chainrule.ops import nn as N
+
+    x = np.round(rng.standard_normal(shape) * 2)  # ties: the first maximum takes g
+    params = dict(kernel=(k, k), stride=(s, s), padding=(p, p))
+    out = N.max_pool2d(x, k, stride=s, padding=p)
+    g = rng.standard_normal(out.shape)
+    want = N.max_pool2d_grad_p.impl(np, g, x, out, **params)  # the argmax mask, col2im
+    assert_allclose(N.max_pool2d_grad_p(g, x, out, **params), want, rtol=0, atol=1e-15)
+    xl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # channels last
+    outl = N.max_pool2d(xl, k, stride=s, padding=p)
+    for buf in (np.empty(shape), np.empty_like(xl)):
+        got = N._max_pool_grad_into(g, xl, outl, out=buf, **params)
+        assert got is buf
+        assert_allclose(got, want, rtol=0, atol=1e-15)
+    gb = np.stack([g, 2 * g])  # a leading batch axis on the cotangent
+    assert_allclose(N.max_pool2d_grad_p(gb, x, out, **params), np.stack([want, 2 * want]),
+                    rtol=0, atol=1e-14)
+
+
+def test_compiled_max_pool_backward_is_one_primitive_and_follows_pytorch_on_ties():
+    x = np.round(rng.standard_normal((2, 3, 7, 7)))  # many ties
+    g = rng.standard_normal((2, 3, 4, 4))
+    f = cr.compile(lambda x, g: cr.vjp(
+        lambda x: F.max_pool2d(x, 3, stride=2, padding=1), x)[1](g)[0])
+    source = f.source(x, g)
+    assert "_max_pool2d_grad" in source and "col2im" not in source
+    _, vjp = cr.vjp(lambda x: F.max_pool2d(x, 3, stride=2, padding=1), x)
+    for _ in range(3):  # the first call (no buffers), then the buffered program
+        assert_allclose(f(x, g), vjp(g)[0], rtol=0, atol=1e-15)
+    torch = pytest.importorskip("torch")
+    xt = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.max_pool2d(xt, 3, stride=2, padding=1).backward(torch.tensor(g))
+    assert_allclose(f(x, g), xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_compiled_convolution_keeps_its_im2col_matrix_only_for_a_weight_gradient(monkeypatch):
+    x, w = rng.standard_normal((4, 3, 20, 20)), rng.standard_normal((8, 3, 5, 5))
+    kept = []
+    keep = CV._keep
+    monkeypatch.setattr(CV, "_keep", lambda x, key, cols: (kept.append(key), keep(x, key, cols)))
+    fwd = cr.compile(lambda x, w: F.relu(F.conv2d(x, w)))
+    for _ in range(3):
+        fwd(x, w)
+    assert kept == [] and id(x) not in CV._KEPT  # a forward pass alone keeps nothing
+    loss = lambda w, x: (F.conv2d(x, w) ** 2).sum()
+    want = cr.grad(loss)(w, x)
+    step = cr.compile(cr.grad(loss))
+    step(w, x)  # traced
+    for k in range(3):
+        kept.clear()
+        assert_allclose(step(w, x), want, rtol=1e-12)
+        assert len(kept) == (1 if k else 0)  # (the first call runs without buffers)
+        assert id(x) not in CV._KEPT  # the weight gradient used it up
+
+
+def test_max_pool_grad_dependency_pattern_is_its_windows():
+    pytest.importorskip("scipy")
+    from chainrule.ops import nn as N
+
+    x = np.round(rng.standard_normal((1, 2, 5, 5)) * 3)
+    out = N.max_pool2d(x, 3, stride=2, padding=1)
+    params = dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1))
+    f = lambda g: N.max_pool2d_grad_p(g, x, out, **params)
+    P = cr.sparse.jacobian_sparsity(f, np.zeros(out.shape)).toarray()
+    J = cr.jacobian(f)(np.zeros(out.shape)).reshape(x.size, out.size)
+    assert not (J != 0)[~P].any()  # the pattern covers every nonzero of the Jacobian
+    # and is the windows: each g element reaches the entries of its 3x3 window (inside x)
+    ones = N.avg_pool2d(np.ones(x.shape), 3, stride=2, padding=1, count_include_pad=True) * 9
+    assert_allclose(P.sum(axis=0), ones.ravel())

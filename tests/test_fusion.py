@@ -221,3 +221,40 @@ def test_fused_loops_with_column_sums_and_donated_inputs():
     new, col = step(p, g)
     np.testing.assert_array_equal(new, p0 * 0.5 - g)
     assert _bitwise(col, np.sum(p0 * g, axis=0))
+
+
+def test_fused_loop_over_channels_last_arrays_keeps_their_layout():
+    if not fusion.available():
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(3)
+    x = np.ascontiguousarray(rng.standard_normal((4, 9, 9, 16))).transpose(0, 3, 1, 2)
+    y = np.ascontiguousarray(rng.standard_normal((4, 9, 9, 16))).transpose(0, 3, 1, 2)
+    f = cr.compile(lambda x, y: ((x > 0.0) * y + x * 2.0) * 0.5)
+    want = ((x > 0.0) * y + x * 2.0) * 0.5
+    assert "fused" in f.source(x, y)
+    for _ in range(3):
+        got = f(x, y)
+        np.testing.assert_allclose(got, want, rtol=0, atol=0)
+        assert got.strides == x.strides  # the loop followed memory order: no transposing
+    c = np.ascontiguousarray(y)  # mixed layouts: the loop runs in C order, same values
+    np.testing.assert_allclose(f(x, c), ((x > 0.0) * c + x * 2.0) * 0.5, rtol=0, atol=0)
+
+
+def test_fused_loop_with_several_results_over_channels_last_arrays():
+    if not fusion.available():
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(4)
+    x = np.ascontiguousarray(rng.standard_normal((4, 9, 9, 16))).transpose(0, 3, 1, 2)
+    y = np.ascontiguousarray(rng.standard_normal((4, 9, 9, 16))).transpose(0, 3, 1, 2)
+
+    def f(x, y):
+        a = x * 2.0 - y
+        b = cnp.exp(a)  # (not fused: reads a outside the loop)
+        return (a * y + x) * b, cnp.sum(a * y * 3.0)
+
+    g = cr.compile(f)
+    want = f(x, y)
+    for _ in range(3):
+        got = g(x, y)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-15)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-12)

@@ -283,3 +283,34 @@ def test_fast_calls_give_the_primitives_results(dtype):
             cr.value_and_grad(lambda x: cnp.sum(cnp.sum(x[:1] + x, axis=0) ** 2))(x))):
         assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6 if dtype == np.float32
                         else 1e-14)
+
+
+def test_memory_order_names_the_layout_of_a_dense_permuted_array():
+    from chainrule.graph.executor import memory_order
+
+    a = np.empty((2, 3, 4, 5))
+    assert memory_order(a) is None and memory_order(a[:, :, :2]) is None  # C order
+    nhwc = np.empty((2, 4, 5, 3)).transpose(0, 3, 1, 2)
+    assert memory_order(nhwc) == (0, 2, 3, 1)
+    assert memory_order(np.empty((2, 1, 4, 3)).transpose(0, 3, 1, 2)) == (0, 2, 3, 1)
+    assert memory_order(np.float64(1.0)) is None
+
+
+def test_buffers_take_the_layout_of_the_values_they_hold():
+    # x is channels last (as a convolution's result): its elementwise results keep that
+    # layout in their buffers, first call (no buffers, layouts noted) and later ones alike
+    x = np.ascontiguousarray(RNG.standard_normal((4, 8, 8, 16))).transpose(0, 3, 1, 2)
+
+    def f(x):
+        a = cnp.maximum(x * 2.0, 0.0)
+        return cnp.sum(cnp.exp(a) * a)
+
+    prog = optimize(_prog(f, x))
+    assign, specs = plan_buffers(prog, min_size=0)
+    _, shaped = plan_buffers(prog, min_size=0, layouts={v: (0, 2, 3, 1) for v in assign})
+    assert all(len(s) == 2 for s in specs) and all(s[2] == (0, 2, 3, 1) for s in shaped)
+    exe = generate(prog, min_buffer_size=0)
+    want = generate(prog, buffers=False)(x)[0]
+    for _ in range(3):
+        assert_allclose(exe(x)[0], want, rtol=1e-15)
+    assert exe._specs and all(len(s) == 3 and s[2] == (0, 2, 3, 1) for s in exe._specs)

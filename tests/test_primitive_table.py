@@ -326,9 +326,20 @@ def _distinct(shape):  # no ties inside pooling windows
     return _rng.permutation(n).reshape(shape) / n * 4.0 - 2.0
 
 
+def _max_pool_grad(k, s, p, x):
+    """``max_pool2d``'s reverse rule at ``x`` as a function of the cotangent (linear in it;
+    x and the pooled values are constants of the rule)."""
+    return lambda g: N.max_pool2d_grad_p(g, x, N.max_pool2d(x, k, stride=s, padding=p),
+                                         kernel=(k, k), stride=(s, s), padding=(p, p))
+
+
 CASES += [  # layer primitives of ops/nn.py
     Case(("max_pool2d",), lambda x: N.max_pool2d(x, 2), (_distinct((1, 2, 4, 4)),),
          "max_pool2d-k2"),
+    Case(("max_pool2d_grad",), _max_pool_grad(2, 2, 0, _distinct((1, 2, 4, 4))),
+         (ANY((1, 2, 2, 2)),), "max_pool2d_grad-k2"),
+    Case(("max_pool2d_grad",), _max_pool_grad(3, 2, 1, _distinct((2, 5, 5))),
+         (ANY((2, 3, 3)),), "max_pool2d_grad-overlap-pad"),
     Case(("max_pool2d",), lambda x: N.max_pool2d(x, 3, stride=2, padding=1),
          (_distinct((2, 5, 5)),), "max_pool2d-stride-pad"),
     Case(("avg_pool2d",), lambda x: N.avg_pool2d(x, 2), (ANY((1, 2, 4, 4)),), "avg_pool2d-k2"),

@@ -340,6 +340,7 @@ for _name in ELEMENTWISE:
 for _name in LEADING:
     _rule(_name, leading)
 _rule("solve", leading_aligned)
+_rule("max_pool2d_grad", leading)  # (max_pool2d's reverse rule: g, x and the pooled values)
 
 BATCHING_RULES.update({
     "reshape": _reshape_rule,

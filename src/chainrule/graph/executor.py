@@ -17,8 +17,13 @@ buffer that is kept between calls (one set per thread), and a buffer whose
 value is dead is handed to a later operation of the same shape and dtype,
 possibly the one that reads it (ufuncs handle overlapping memory).  Values
 that may be returned to the caller, and everything that may be a view of
-them, never live in a buffer.  Large dead temporaries are ``del``'d as soon
-as their last use has run, so peak memory stays low.
+them, never live in a buffer.  The first call runs the program without
+buffers and notes each candidate result's memory layout (a convolution's
+channels-last memory, say); buffers then get the layout of the values they
+hold, so an elementwise op after a convolution does not transpose its data
+into channels-first memory that the next convolution transposes back.
+Large dead temporaries are ``del``'d as soon as their last use has run, so
+peak memory stays low.
 
 >>> import numpy as np, chainrule.numpy as cnp
 >>> from chainrule.graph.trace import trace
@@ -76,6 +81,7 @@ _FRESH = frozenset({
     "reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "matmul", "linear",
     "linear_nobias", "softmax", "log_softmax", "sigmoid", "relu", "softplus", "log_sigmoid",
     "erf", "concatenate", "cumsum", "cumprod", "where", "clip", "astype", "scatter_add",
+    "conv", "conv_input_grad", "conv_weight_grad", "max_pool2d", "max_pool2d_grad",
 })
 
 
@@ -115,9 +121,11 @@ def _linear_into(x: Any, w: Any, b: Any, out: Any) -> Any:
     return out
 
 
-def _buffer_op(e: Any) -> Any:
+def _buffer_op(e: Any, keep: bool = False) -> Any:
     """How to compute equation ``e`` into a buffer: ``emit(args, buf, bind) -> source``,
-    or ``None`` when it cannot be (the result is then left to NumPy to allocate)."""
+    or ``None`` when it cannot be (the result is then left to NumPy to allocate).
+    ``keep``: a convolution keeps its im2col matrix for a weight gradient (see
+    :func:`_kept_convolutions`)."""
     out = e.out
     if out is None or not _is_array_var(out) or out.dtype is None or out.dtype == object:
         return None
@@ -146,8 +154,9 @@ def _buffer_op(e: Any) -> Any:
         return lambda args, buf, bind: buf
     out_impl = getattr(e.prim, "np_out_impl", None)
     if out_impl is not None and own:  # the primitive's own "compute into out=" kernel
+        params = {**e.params, "keep": True} if keep else e.params
         return lambda args, buf, bind: (f"{bind(out_impl, name + '_into')}({', '.join(args)}, "
-                                        f"out={buf}, **{bind(e.params, name + '_params')})")
+                                        f"out={buf}, **{bind(params, name + '_params')})")
     if getattr(e.prim.np_impl, "__name__", "") == "fused":  # graph.fusion's loops
         return lambda args, buf, bind: (f"{bind(e.prim.np_impl, 'fused')}({', '.join(args)}, "
                                         f"out={buf})")
@@ -171,20 +180,79 @@ def _buffer_op(e: Any) -> Any:
     return lambda args, buf, bind: f"{bind(uf, uf.__name__)}({', '.join(args)}, out={buf})"
 
 
-def plan_buffers(program: Program, min_size: int = DEFAULT_MIN_BUFFER_SIZE
-                 ) -> tuple[dict[int, int], list[tuple[tuple, Any]]]:
+def _candidates(program: Program, min_size: int) -> dict[int, int]:
+    """``{equation index: result var id}`` of the results that may go into buffers."""
+    cand: dict[int, int] = {}
+    for i, e in enumerate(program.eqns):
+        if e.out is not None and _is_array_var(e.out) and (e.out.size or 0) >= min_size:
+            if _buffer_op(e) is not None:
+                cand[i] = e.out.id
+    return cand
+
+
+def memory_order(a: Any) -> tuple | None:
+    """The axes of ``a`` from the slowest-varying in memory to the fastest (``None``: C order).
+
+    Length-1 axes sit just before the axis that follows them (where they cost nothing).
+    """
+    if type(a) is not np.ndarray or a.ndim < 2 or a.flags.c_contiguous:
+        return None
+    eff: list = [0] * a.ndim
+    nxt = 0
+    for i in range(a.ndim - 1, -1, -1):
+        nxt = eff[i] = abs(a.strides[i]) if a.shape[i] > 1 else nxt
+    order = tuple(sorted(range(a.ndim), key=lambda i: (-eff[i], i)))
+    return None if order == tuple(range(a.ndim)) else order
+
+
+def _allocate(spec: tuple) -> np.ndarray:
+    """An uninitialised buffer for ``(shape, dtype[, memory order])``."""
+    shape, dtype = spec[0], spec[1]
+    order = spec[2] if len(spec) > 2 else None
+    if order is None:
+        return np.empty(shape, dtype)
+    return np.empty(tuple(shape[k] for k in order), dtype).transpose(np.argsort(order))
+
+
+def _kept_convolutions(program: Program) -> set:
+    """Equations (indices) of convolutions whose input a later ``conv_weight_grad`` of the
+    same parameters reads: they keep their im2col matrix for it, as recorded eager
+    convolutions do (the entry is used once, checked against the input and parameters)."""
+    conv, grad = registry.get("conv"), registry.get("conv_weight_grad")
+    if conv is None or grad is None:
+        return set()
+    wanted: set = set()
+    for e in program.eqns:
+        if e.prim is grad and isinstance(e.inputs[0], Var):
+            p = dict(e.params)
+            kernel = p.pop("kernel", None)
+            wanted.add((e.inputs[0].id, kernel, tuple(sorted(p.items()))))
+    found = set()
+    for i, e in enumerate(program.eqns):
+        if e.prim is not conv or len(e.inputs) != 2:
+            continue
+        x, w = e.inputs
+        if isinstance(x, Var) and isinstance(w, Var) and w.shape is not None:
+            d = len(e.params.get("stride", ()))
+            key = (x.id, tuple(w.shape[len(w.shape) - d:]), tuple(sorted(e.params.items())))
+            if key in wanted:
+                found.add(i)
+    return found
+
+
+def plan_buffers(program: Program, min_size: int = DEFAULT_MIN_BUFFER_SIZE,
+                 layouts: dict | None = None) -> tuple[dict[int, int], list[tuple]]:
     """Assign reusable buffers: ``({var id: buffer index}, [(shape, dtype) per buffer])``.
 
     Candidates are ufunc results with at least ``min_size`` elements.  Any
     other operation may return a view of its inputs, so its result keeps
     their buffers alive; buffers that may reach an output are not used.
+    ``layouts`` (``{var id: memory order}``, see :func:`memory_order`) gives
+    results their memory layout: a buffer then only holds values of one
+    layout, and its spec is ``(shape, dtype, order)`` where the order is not C's.
     """
     eqns = program.eqns
-    cand: dict[int, Any] = {}
-    for i, e in enumerate(eqns):
-        if e.out is not None and _is_array_var(e.out) and (e.out.size or 0) >= min_size:
-            if _buffer_op(e) is not None:
-                cand[i] = e.out.id
+    cand = _candidates(program, min_size)
     roots: dict[int, frozenset] = {}
     empty: frozenset = frozenset()
     for i, e in enumerate(eqns):
@@ -227,7 +295,10 @@ def plan_buffers(program: Program, min_size: int = DEFAULT_MIN_BUFFER_SIZE
         if vid is None:
             continue
         assert e.out is not None and e.out.shape is not None  # (candidates: array outputs)
-        key = (tuple(e.out.shape), np.dtype(e.out.dtype))
+        key: tuple = (tuple(e.out.shape), np.dtype(e.out.dtype))
+        order = layouts.get(vid) if layouts else None
+        if order is not None:
+            key += (order,)
         pool = free.get(key)
         if pool:
             b = pool.pop()
@@ -313,27 +384,48 @@ class Executable:
     """A program compiled to Python: call it with the input values, get the output list.
 
     ``source`` is the generated code; ``program`` the program it came from.
-    Buffers are allocated on the first call in each thread and reused.
+    Buffers are allocated on the first call in each thread and reused.  With
+    buffers, the very first call runs ``probe`` instead (the program without
+    buffers, noting its results' memory layouts), then the buffered code is
+    generated again for those layouts (``relayout``).
     """
 
-    def __init__(self, program: Program, fn: Any, source: str, specs: list) -> None:
+    def __init__(self, program: Program, fn: Any, source: str, specs: list,
+                 probe: Any = None, relayout: Any = None) -> None:
         self.program = program
         self.source = source
         self._fn = fn
         self._specs = specs
         self._local = threading.local()
+        self._probe = probe if specs else None
+        self._relayout = relayout
+        self._lock = threading.RLock()
 
     @property
     def n_buffers(self) -> int:
         return len(self._specs)
 
+    def _first_call(self, args: tuple) -> list:
+        with self._lock:
+            probe = self._probe
+            if probe is None:  # another thread got here first
+                return self(*args)
+            layouts: dict = {}
+            result = probe(*args, layouts)
+            if any(v is not None for v in layouts.values()):
+                self._fn, self.source, self._specs = self._relayout(layouts)
+            self._probe = None
+            return result
+
     def __call__(self, *args: Any) -> list:
         if not self._specs:
             return self._fn(*args)
+        if self._probe is not None:
+            return self._first_call(args)
         try:
             bufs = self._local.bufs
         except AttributeError:
-            bufs = self._local.bufs = [np.empty(s, d) for s, d in self._specs]
+            bufs = self._local.bufs = [_allocate(s) for s in self._specs]
         return self._fn(*args, bufs)
 
 
@@ -395,11 +487,6 @@ def generate(program: Program, buffers: bool = True,
             fn_names[id(obj)] = name
         return name
 
-    for i, v in enumerate(program.inputs):
-        names[v.id] = f"v{i}"
-    counter = len(program.inputs)
-
-    assign, specs = plan_buffers(program, min_buffer_size) if buffers else ({}, [])
     donations = plan_donations(program, donate) if donate else {}
     out_ids = {o.id for o in program.outputs if isinstance(o, Var)}
     in_ids = {v.id for v in program.inputs}
@@ -408,49 +495,71 @@ def generate(program: Program, buffers: bool = True,
         for a in e.inputs:
             if isinstance(a, Var):
                 last_use[a.id] = i
-    dels: dict[int, list[str]] = {}
 
-    lines: list[str] = []
-    for i, e in enumerate(program.eqns):
-        args = [ref(a) for a in e.inputs]
-        if e.out is None:  # a guard
-            ns["_guard_np"] = e.prim.np_impl
-            lines.append(f"_guard_np({args[0]}, {const(e.params['kind'])}, "
-                         f"{const(e.params['expected'])})")
-            continue
-        target = f"v{counter}"
-        counter += 1
-        names[e.out.id] = target
-        b = assign.get(e.out.id)
-        if b is not None:
-            expr = _buffer_op(e)(args, f"_b{b}", bind)
-        elif e.out.id in donations:
-            expr = _buffer_op(e)(args, f"v{donations[e.out.id]}", bind)
-        else:
-            expr = _expression(e, args, bind, const)
-        lines.append(f"{target} = {expr}")
-        # large dead temporaries: release them now (buffers stay with their owner)
-        for a in e.inputs:
-            if (isinstance(a, Var) and last_use.get(a.id) == i and a.id not in out_ids
-                    and a.id not in in_ids and a.id not in assign
-                    and _is_array_var(a) and (a.size or 0) >= _MIN_DEL_SIZE):
-                dels.setdefault(i, []).append(names[a.id])
-        if i in dels:
-            lines.append("del " + ", ".join(dict.fromkeys(dels[i])))
-    outs = ", ".join(ref(o) for o in program.outputs)
-    params = [names[v.id] for v in program.inputs]
-    if specs:
-        params.append("_B")
-    body = []
-    if specs:
-        body.append(", ".join(f"_b{k}" for k in range(len(specs))) + (", = _B" if len(specs) == 1
-                                                                        else " = _B"))
-    body += lines
-    body.append(f"return [{outs}]")
-    source = f"def run({', '.join(params)}):\n" + "".join(f"    {ln}\n" for ln in body)
-    code = compile(source, "<chainrule compiled program>", "exec")
-    exec(code, ns)  # noqa: S102  (our own generated code)
-    return Executable(program, ns["run"], source, specs)
+    keeps = _kept_convolutions(program)
+
+    def emit(assign: dict, specs: list, record: dict | None = None) -> tuple[Any, str, list]:
+        """The function and its source: results in buffers per ``assign``; with ``record``
+        (``{equation index: var id}``), no buffers and those results' layouts noted."""
+        for i, v in enumerate(program.inputs):
+            names[v.id] = f"v{i}"
+        counter = len(program.inputs)
+        dels: dict[int, list[str]] = {}
+        lines: list[str] = []
+        for i, e in enumerate(program.eqns):
+            args = [ref(a) for a in e.inputs]
+            if e.out is None:  # a guard
+                ns["_guard_np"] = e.prim.np_impl
+                lines.append(f"_guard_np({args[0]}, {const(e.params['kind'])}, "
+                             f"{const(e.params['expected'])})")
+                continue
+            target = f"v{counter}"
+            counter += 1
+            names[e.out.id] = target
+            b = assign.get(e.out.id)
+            if b is not None:
+                expr = _buffer_op(e, i in keeps)(args, f"_b{b}", bind)
+            elif e.out.id in donations:
+                expr = _buffer_op(e)(args, f"v{donations[e.out.id]}", bind)
+            else:
+                expr = _expression(e, args, bind, const)
+            lines.append(f"{target} = {expr}")
+            if record is not None and i in record:
+                lines.append(f"_L[{e.out.id}] = {bind(memory_order, 'memory_order')}({target})")
+            # large dead temporaries: release them now (buffers stay with their owner)
+            for a in e.inputs:
+                if (isinstance(a, Var) and last_use.get(a.id) == i and a.id not in out_ids
+                        and a.id not in in_ids and a.id not in assign
+                        and _is_array_var(a) and (a.size or 0) >= _MIN_DEL_SIZE):
+                    dels.setdefault(i, []).append(names[a.id])
+            if i in dels:
+                lines.append("del " + ", ".join(dict.fromkeys(dels[i])))
+        outs = ", ".join(ref(o) for o in program.outputs)
+        params = [names[v.id] for v in program.inputs]
+        if specs:
+            params.append("_B")
+        elif record is not None:
+            params.append("_L")
+        body = []
+        if specs:
+            body.append(", ".join(f"_b{k}" for k in range(len(specs)))
+                        + (", = _B" if len(specs) == 1 else " = _B"))
+        body += lines
+        body.append(f"return [{outs}]")
+        source = f"def run({', '.join(params)}):\n" + "".join(f"    {ln}\n" for ln in body)
+        code = compile(source, "<chainrule compiled program>", "exec")
+        exec(code, ns)  # noqa: S102  (our own generated code)
+        return ns["run"], source, specs
+
+    if not buffers:
+        return Executable(program, *emit({}, []))
+    assign, specs = plan_buffers(program, min_buffer_size)
+    probe = emit({}, [], _candidates(program, min_buffer_size))[0] if specs else None
+
+    def relayout(layouts: dict) -> tuple[Any, str, list]:
+        return emit(*plan_buffers(program, min_buffer_size, layouts))
+
+    return Executable(program, *emit(assign, specs), probe=probe, relayout=relayout)
 
 
 def _einsum_operands(e: Any, args: list[str] | None = None) -> Any:

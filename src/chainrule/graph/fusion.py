@@ -361,9 +361,11 @@ def _fused_equations(g: _Group, eqns: list, read_outside: set) -> list[Equation]
                   f"        for c in range({cols}):\n"
                   f"            i = r * {cols} + c\n"
                   + "".join(f"            {ln}\n" for ln in loads + body + stores + sums))
+    # a plain elementwise loop (no rows, no sums) may visit its arrays in any common order
+    any_order = total is None and not columns and all("[c]" not in ln for ln in loads)
     run = _runner(_jit(source, dtype), len(ext), size, results,
                   None if total is None else np.dtype(total.out.dtype),
-                  total is None and tuple(results[-1].shape) == shape)
+                  total is None and tuple(results[-1].shape) == shape, any_order)
     run.source = source  # type: ignore[attr-defined]  # (for reading the generated loop)
     prim = Primitive(f"fused#{next(_counter)}", lambda xp, *a: run(*a), np_impl=run,
                      register=False)
@@ -468,11 +470,47 @@ def _summing_kernel(params: list[str], body: list[str], summand_body: list[str],
             f"    return _T(0.0) + stack[0]\n")
 
 
+def _axis_order(a: np.ndarray) -> tuple | None:
+    """``a``'s axes longer than 1, from the largest stride to the smallest (``None`` when
+    strides are not all positive and distinct: no single memory order to follow)."""
+    st = [(a.strides[k], k) for k in range(a.ndim) if a.shape[k] > 1]
+    st.sort(key=lambda t: -t[0])
+    if any(s <= 0 for s, _ in st) or any(x[0] == y[0] for x, y in zip(st, st[1:])):
+        return None
+    return tuple(k for _, k in st)
+
+
+def _common_layout(ins: tuple, extra: tuple, size: int) -> np.ndarray | None:
+    """A full-size input whose memory order every full-size input and extra result shares,
+    when that order is not C's (then the loop runs in memory order: ``ravel('K')``)."""
+    template = None
+    order = None
+    for a in (*ins, *extra):
+        if a.size != size:
+            if a.size == 1:
+                continue
+            return None
+        if a.flags.c_contiguous:  # (the common case: C order, or mixed layouts)
+            return None
+        o = _axis_order(a)
+        if o is None or (order is not None and o != order):
+            return None
+        order = o
+        if template is None and a.ndim > 1:
+            template = a
+    if template is None or order == tuple(sorted(order)):
+        return None
+    return template
+
+
 def _runner(kernel: Any, n_in: int, size: int, results: list, total: Any,
-            same_index: bool) -> Any:
+            same_index: bool, any_order: bool = False) -> Any:
     """The fused equation's implementation, ``run(*inputs, *results, out=None)``: it returns
     the total (a ``total`` dtype scalar) when there is one, else the last result (written
-    into ``out``, a reused buffer or a donated input, when the loop may)."""
+    into ``out``, a reused buffer or a donated input, when the loop may).  With
+    ``any_order`` (an elementwise loop) over arrays laid out alike but not in C order
+    (a convolution's channels-last data, say), the loop follows their memory order and
+    the result gets their layout."""
 
     def loop(ins: tuple, outs: list, n: Any) -> Any:
         # results are fresh arrays or buffers (C-contiguous); anything else gets a copy back
@@ -494,6 +532,11 @@ def _runner(kernel: Any, n_in: int, size: int, results: list, total: Any,
 
         def run(*arrays: Any, out: Any = None) -> Any:
             ins = arrays[:n_in]
+            template = _common_layout(ins, arrays[n_in:], size) if any_order else None
+            if template is not None:
+                done = _in_memory_order(ins, arrays[n_in:], template, out)
+                if done is not None:
+                    return done
             # ``out`` is written directly when the loop may: C-contiguous, and no input
             # overlaps it except itself (elementwise results only: same index, read first)
             if out is None or not out.flags.c_contiguous or any(
@@ -507,6 +550,28 @@ def _runner(kernel: Any, n_in: int, size: int, results: list, total: Any,
                 return res
             out[...] = res
             return out
+
+    def _in_memory_order(ins: tuple, extra: tuple, template: np.ndarray, out: Any) -> Any:
+        """The loop in memory order; ``None`` when an extra result is not dense (then the
+        C-order loop runs, which copies it back)."""
+        flats = [r.ravel(order="K") for r in extra]
+        if any(not np.may_share_memory(f, r) for f, r in zip(flats, extra)):
+            return None
+        order = _axis_order(template)
+        if out is None or _axis_order(out) != order or any(
+                (a is not out or not same_index) and np.may_share_memory(a, out) for a in ins):
+            res = np.empty_like(template, dtype=dtype)
+        else:
+            res = out
+        flat = res.ravel(order="K")
+        if not np.may_share_memory(flat, res):  # (out not dense in its order: a new one)
+            res = np.empty_like(template, dtype=dtype)
+            flat = res.ravel(order="K")
+        kernel(*[a.ravel(order="K") for a in ins], *flats, flat, 0)
+        if out is None or res is out:
+            return res
+        out[...] = res
+        return out
 
     run.__name__ = run.__qualname__ = "fused"
     return run

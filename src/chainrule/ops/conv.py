@@ -78,7 +78,7 @@ def _split_x(x, d, ns):
 # Scratch buffers (im2col matrices, padded inputs, the columns of a transposed convolution)
 # never leave this module, so they are recycled: a training loop then reuses the same pages
 # every step instead of paying the kernel for fresh zeroed ones (a fifth of a small CNN's
-# step).  At most two per shape and 256 MiB in all are kept.
+# step).  At most three per shape and 256 MiB in all are kept.
 _SCRATCH: dict[tuple, list] = {}
 _SCRATCH_BYTES = [0]
 _SCRATCH_LIMIT = 1 << 28
@@ -106,7 +106,7 @@ def _give(a: np.ndarray) -> None:
     if a.base is not None or _SCRATCH_BYTES[0] + a.nbytes > _SCRATCH_LIMIT:
         return
     free = _SCRATCH.setdefault((a.shape, a.dtype), [])
-    if len(free) < 2:
+    if len(free) < 3:
         free.append(a)
         _SCRATCH_BYTES[0] += a.nbytes
 
@@ -523,29 +523,42 @@ def _conv_weight_grad_np(x, g, *, kernel, stride, padding, dilation, groups, ns)
 
 # --- into a given buffer (cr.compile's reused buffers) --------------------------------------------
 
+def _channels_last(out, ns):
+    """``out (samp.., O, *So)`` seen channels last ``(samp.., *So, O)`` when that view is
+    C-contiguous (a buffer laid out like the kernels' results), else ``None``."""
+    cl = np.moveaxis(out, ns, -1)
+    return cl if cl.flags.c_contiguous else None
+
+
 def _out_views(out, ns, d):
-    """A C-contiguous ``out (samp.., O, *So)`` used as channels-last memory: the destination
-    ``(Nf, *So, O)`` the kernels write, and its channels-first view (the result)."""
+    """``out (samp.., O, *So)`` used as channels-last memory: the destination ``(Nf, *So, O)``
+    the kernels write, and its channels-first view (the result).  A channels-last ``out`` is
+    its own result; a C-contiguous one lends its memory (the result is then a view of it)."""
     samp, O, So = out.shape[:ns], out.shape[ns], out.shape[ns + 1:]
+    cl = _channels_last(out, ns)
+    if cl is not None:
+        return cl.reshape((_prod(samp),) + So + (O,)), out
     dest = out.reshape(-1).reshape((_prod(samp),) + So + (O,))
     return dest, np.moveaxis(dest, -1, 1).reshape(samp + (O,) + So)
 
 
 def _writable_into(out, ns, d, *args) -> bool:
     """Whether the kernels may write ``out``'s memory directly (else compute, then copy)."""
-    return (type(out) is np.ndarray and out.flags.c_contiguous and out.ndim == ns + 1 + d
+    return (type(out) is np.ndarray and out.ndim == ns + 1 + d
+            and (out.flags.c_contiguous or _channels_last(out, ns) is not None)
             and out.dtype == np.result_type(*args)
             and all(type(a) is np.ndarray and not np.may_share_memory(a, out) for a in args))
 
 
-def _conv_into(x, w, *, out, stride, padding, dilation, groups, ns):
-    """``conv_p``'s np_impl into ``out``; the result is ``out``'s memory (channels last)."""
+def _conv_into(x, w, *, out, stride, padding, dilation, groups, ns, keep=False):
+    """``conv_p``'s np_impl into ``out``; the result is ``out``'s memory (channels last).
+    ``keep``: keep the im2col matrix for a weight gradient (as a recorded call does)."""
     params = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, ns=ns)
     if not _writable_into(out, ns, len(stride), x, w):
         np.copyto(out, _conv_np(x, w, **params))
         return out
     dest, view = _out_views(out, ns, len(stride))
-    _conv_np(x, w, dest=dest, **params)
+    _conv_np(x, w, dest=dest, keep=keep, **params)
     return view
 
 

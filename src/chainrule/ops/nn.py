@@ -26,6 +26,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..core.primitive import Box, Primitive, primitive, registry
+from ..core.trace import STAGING
 from ._broadcast import align, reshape, unbroadcast
 from .conv import conv
 from .elementwise import exp, log, log1p, masked, maximum, negative
@@ -659,11 +660,12 @@ def _max_pool_mask(x, kernel, stride, padding):
     return xp.astype(idx[..., None, None, :, :] == ks, x.dtype)
 
 
-def _max_pool_vjp_np(g, out, x, kernel, stride, padding):
+def _max_pool_vjp_np(g, out, x, kernel, stride, padding, res=None):
     """First order on NumPy: each window's first maximum takes ``g`` (no argmax, no copy of x).
 
     The result keeps ``x``'s memory layout, so a channels-last producer gets a
-    channels-last gradient back.
+    channels-last gradient back.  ``res``: where to write it (x's shape, no
+    padding; the windows tile ``x``), else a new array.
     """
     nb = g.ndim - out.ndim
     if nb == 0 and np.argsort(g.strides).tolist() != np.argsort(out.strides).tolist():
@@ -672,9 +674,9 @@ def _max_pool_vjp_np(g, out, x, kernel, stride, padding):
         g = g_in_layout
     xp_ = _pad_np(x, padding, _lowest(x.dtype))
     shape = g.shape[:nb] + xp_.shape
-    if _tiles(x.shape, kernel, stride, padding):  # every entry is written exactly once
+    if res is None and _tiles(x.shape, kernel, stride, padding):  # each entry written once
         res = np.empty_like(xp_, dtype=g.dtype) if nb == 0 else np.empty(shape, dtype=g.dtype)
-    else:
+    elif res is None:
         res = np.zeros_like(xp_, dtype=g.dtype) if nb == 0 else np.zeros(shape, dtype=g.dtype)
     kw, (sh, sw) = kernel[1], stride
     ho, wo = out.shape[-2:]
@@ -702,11 +704,9 @@ def _max_pool_vjp_np(g, out, x, kernel, stride, padding):
 def _max_pool_vjp(g, out, x, kernel, stride, padding):
     if type(g) is np.ndarray and type(x) is np.ndarray and type(out) is np.ndarray:
         return _max_pool_vjp_np(g, out, x, kernel, stride, padding)
-    mask = _max_pool_mask(x, kernel, stride, padding)
-    gs = tuple(g.shape)
-    ge = reshape(g, shape=gs[:-2] + (1, 1) + gs[-2:])
-    return col2im_p(ge * mask, size=tuple(x.shape[-2:]), kernel=kernel, stride=stride,
-                    padding=padding)
+    # x and the pooled values only choose the window maxima: no derivative reaches them
+    return max_pool2d_grad_p(g, _constant(x), _constant(out), kernel=kernel, stride=stride,
+                             padding=padding)
 
 
 def _max_pool_jvp(t, out, x, kernel, stride, padding):
@@ -735,6 +735,50 @@ def _max_pool_into(x, *, out, kernel, stride, padding):
 
 
 max_pool2d_p.np_out_impl = _max_pool_into
+
+
+# max_pool2d's reverse rule as one primitive (so a traced or compiled backward pass runs the
+# NumPy kernel above, not the argmax mask): linear in g.  x and the pooled values only pick
+# the window maxima, a piecewise-constant choice: max_pool2d's rule passes them as constants
+# (no derivative flows to them), and the primitive is not differentiable in them.
+
+def _constant(x: Any) -> Any:
+    """``x`` without its differentiation levels; a staged value (a program's variable being
+    recorded) stays, so the program reads it."""
+    while isinstance(x, Box) and x._level not in STAGING:
+        x = x.data
+    return x
+
+
+def _max_pool_grad_generic(xp, g, x, out, kernel, stride, padding):
+    mask = _max_pool_mask(x, kernel, stride, padding)
+    gs = tuple(g.shape)
+    ge = xp.reshape(g, gs[:-2] + (1, 1) + gs[-2:])
+    return _col2im_generic(xp, ge * mask, tuple(x.shape[-2:]), kernel, stride, padding)
+
+
+def _max_pool_grad_np(g, x, out, kernel, stride, padding):
+    return _max_pool_vjp_np(g, out, x, kernel, stride, padding)
+
+
+def _max_pool_grad_into(g, x, o, *, out, kernel, stride, padding):
+    """``max_pool2d_grad``'s np_impl into ``out`` (windows that tile x: each entry written once)."""
+    if (not _tiles(x.shape, kernel, stride, padding) or g.ndim != o.ndim
+            or out.shape != x.shape or not _fresh_target(out, g, x, o)):
+        np.copyto(out, _max_pool_vjp_np(g, o, x, kernel, stride, padding))
+        return out
+    return _max_pool_vjp_np(g, o, x, kernel, stride, padding, res=out)
+
+
+max_pool2d_grad_p: Primitive = primitive(
+    "max_pool2d_grad", _max_pool_grad_generic, _max_pool_grad_np,
+    vjp=(lambda c, out, g, x, o, kernel, stride, padding: _max_pool_jvp(
+        c, o, x, kernel, stride, padding), None, None),
+    jvp=(lambda t, out, g, x, o, kernel, stride, padding: max_pool2d_grad_p(
+        t, x, o, kernel=kernel, stride=stride, padding=padding), None, None),
+    saves="inputs",
+)
+max_pool2d_grad_p.np_out_impl = _max_pool_grad_into
 
 
 def _window_counts(xp, shape, kernel, stride, padding, include_pad, dtype):

@@ -558,6 +558,27 @@ DEPENDENCY_RULES["avg_pool2d"] = _pool
 HESSIAN_RULES["avg_pool2d"] = "linear"
 
 
+def _max_pool_grad(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
+    """max_pool2d's reverse rule: g's element (i, j) flows into window (i, j) of the result
+    (to one entry of it, which one x chooses: a choice that carries no derivative)."""
+    g = args[0]
+    if g.pattern is None:
+        return pt.empty(pt.size_of(out_shape), _width(args))
+    labels = _labels(tuple(out_shape)) + 1
+    cols = np.asarray(DEPENDENCY_RULES_IMPL["im2col"](
+        labels, kernel=params["kernel"], stride=params["stride"], padding=params["padding"],
+        fill=0)) - 1                                                  # (..., kh, kw, Ho, Wo)
+    kh, kw = params["kernel"]
+    return pt.union(*[
+        pt.apply(pt.labels_matrix(np.broadcast_to(cols[..., p, q, :, :], g.shape),
+                                  pt.size_of(out_shape)), g.pattern)
+        for p in range(kh) for q in range(kw)])
+
+
+DEPENDENCY_RULES["max_pool2d_grad"] = _max_pool_grad
+HESSIAN_RULES["max_pool2d_grad"] = "linear"
+
+
 # --- linear algebra: every element of a matrix result depends on its whole input matrices --
 
 def _batched_matrix(args: list, out_shape: Any, params: dict, prim: Any) -> Any:
