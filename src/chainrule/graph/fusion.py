@@ -498,7 +498,7 @@ def _common_layout(ins: tuple, extra: tuple, size: int) -> np.ndarray | None:
         order = o
         if template is None and a.ndim > 1:
             template = a
-    if template is None or order == tuple(sorted(order)):
+    if template is None or order is None or order == tuple(sorted(order)):
         return None
     return template
 
