@@ -223,12 +223,17 @@ def test_fused_loops_with_column_sums_and_donated_inputs():
     assert _bitwise(col, np.sum(p0 * g, axis=0))
 
 
-def test_fused_loop_over_channels_last_arrays_keeps_their_layout():
+def _channels_last_pair(seed):
+    """Two (4, 16, 9, 9) arrays laid out channels last (as convolutions leave them)."""
     if not fusion.available():
         pytest.skip("numba is not installed")
-    rng = np.random.default_rng(3)
-    x = np.ascontiguousarray(rng.standard_normal((4, 9, 9, 16))).transpose(0, 3, 1, 2)
-    y = np.ascontiguousarray(rng.standard_normal((4, 9, 9, 16))).transpose(0, 3, 1, 2)
+    rng = np.random.default_rng(seed)
+    return tuple(np.ascontiguousarray(rng.standard_normal((4, 9, 9, 16))).transpose(0, 3, 1, 2)
+                 for _ in range(2))
+
+
+def test_fused_loop_over_channels_last_arrays_keeps_their_layout():
+    x, y = _channels_last_pair(3)
     f = cr.compile(lambda x, y: ((x > 0.0) * y + x * 2.0) * 0.5)
     want = ((x > 0.0) * y + x * 2.0) * 0.5
     assert "fused" in f.source(x, y)
@@ -241,11 +246,7 @@ def test_fused_loop_over_channels_last_arrays_keeps_their_layout():
 
 
 def test_fused_loop_with_several_results_over_channels_last_arrays():
-    if not fusion.available():
-        pytest.skip("numba is not installed")
-    rng = np.random.default_rng(4)
-    x = np.ascontiguousarray(rng.standard_normal((4, 9, 9, 16))).transpose(0, 3, 1, 2)
-    y = np.ascontiguousarray(rng.standard_normal((4, 9, 9, 16))).transpose(0, 3, 1, 2)
+    x, y = _channels_last_pair(4)
 
     def f(x, y):
         a = x * 2.0 - y
