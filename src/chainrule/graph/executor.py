@@ -8,8 +8,8 @@ times faster than ufunc calls) and ufuncs are called directly.
 
 A few primitives whose np_impl wraps one NumPy call in Python layers are
 called directly (same operations, same results): float ``sum``/``max``/``min``
-reductions as ``ufunc.reduce``, ``sum_to`` as ``np.add.reduce``, ``logsumexp``,
-and ``getitem`` by integer arrays on every axis as ``take`` of flat positions.
+reductions as ``ufunc.reduce``, ``sum_to`` as ``np.add.reduce``, and ``getitem``
+by integer arrays on every axis as ``take`` of flat positions.
 
 Buffer reuse: the result of an elementwise ufunc (and of a 2-D ``matmul``)
 with at least ``min_buffer_size`` elements is written with ``out=`` into a
