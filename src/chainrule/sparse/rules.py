@@ -753,6 +753,15 @@ def _conv_indices(lead: tuple, C: int, O: int, Cg: int, Og: int, taps: tuple, P_
             np.broadcast_to(ker_l, full))
 
 
+def _through_pairs(out_shape: tuple, operands: tuple) -> Any:
+    """The pattern of an operation bilinear in its operands: for each ``(operand, rows, cols)``
+    output element ``rows[k]`` reads operand element ``cols[k]`` (operands without a pattern,
+    constants, are skipped)."""
+    m = pt.size_of(tuple(out_shape))
+    return pt.union(*(pt.apply(_pairs_matrix(rows, cols, m, pt.size_of(tuple(v.shape))),
+                               v.pattern) for v, rows, cols in operands if v.pattern is not None))
+
+
 def _conv(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
     x, w = args
     d = len(params["stride"])
@@ -763,13 +772,7 @@ def _conv(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
     lead, C, O, Cg, Og, taps = geo
     out_l, img_l, ker_l = _conv_indices(lead, C, O, Cg, Og, taps, pt.size_of(So),
                                         pt.size_of(S), pt.size_of(tuple(w.shape[2:])))
-    m = pt.size_of(tuple(out_shape))
-    parts = []
-    if x.pattern is not None:
-        parts.append(pt.apply(_pairs_matrix(out_l, img_l, m, pt.size_of(x.shape)), x.pattern))
-    if w.pattern is not None:
-        parts.append(pt.apply(_pairs_matrix(out_l, ker_l, m, pt.size_of(w.shape)), w.pattern))
-    return pt.union(*parts)
+    return _through_pairs(out_shape, ((x, out_l, img_l), (w, out_l, ker_l)))
 
 
 def _conv_input_grad(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
@@ -782,13 +785,7 @@ def _conv_input_grad(args: list, out_shape: tuple, params: dict, prim: Any) -> A
     lead, C, O, Cg, Og, taps = geo
     g_l, img_l, ker_l = _conv_indices(lead, C, O, Cg, Og, taps, pt.size_of(So),
                                       pt.size_of(S), pt.size_of(tuple(w.shape[2:])))
-    m = pt.size_of(tuple(out_shape))
-    parts = []
-    if g.pattern is not None:
-        parts.append(pt.apply(_pairs_matrix(img_l, g_l, m, pt.size_of(g.shape)), g.pattern))
-    if w.pattern is not None:
-        parts.append(pt.apply(_pairs_matrix(img_l, ker_l, m, pt.size_of(w.shape)), w.pattern))
-    return pt.union(*parts)
+    return _through_pairs(out_shape, ((g, img_l, g_l), (w, img_l, ker_l)))
 
 
 def _conv_weight_grad(args: list, out_shape: tuple, params: dict, prim: Any) -> Any:
@@ -802,13 +799,7 @@ def _conv_weight_grad(args: list, out_shape: tuple, params: dict, prim: Any) -> 
     lead, C, O, Cg, Og, taps = geo
     g_l, img_l, ker_l = _conv_indices(lead, C, O, Cg, Og, taps, pt.size_of(So),
                                       pt.size_of(S), pt.size_of(tuple(out_shape[2:])))
-    m = pt.size_of(tuple(out_shape))
-    parts = []
-    if x.pattern is not None:
-        parts.append(pt.apply(_pairs_matrix(ker_l, img_l, m, pt.size_of(x.shape)), x.pattern))
-    if g.pattern is not None:
-        parts.append(pt.apply(_pairs_matrix(ker_l, g_l, m, pt.size_of(g.shape)), g.pattern))
-    return pt.union(*parts)
+    return _through_pairs(out_shape, ((x, ker_l, img_l), (g, ker_l, g_l)))
 
 
 for _name, _r in (("conv", _conv), ("conv_input_grad", _conv_input_grad),
@@ -832,16 +823,9 @@ def _full_convolve(args: list, out_shape: tuple, params: dict, prim: Any) -> Any
     ib = np.indices(sb).reshape(len(sb), 1, -1)
     out_l = np.ravel_multi_index(tuple(ia + ib), tuple(out_shape)) if sa else np.zeros((1, 1),
                                                                                        np.int64)
-    m = pt.size_of(tuple(out_shape))
     full = out_l.shape
-    parts = []
-    if a.pattern is not None:
-        cols = np.broadcast_to(ja.reshape(-1, 1), full)
-        parts.append(pt.apply(_pairs_matrix(out_l, cols, m, ja.size), a.pattern))
-    if b.pattern is not None:
-        cols = np.broadcast_to(jb.reshape(1, -1), full)
-        parts.append(pt.apply(_pairs_matrix(out_l, cols, m, jb.size), b.pattern))
-    return pt.union(*parts)
+    return _through_pairs(out_shape, ((a, out_l, np.broadcast_to(ja.reshape(-1, 1), full)),
+                                      (b, out_l, np.broadcast_to(jb.reshape(1, -1), full))))
 
 
 DEPENDENCY_RULES["scipy.signal.convolve"] = _full_convolve
