@@ -22,6 +22,7 @@ import chainrule as cr
 import chainrule.numpy as cnp
 from chainrule.core.primitive import Node, node_of
 from chainrule.ops import _broadcast as B
+from chainrule.ops import elementwise as E
 from chainrule.ops import indexing as I
 from chainrule.ops import reductions as R
 from chainrule.ops import shape as S
@@ -123,6 +124,9 @@ CASES += [
     Case(lambda x: cnp.round(x) * 0 + x, (crand(3),), "round"),
     Case(cnp.fmax, (crand(3) + np.array([2, -2, 2]), crand(3)), "fmax"),
     Case(cnp.fmin, (crand(3) + np.array([2, -2, 2]), crand(3)), "fmin"),
+    # their rule, linear in the cotangent (complex x, y: lexicographic choice; a tie at [1])
+    Case(lambda g: E.select_grad(g, np.array([2 + 1j, 1j, -2]), np.array([1j, 1j, 0]),
+                                 op="maximum", first=True), (crand(3),), "select_grad"),
     Case(lambda x: cnp.clip(x, -0.5, 0.8), (np.array([1 + 2j, -1 + 0.5j, 0.1 - 1j]),), "clip"),
 ]
 

@@ -252,3 +252,58 @@ def test_relu_by_maximum_ties_and_nans():
     x = cr.tensor(a[:3].copy(), requires_grad=True)
     cnp.sum(cnp.maximum(x, 0.0) * np.array([1.0, 2.0, 3.0])).backward()
     np.testing.assert_array_equal(x.grad, [0.0, 1.0, 3.0])
+
+
+# --- select ops (maximum, minimum, fmax, fmin): their rule is one select_grad ----------------
+
+_E = importlib.import_module("chainrule.ops.elementwise")
+
+
+def _share_reference(g, x, y, op, first):
+    """The rule written out: g where the operand wins, g / 2 at ties, 0 elsewhere."""
+    wins = {"maximum": np.greater, "minimum": np.less}[op]
+    a, b = (x, y) if first else (y, x)
+    return np.where(wins(a, b), g, np.where(x == y, g * 0.5, 0.0))
+
+
+@pytest.mark.parametrize("op", ["maximum", "minimum"])
+@pytest.mark.parametrize("first", [True, False])
+def test_select_grad_kernels_agree_with_the_rule_written_out(op, first):
+    rng = np.random.default_rng(0)
+    x = rng.integers(-2, 3, (4, 5)).astype(float)  # many ties
+    y = rng.integers(-2, 3, (5,)).astype(float)
+    g = rng.standard_normal((4, 5))
+    want = _share_reference(g, x, y, op, first)
+    assert np.any(x == y)
+    assert np.array_equal(_E.select_grad(g, x, y, op=op, first=first), want)
+    assert np.array_equal(_E._select_grad_impl(np, g, x, y, op, first), want)
+    out = np.full_like(g, np.nan)
+    assert np.array_equal(_E._select_grad_into(g, x, y, out=out, op=op, first=first), want)
+    xt = x + 0.25  # no ties: the one-multiply path
+    out = np.full_like(g, np.nan)
+    _E._select_grad_into(g, xt, y, out=out, op=op, first=first)
+    assert np.array_equal(out, _share_reference(g, xt, y, op, first))
+
+
+def test_select_grad_into_may_write_over_the_cotangent():
+    g = np.array([1.0, 2.0, 3.0])
+    x = np.array([0.0, 1.0, -1.0])
+    _E._select_grad_into(g, x, 0.0, out=g, op="maximum", first=True)
+    assert np.array_equal(g, [0.5, 2.0, 0.0])
+
+
+def test_recorded_maximum_backward_is_one_mask_multiply():
+    f = cr.compile(cr.grad(lambda z: cnp.sum(cnp.maximum(z, 0.0) ** 2)))
+    z = np.array([-1.0, 0.0, 2.0, 3.0] * 2000)
+    assert np.array_equal(f(z), np.where(z > 0, 2 * z, 0.0))
+    src = f.source(z)
+    assert "select_grad" in src and "where" not in src
+
+
+def test_select_rules_under_create_graph_and_forward_mode():
+    x = np.array([-1.0, 0.0, 2.0])
+    # d/dx sum(max(x, 0) * x) = x * [x > 0] + max(x, 0) (tie at 0 shares 1/2 of 0)
+    h = cr.hessian(lambda v: cnp.sum(cnp.maximum(v, 0.0) * v))(x)
+    assert np.allclose(h, np.diag([0.0, 1.0, 2.0]))
+    j = cr.jacfwd(lambda v: cnp.minimum(v, 0.0))(x)
+    assert np.allclose(j, np.diag([1.0, 0.5, 0.0]))

@@ -333,6 +333,24 @@ def _max_pool_grad(k, s, p, x):
                                          kernel=(k, k), stride=(s, s), padding=(p, p))
 
 
+def _select_grad(op, first, x, y):
+    """A select op's rule at ``(x, y)`` as a function of the cotangent (linear in it; x and y
+    only choose, ties included: the shared half)."""
+    return lambda g: E.select_grad(g, x, y, op=op, first=first)
+
+
+_SEL_X = np.array([[0.5, -1.0, 2.0], [0.0, 3.0, -2.0]])  # 0.0 ties with y below
+_SEL_Y = np.array([0.0, 1.0, -2.5])
+CASES += [  # the select ops' rule (recorded backward passes bind it)
+    Case(("select_grad",), _select_grad("maximum", True, _SEL_X, _SEL_Y), (ANY((2, 3)),),
+         "select_grad-maximum-x-ties"),
+    Case(("select_grad",), _select_grad("minimum", False, _SEL_X, _SEL_Y), (ANY((2, 3)),),
+         "select_grad-minimum-y"),
+    Case(("select_grad",), _select_grad("maximum", False, _SEL_X, _SEL_Y[None, :1]),
+         (ANY((2, 3)),), "select_grad-broadcast"),
+]
+
+
 CASES += [  # layer primitives of ops/nn.py
     Case(("max_pool2d",), lambda x: N.max_pool2d(x, 2), (_distinct((1, 2, 4, 4)),),
          "max_pool2d-k2"),

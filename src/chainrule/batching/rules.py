@@ -322,7 +322,7 @@ ELEMENTWISE = (
     "arcsin arccos arctan sinh cosh tanh arcsinh arccosh arctanh arctan2 hypot sinc where maximum "
     "minimum fmax fmin clip mod equal not_equal less less_equal greater greater_equal isnan "
     "isfinite isinf logical_not logical_and logical_or sigmoid relu softplus log_sigmoid erf "
-    "binary_cross_entropy trunc fmod floor_divide real imag conj angle"
+    "binary_cross_entropy trunc fmod floor_divide real imag conj angle select_grad"
 ).split()
 
 #: Primitives that address their axes from the end: a leading batch axis is free.

@@ -189,6 +189,14 @@ box_class: list[type] = [Box]
 sequence_to_array: list[Callable[[Any], Any]] = [np.asarray]
 
 
+def constant_value(x: Any) -> Any:
+    """``x`` without its differentiation levels, for rules whose result must not be
+    differentiated in ``x``; a staged value (a program's variable) stays, so programs read it."""
+    while isinstance(x, Box) and x._level not in STAGING:
+        x = x.data
+    return x
+
+
 def holds_box(seq: Any) -> bool:
     """True when a (nested) list or tuple holds a box anywhere."""
     for e in seq:

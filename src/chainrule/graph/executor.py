@@ -82,6 +82,7 @@ _FRESH = frozenset({
     "linear_nobias", "softmax", "log_softmax", "sigmoid", "relu", "softplus", "log_sigmoid",
     "erf", "concatenate", "cumsum", "cumprod", "where", "clip", "astype", "scatter_add",
     "conv", "conv_input_grad", "conv_weight_grad", "max_pool2d", "max_pool2d_grad",
+    "select_grad",
 })
 
 

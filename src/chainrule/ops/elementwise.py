@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.primitive import Primitive, ShapeOf, primitive
+from ..core.primitive import Primitive, ShapeOf, constant_value, primitive
 from ._broadcast import align, unbroadcast
 
 
@@ -296,34 +296,41 @@ where = primitive("where", _where_impl, np.where,
                        _where_jvp(1), _where_jvp(2)), saves="inputs")
 
 
+#: The test ``x_wins(a, b)`` of each select op ("a is chosen over b"), by op name.
+_WINS: dict[str, Callable[[Any, Any], Any]] = {}
+
+
 def select(name: str, np_fn: Any, x_wins: Callable[[Any, Any], Any]) -> Primitive:
     """A binary op that returns one of its operands (max/min and kin).
 
     The derivative goes to the chosen operand; at a tie (``x == y``) it is
     shared equally, so ties are handled deterministically and symmetrically.
-    On plain NumPy values the reverse rule is one mask multiply (plus a
-    boolean test for ties); on boxes (gradient graphs) it is written with
-    chainrule's ops, so it is differentiable again.
+    Both rules are one :data:`select_grad` (so a recorded backward pass is
+    one mask multiply, not a chain of ``where``); on plain NumPy values the
+    reverse rule calls its kernel directly.
     """
-    def share(g, x, y, wins):
-        return where(wins, g, where(x == y, g * 0.5, g * 0.0))
+    _WINS[name] = x_wins
 
     def vjp(first):
         def rule(g, out, x, y):
-            a, b = (x, y) if first else (y, x)
+            a = x if first else y
             if _is_plain(g) and _is_plain(x) and _is_plain(y):
+                b = y if first else x
                 return unbroadcast(_share_np(g, x, y, x_wins(a, b)), a, out)
-            return unbroadcast(share(g, x, y, x_wins(a, b)), a, out)
+            return unbroadcast(select_grad(g, constant_value(x), constant_value(y), op=name,
+                                           first=first), a, out)
 
         return rule
 
-    return primitive(
-        name, _xp_fn(name), np_fn,
-        vjp=(vjp(True), vjp(False)),
-        jvp=(lambda t, out, x, y: share(align(t, x, out), x, y, x_wins(x, y)),
-             lambda t, out, x, y: share(align(t, y, out), x, y, x_wins(y, x))),
-        saves="inputs",
-    )
+    def jvp(first):
+        def rule(t, out, x, y):
+            t = align(t, x if first else y, out)
+            return select_grad(t, constant_value(x), constant_value(y), op=name, first=first)
+
+        return rule
+
+    return primitive(name, _xp_fn(name), np_fn, vjp=(vjp(True), vjp(False)),
+                     jvp=(jvp(True), jvp(False)), saves="inputs")
 
 
 def _is_plain(v: Any) -> bool:
@@ -339,6 +346,45 @@ def _share_np(g, x, y, wins):
         w[np.broadcast_to(tie, w.shape)] = 0.5
         return g * w
     return g * wins  # booleans keep g's dtype
+
+
+def _wins(x, y, op, first):
+    return _WINS[op](x, y) if first else _WINS[op](y, x)
+
+
+def _select_grad_impl(xp, g, x, y, op, first):
+    half = xp.asarray(0.5, dtype=g.dtype)
+    zero = xp.asarray(0.0, dtype=g.dtype)
+    return xp.where(_wins(x, y, op, first), g, xp.where(x == y, g * half, g * zero))
+
+
+def _select_grad_np(g, x, y, op, first):
+    return _share_np(g, x, y, _wins(x, y, op, first))
+
+
+def _select_grad_into(g, x, y, *, out, op, first):
+    """``select_grad`` into ``out`` (element by element, so ``out`` may be one of the inputs)."""
+    wins = _wins(x, y, op, first)
+    tie = x == y
+    if np.any(tie):
+        np.copyto(out, _share_np(g, x, y, wins))
+    else:
+        np.multiply(g, wins, out=out)
+    return out
+
+
+# The reverse and forward rule of every select op: ``g`` where the operand (``x`` if
+# ``first``, else ``y``) is chosen, half of ``g`` at ties, zero elsewhere.  Linear in ``g``;
+# ``x`` and ``y`` only choose, a piecewise-constant choice that gets no derivative.
+select_grad: Primitive = primitive(
+    "select_grad", _select_grad_impl, _select_grad_np,
+    vjp=(lambda c, out, g, x, y, op, first: unbroadcast(
+        select_grad(c, x, y, op=op, first=first), g, out), None, None),
+    jvp=(lambda t, out, g, x, y, op, first: select_grad(
+        align(t, g, out), x, y, op=op, first=first), None, None),
+    saves="inputs",
+)
+select_grad.np_out_impl = _select_grad_into
 
 
 def _isnan(v):

@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..core.primitive import Box, Primitive, primitive, registry
-from ..core.trace import STAGING
+from ..core.primitive import Box, Primitive, constant_value, primitive, registry
 from ._broadcast import align, reshape, unbroadcast
 from .conv import conv
 from .elementwise import exp, log, log1p, masked, maximum, negative
@@ -705,8 +704,8 @@ def _max_pool_vjp(g, out, x, kernel, stride, padding):
     if type(g) is np.ndarray and type(x) is np.ndarray and type(out) is np.ndarray:
         return _max_pool_vjp_np(g, out, x, kernel, stride, padding)
     # x and the pooled values only choose the window maxima: no derivative reaches them
-    return max_pool2d_grad_p(g, _constant(x), _constant(out), kernel=kernel, stride=stride,
-                             padding=padding)
+    return max_pool2d_grad_p(g, constant_value(x), constant_value(out), kernel=kernel,
+                             stride=stride, padding=padding)
 
 
 def _max_pool_jvp(t, out, x, kernel, stride, padding):
@@ -741,14 +740,6 @@ max_pool2d_p.np_out_impl = _max_pool_into
 # NumPy kernel above, not the argmax mask): linear in g.  x and the pooled values only pick
 # the window maxima, a piecewise-constant choice: max_pool2d's rule passes them as constants
 # (no derivative flows to them), and the primitive is not differentiable in them.
-
-def _constant(x: Any) -> Any:
-    """``x`` without its differentiation levels; a staged value (a program's variable being
-    recorded) stays, so the program reads it."""
-    while isinstance(x, Box) and x._level not in STAGING:
-        x = x.data
-    return x
-
 
 def _max_pool_grad_generic(xp, g, x, out, kernel, stride, padding):
     mask = _max_pool_mask(x, kernel, stride, padding)

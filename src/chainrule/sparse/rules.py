@@ -139,6 +139,8 @@ _NONLINEAR_UNARY = (
 _NONLINEAR_BINARY = "arctan2 hypot logaddexp logaddexp2 power binary_cross_entropy".split()
 # piecewise linear: first derivatives only (their second derivative is zero where defined)
 _PIECEWISE_LINEAR = "absolute relu maximum minimum fmax fmin clip mod".split()
+# (select_grad, the select ops' rule, is linear in g; its other inputs only choose)
+_LINEAR_IN_FIRST = ["select_grad"]
 _LINEAR = "add subtract negative positive astype".split()
 #: Differentiable primitives whose derivative is zero wherever it is defined.
 ZERO_DERIVATIVE = ("ceil", "floor", "round")
@@ -146,7 +148,7 @@ ZERO_DERIVATIVE = ("ceil", "floor", "round")
 for _name in _NONLINEAR_UNARY + _NONLINEAR_BINARY:
     DEPENDENCY_RULES[_name] = _elementwise
     HESSIAN_RULES[_name] = "nonlinear"
-for _name in _PIECEWISE_LINEAR + _LINEAR:
+for _name in _PIECEWISE_LINEAR + _LINEAR + _LINEAR_IN_FIRST:
     DEPENDENCY_RULES[_name] = _elementwise
     HESSIAN_RULES[_name] = "linear"
 DEPENDENCY_RULES["multiply"] = _elementwise
