@@ -85,7 +85,8 @@ class PyTreeDef:
 _LEAF_DEF = PyTreeDef(_LEAF, None, ())
 
 
-def _sorted_keys(d: dict) -> tuple:
+def sorted_keys(d: dict) -> tuple:
+    """The keys of ``d`` in the order pytrees flatten them (sorted when they can be)."""
     keys = tuple(d.keys())
     try:
         return tuple(sorted(keys))
@@ -102,7 +103,7 @@ def _flatten_into(tree: Any, leaves: list) -> PyTreeDef:
     if isinstance(tree, tuple) and hasattr(tree, "_fields"):  # namedtuple
         return PyTreeDef(t, None, tuple(_flatten_into(c, leaves) for c in tree))
     if isinstance(tree, dict):
-        keys = _sorted_keys(tree)
+        keys = sorted_keys(tree)
         return PyTreeDef(dict, keys, tuple(_flatten_into(tree[k], leaves) for k in keys))
     leaves.append(tree)
     return _LEAF_DEF

@@ -36,6 +36,7 @@ from .backend import library_name, namespace_of
 from .core.backward import backward_pass
 from .core.primitive import Box, Primitive
 from .core.trace import EAGER_LEVEL, level_scope
+from .graph.replay import GradientReplay
 from .ops._broadcast import reshape as _reshape
 from .ops.shape import transpose_p as _permute  # permutes trailing axes, batch kept
 from .pytree import PyTreeDef, tree_flatten, tree_unflatten
@@ -78,6 +79,9 @@ def _as_value(x: Any) -> Any:
     if isinstance(x, Box):
         if x._level == EAGER_LEVEL and not x.requires_grad and x._node is None:
             return x.data
+        weak = getattr(x, "weak_type", None)
+        if weak is float or weak is complex:  # a recorded Python number: strong, as eagerly
+            return x * np.ones((), np.result_type(weak))
         return x
     if _is_scalar_like(x) or not hasattr(x, "shape") or not hasattr(x, "dtype"):
         return np.asarray(x)
@@ -350,7 +354,7 @@ def _forward(fname: str, fun: Callable, in_def: PyTreeDef, inputs: list, tangent
 # --- grad, value_and_grad, vjp, jvp --------------------------------------------------------
 
 def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
-                   holomorphic: bool = False) -> Callable:
+                   holomorphic: bool = False, *, replay: bool = True) -> Callable:
     """Return a function computing both ``f(*args)`` and its gradient (reverse mode).
 
     ``f`` must return a scalar (shape ``()``, floating dtype).  The gradient is
@@ -365,14 +369,20 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool 
     ``TypeError`` unless ``holomorphic=True``, which gives ``f'(z)`` (and
     requires complex inputs).
 
+    Called repeatedly with arguments of one signature (NumPy arrays and
+    numbers of the same shapes and dtypes), the computation is recorded
+    once and then *replayed* as a compiled program while nothing else that
+    ``f`` reads has changed -- same results, a fraction of the Python
+    overhead (see :mod:`chainrule.graph.replay` for exactly when).
+    ``replay=False`` always runs ``f`` eagerly.
+
     >>> import numpy as np, chainrule as cr, chainrule.numpy as cnp
     >>> value, g = cr.value_and_grad(lambda x: cnp.sum(x ** 3))(np.array([1.0, 2.0]))
     >>> value, g
     (array(9.), array([ 3., 12.]))
     """
 
-    @functools.wraps(f)
-    def value_and_grad_f(*args: Any, **kwargs: Any) -> Any:
+    def eager_value_and_grad(*args: Any, **kwargs: Any) -> Any:
         nums, single = _argnums("value_and_grad", argnums, len(args))
         dyn, fun = _partial(f, args, kwargs, nums, single)
         tr = _ReverseTrace("grad", fun, dyn, has_aux)
@@ -404,11 +414,20 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool 
         value = _finish(tr.out_values[0])
         return ((value, tr.aux), g) if has_aux else (value, g)
 
+    if not replay or has_aux:
+        return functools.wraps(f)(eager_value_and_grad)
+    replayed = GradientReplay(f, eager_value_and_grad)
+
+    @functools.wraps(f)
+    def value_and_grad_f(*args: Any, **kwargs: Any) -> Any:
+        return replayed(*args, **kwargs)
+
+    value_and_grad_f.replay = replayed  # type: ignore[attr-defined]
     return value_and_grad_f
 
 
 def grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
-         holomorphic: bool = False) -> Callable:
+         holomorphic: bool = False, *, replay: bool = True) -> Callable:
     """Return the function computing the gradient of scalar-valued ``f`` (reverse mode).
 
     ``argnums`` picks the argument(s) to differentiate (an int, or a tuple of
@@ -416,7 +435,9 @@ def grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
     gradients come back with the same structure.  ``f`` must return a
     scalar (shape ``()``) -- otherwise ``TypeError``.  With ``has_aux=True``
     ``f`` returns ``(value, aux)`` and ``grad`` returns ``(gradient, aux)``.
-    Transforms nest: ``grad(grad(f))`` is the second derivative.
+    Transforms nest: ``grad(grad(f))`` is the second derivative.  Repeated
+    calls are replayed from a recording while nothing ``f`` reads changes
+    (``replay=False`` turns that off; see :func:`value_and_grad`).
 
     Complex inputs (API section 11): for a real-valued ``f`` the gradient is
     ``df/dx - i df/dy`` (HIPS autograd's and JAX's convention); a complex
@@ -435,7 +456,7 @@ def grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
     >>> complex(cr.grad(lambda z: z ** 3, holomorphic=True)(1j))     # 3 z^2
     (-3+0j)
     """
-    vg = value_and_grad(f, argnums, has_aux, holomorphic)
+    vg = value_and_grad(f, argnums, has_aux, holomorphic, replay=replay)
 
     @functools.wraps(f)
     def grad_f(*args: Any, **kwargs: Any) -> Any:

@@ -420,6 +420,13 @@ class Tracer(StagedOps, Tensor):
     def dtype(self) -> Any:
         return np.result_type(self._value)
 
+    @property
+    def weak_type(self) -> type | None:
+        """``float``/``complex``/``int`` when this stands for a Python number (NumPy's weak
+        promotion applies), else ``None``."""
+        t = type(self._value)
+        return t if t is float or t is complex or t is int else None
+
     def __repr__(self) -> str:
         return f"Tracer(shape={self.shape}, dtype={self.dtype})"
 

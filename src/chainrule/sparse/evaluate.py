@@ -22,10 +22,11 @@ import numpy as np
 
 from ..compile import compile as compile_function
 from ..core.primitive import Box
+from ..graph.environment import Environment
 from ..pytree import tree_flatten
 from ..transforms import _diff_input, _forward, _ReverseTrace, grad
 from . import coloring as cl
-from ._replay import Environment, Replay
+from ._replay import Replay
 from ._scipy import require_scipy
 from .detect import check_input, hessian_sparsity, jacobian_sparsity
 
