@@ -624,7 +624,7 @@ def _flat_index(e: Any) -> Any:
 
 def _fast_call(e: Any, args: list[str], bind: Any, const: Any) -> str | None:
     """Source for a few primitives whose np_impl has Python layers around one NumPy call:
-    float reductions and ``getitem`` by integer arrays (same results).  (``logsumexp``'s
+    float reductions, ``getitem`` by integer arrays and ``reshape`` (same results).  (``logsumexp``'s
     np_impl is already one lean NumPy function.)"""
     name = e.prim.name
     if registry.get(name) is not e.prim or not e.inputs or not _float_array(e.inputs[0]):
@@ -637,6 +637,8 @@ def _fast_call(e: Any, args: list[str], bind: Any, const: Any) -> str | None:
         flat = _flat_index(e)
         if flat is not None:
             return f"{args[0]}.take({const(flat)})"
+    if name == "reshape" and set(e.params) == {"shape"}:
+        return f"{args[0]}.reshape({tuple(int(n) for n in e.params['shape'])!r})"
     return None
 
 

@@ -341,7 +341,7 @@ def _is_plain(v: Any) -> bool:
 def _share_np(g, x, y, wins):
     """``g`` where ``wins``, half of it at ties, zero elsewhere: NumPy values only."""
     tie = x == y
-    if np.any(tie):
+    if tie is True or (tie is not False and tie.any()):
         w = np.asarray(wins, dtype=np.result_type(g, np.float32))
         w[np.broadcast_to(tie, w.shape)] = 0.5
         return g * w
@@ -366,7 +366,7 @@ def _select_grad_into(g, x, y, *, out, op, first):
     """``select_grad`` into ``out`` (element by element, so ``out`` may be one of the inputs)."""
     wins = _wins(x, y, op, first)
     tie = x == y
-    if np.any(tie):
+    if tie is True or (tie is not False and tie.any()):
         np.copyto(out, _share_np(g, x, y, wins))
     else:
         np.multiply(g, wins, out=out)
