@@ -250,3 +250,24 @@ def test_large_programs_are_not_kept(monkeypatch):
     for _ in range(CALLS):
         _same(vg(x), _eager(f, x))
     assert vg.replay.recordings == 1 and vg.replay.replays == 0
+
+
+def test_functions_reading_much_data_besides_their_arguments_are_not_replayed():
+    data = np.ones(R.MAX_WATCHED_BYTES // 8 + 1)  # comparing it on every call would cost more
+    f = lambda w: cnp.sum(data * w)  # noqa: E731
+    vg = cr.value_and_grad(f)
+    for _ in range(CALLS):
+        _same(vg(2.0), _eager(f, 2.0))
+    assert vg.replay.replays == 0
+
+
+def test_watched_float_arrays_compare_bit_by_bit():
+    w = np.array([np.nan, 1.0, 0.0])
+    f = lambda x: cnp.sum(cnp.where(w == w, w, 0.0) * x)  # noqa: E731
+    vg = cr.value_and_grad(f)
+    x = np.array([1.0, 2.0, 3.0])
+    for i in range(3 * CALLS):
+        if i == 2 * CALLS:
+            w[2] = -0.0  # equal to 0.0, but a change all the same: recorded again
+        _same(vg(x), _eager(f, x))
+    assert vg.replay.replays > 0 and vg.replay.recordings == 2

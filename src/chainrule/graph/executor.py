@@ -624,8 +624,8 @@ def _flat_index(e: Any) -> Any:
 
 def _fast_call(e: Any, args: list[str], bind: Any, const: Any) -> str | None:
     """Source for a few primitives whose np_impl has Python layers around one NumPy call:
-    float reductions, ``getitem`` by integer arrays and ``reshape`` (same results).  (``logsumexp``'s
-    np_impl is already one lean NumPy function.)"""
+    float reductions, ``getitem`` by integer arrays and ``reshape`` (same results).
+    (``logsumexp``'s np_impl is already one lean NumPy function.)"""
     name = e.prim.name
     if registry.get(name) is not e.prim or not e.inputs or not _float_array(e.inputs[0]):
         return None

@@ -16,8 +16,8 @@ A replay gives exactly what calling ``f`` would, or it does not happen:
   before every replay; on a change the call runs eagerly and ``f`` is
   recorded again later.  A function that reads what cannot be watched
   (object attributes, modules' hidden state, random generators, I/O, more
-  than :data:`~chainrule.graph.environment.MAX_WATCHED_BYTES` of arrays)
-  is never replayed, nor one that changes what it reads while it runs.
+  than :data:`MAX_WATCHED_BYTES` of arrays besides its arguments) is never
+  replayed, nor one that changes what it reads while it runs.
   Values that ``f`` reads as Python numbers or index arrays are guarded:
   a replay whose guard fails runs eagerly instead.
 * Only plain arguments are replayed: NumPy arrays and scalars, Python
@@ -50,7 +50,8 @@ from .ir import GuardFailed, Lit, Program, Var
 from .passes import optimize
 from .trace import record
 
-__all__ = ["GradientReplay", "MAX_SIGNATURES", "MAX_RECORDINGS", "MAX_EQUATIONS"]
+__all__ = ["GradientReplay", "MAX_SIGNATURES", "MAX_RECORDINGS", "MAX_EQUATIONS",
+           "MAX_WATCHED_BYTES"]
 
 #: Signatures one function may have before it is no longer considered for replay.
 MAX_SIGNATURES = 8
@@ -58,6 +59,10 @@ MAX_SIGNATURES = 8
 MAX_RECORDINGS = 3
 #: Calls of one signature that run eagerly before it is recorded.
 EAGER_CALLS = 1
+#: Functions that read more array data than this besides their arguments are not replayed:
+#: every replay compares it with its recording, a cost that grows with the data while the
+#: Python overhead that replays save does not.
+MAX_WATCHED_BYTES = 2**20
 #: Recordings with more equations than this are not kept (code generation would cost more
 #: than the replays save).
 MAX_EQUATIONS = 20_000
@@ -230,7 +235,7 @@ class GradientReplay:
         if sig.recordings > MAX_RECORDINGS:
             sig.dead = True
             return _NOT_REPLAYED
-        env = Environment.of(self.f)
+        env = Environment.of(self.f, MAX_WATCHED_BYTES)
         if env is None:  # f reads what cannot be watched: never replayed
             self._stop()
             return _NOT_REPLAYED
