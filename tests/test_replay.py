@@ -271,3 +271,14 @@ def test_watched_float_arrays_compare_bit_by_bit():
             w[2] = -0.0  # equal to 0.0, but a change all the same: recorded again
         _same(vg(x), _eager(f, x))
     assert vg.replay.replays > 0 and vg.replay.recordings == 2
+
+
+def test_two_results_computed_alike_are_two_arrays():
+    f = lambda x, y: cnp.sum(2.0 * x + 2.0 * y)  # noqa: E731  (both gradients: 2 * ones)
+    vg = cr.value_and_grad(f, argnums=(0, 1))
+    for _ in range(CALLS):
+        _, (gx, gy) = vg(np.ones(3), np.ones(3))
+        assert not np.shares_memory(gx, gy)
+        np.testing.assert_array_equal(gx, 2.0)
+        np.testing.assert_array_equal(gy, 2.0)
+    assert vg.replay.replays > 0

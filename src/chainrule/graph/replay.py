@@ -220,14 +220,18 @@ class GradientReplay:
         self.replays += 1
         results = []
         avoid = None
+        handed: set[int] = set()  # (one array computed for two results is handed out twice)
         for o, fresh in zip(out, sig.fresh):
-            if fresh and type(o) is np.ndarray and o.base is None:  # (the usual case)
+            if fresh and type(o) is np.ndarray and o.base is None and id(o) not in handed:
+                handed.add(id(o))  # (the usual case)
                 results.append(o)
                 continue
             if avoid is None:
                 avoid = sig.constants | {id(x) if x.base is None else id(_root(x))
                                          for x in dyn if type(x) is np.ndarray}
-            results.append(_result(o, not fresh, avoid))
+            r = _result(o, not fresh or id(o) in handed, avoid)
+            handed.add(id(r))
+            results.append(r)
         return tree_unflatten(sig.out_tree, results)
 
     def _record(self, sig: _Signature, args: tuple, kwargs: dict) -> Any:
