@@ -206,6 +206,21 @@ def _finish(x: Any) -> Any:
     return x
 
 
+def _gradients(grads: Sequence[Any], inputs: Sequence[Any]) -> list[Any]:
+    """The gradients handed back, one per input (zeros where nothing flowed back): arrays of
+    their own, also where one cotangent reached two inputs."""
+    out: list[Any] = []
+    seen: set[int] = set()
+    for g, x in zip(grads, inputs):
+        g = _finish(g) if g is not None else _zeros(_shape(x), x)
+        if type(g) is np.ndarray:
+            if id(g) in seen:
+                g = g.copy()
+            seen.add(id(g))
+        out.append(g)
+    return out
+
+
 def _argnums(fname: str, argnums: Any, nargs: int) -> tuple[tuple[int, ...], bool]:
     nums: tuple[int, ...]
     if isinstance(argnums, (int, np.integer)) and not isinstance(argnums, bool):
@@ -408,9 +423,7 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool 
         _need_complex("grad", "outputs", [raw], holomorphic)
         xp = _creating_namespace(raw)
         grads = tr.pull([xp.ones((), dtype=raw.dtype)], retain=False)
-        grads = [_finish(g) if g is not None else _zeros(_shape(x), x)
-                 for g, x in zip(grads, tr.inputs)]
-        g = tree_unflatten(tr.in_def, grads)
+        g = tree_unflatten(tr.in_def, _gradients(grads, tr.inputs))
         value = _finish(tr.out_values[0])
         return ((value, tr.aux), g) if has_aux else (value, g)
 
@@ -503,9 +516,7 @@ def vjp(f: Callable, *primals: Any, has_aux: bool = False) -> tuple:
                 g = g.astype(_raw(o).dtype)
             cts.append(g)
         grads = tr.pull(cts, retain=True)
-        grads = [_finish(g) if g is not None else _zeros(_shape(x), x)
-                 for g, x in zip(grads, tr.inputs)]
-        return tuple(tree_unflatten(tr.in_def, grads))
+        return tuple(tree_unflatten(tr.in_def, _gradients(grads, tr.inputs)))
 
     return (out, vjp_fn, tr.aux) if has_aux else (out, vjp_fn)
 
@@ -809,8 +820,7 @@ def hvp(f: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> Any:
         seed = _creating_namespace(raw).ones((), dtype=raw.dtype)
         found, _ = backward_pass([(d, seed)], level)
         grads = [found[id(b)][1] if id(b) in found else None for b in boxes]
-    grads = [_finish(g) if g is not None else _zeros(_shape(x), x) for g, x in zip(grads, inputs)]
-    t = tree_unflatten(p_def, grads)
+    t = tree_unflatten(p_def, _gradients(grads, inputs))
     return t[0] if len(t) == 1 else t
 
 
