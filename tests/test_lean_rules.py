@@ -285,6 +285,17 @@ def test_select_grad_kernels_agree_with_the_rule_written_out(op, first):
     assert np.array_equal(out, _share_reference(g, xt, y, op, first))
 
 
+def test_select_grad_without_a_share_at_ties_is_a_mask():
+    g = np.array([1.0, 2.0, 3.0])
+    x = np.array([0.0, 1.0, -1.0])
+    want = np.array([0.0, 2.0, 0.0])  # relu's rule: nothing at x == 0
+    assert np.array_equal(_E.select_grad(g, x, 0.0, op="maximum", first=True, tie=0.0), want)
+    assert np.array_equal(_E._select_grad_impl(np, g, x, 0.0, "maximum", True, 0.0), want)
+    out = np.empty(3)
+    _E._select_grad_into(g, x, 0.0, out=out, op="maximum", first=True, tie=0.0)
+    assert np.array_equal(out, want)
+
+
 def test_select_grad_into_may_write_over_the_cotangent():
     g = np.array([1.0, 2.0, 3.0])
     x = np.array([0.0, 1.0, -1.0])

@@ -348,6 +348,8 @@ CASES += [  # the select ops' rule (recorded backward passes bind it)
          "select_grad-minimum-y"),
     Case(("select_grad",), _select_grad("maximum", False, _SEL_X, _SEL_Y[None, :1]),
          (ANY((2, 3)),), "select_grad-broadcast"),
+    Case(("select_grad",), lambda g: E.select_grad(g, _SEL_X, 0.0, op="maximum", first=True,
+                                                   tie=0.0), (ANY((2, 3)),), "select_grad-relu"),
 ]
 
 

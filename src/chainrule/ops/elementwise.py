@@ -338,12 +338,12 @@ def _is_plain(v: Any) -> bool:
     return type(v) is np.ndarray or type(v) in _PY_SCALARS or isinstance(v, np.generic)
 
 
-def _share_np(g, x, y, wins):
-    """``g`` where ``wins``, half of it at ties, zero elsewhere: NumPy values only."""
-    tie = x == y
-    if tie is True or (tie is not False and tie.any()):
+def _share_np(g, x, y, wins, tie=0.5):
+    """``g`` where ``wins``, ``tie * g`` at ties (``x == y``), zero elsewhere: NumPy values."""
+    ties = x == y if tie else False
+    if ties is True or (ties is not False and ties.any()):
         w = np.asarray(wins, dtype=np.result_type(g, np.float32))
-        w[np.broadcast_to(tie, w.shape)] = 0.5
+        w[np.broadcast_to(ties, w.shape)] = tie
         return g * w
     return g * wins  # booleans keep g's dtype
 
@@ -352,36 +352,37 @@ def _wins(x, y, op, first):
     return _WINS[op](x, y) if first else _WINS[op](y, x)
 
 
-def _select_grad_impl(xp, g, x, y, op, first):
-    half = xp.asarray(0.5, dtype=g.dtype)
+def _select_grad_impl(xp, g, x, y, op, first, tie=0.5):
+    share = xp.asarray(tie, dtype=g.dtype)
     zero = xp.asarray(0.0, dtype=g.dtype)
-    return xp.where(_wins(x, y, op, first), g, xp.where(x == y, g * half, g * zero))
+    return xp.where(_wins(x, y, op, first), g, xp.where(x == y, g * share, g * zero))
 
 
-def _select_grad_np(g, x, y, op, first):
-    return _share_np(g, x, y, _wins(x, y, op, first))
+def _select_grad_np(g, x, y, op, first, tie=0.5):
+    return _share_np(g, x, y, _wins(x, y, op, first), tie)
 
 
-def _select_grad_into(g, x, y, *, out, op, first):
+def _select_grad_into(g, x, y, *, out, op, first, tie=0.5):
     """``select_grad`` into ``out`` (element by element, so ``out`` may be one of the inputs)."""
     wins = _wins(x, y, op, first)
-    tie = x == y
-    if tie is True or (tie is not False and tie.any()):
-        np.copyto(out, _share_np(g, x, y, wins))
+    ties = x == y if tie else False
+    if ties is True or (ties is not False and ties.any()):
+        np.copyto(out, _share_np(g, x, y, wins, tie))
     else:
         np.multiply(g, wins, out=out)
     return out
 
 
 # The reverse and forward rule of every select op: ``g`` where the operand (``x`` if
-# ``first``, else ``y``) is chosen, half of ``g`` at ties, zero elsewhere.  Linear in ``g``;
-# ``x`` and ``y`` only choose, a piecewise-constant choice that gets no derivative.
+# ``first``, else ``y``) is chosen, ``tie * g`` at ties (half: the select ops share it; relu
+# gives none), zero elsewhere.  Linear in ``g``; ``x`` and ``y`` only choose, a
+# piecewise-constant choice that gets no derivative.
 select_grad: Primitive = primitive(
     "select_grad", _select_grad_impl, _select_grad_np,
-    vjp=(lambda c, out, g, x, y, op, first: unbroadcast(
-        select_grad(c, x, y, op=op, first=first), g, out), None, None),
-    jvp=(lambda t, out, g, x, y, op, first: select_grad(
-        align(t, g, out), x, y, op=op, first=first), None, None),
+    vjp=(lambda c, out, g, x, y, op, first, tie=0.5: unbroadcast(
+        select_grad(c, x, y, op=op, first=first, tie=tie), g, out), None, None),
+    jvp=(lambda t, out, g, x, y, op, first, tie=0.5: select_grad(
+        align(t, g, out), x, y, op=op, first=first, tie=tie), None, None),
     saves="inputs",
 )
 select_grad.np_out_impl = _select_grad_into
