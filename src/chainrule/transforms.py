@@ -427,7 +427,7 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool 
         value = _finish(tr.out_values[0])
         return ((value, tr.aux), g) if has_aux else (value, g)
 
-    if not replay or has_aux:
+    if not replay:
         return functools.wraps(f)(eager_value_and_grad)
     replayed = GradientReplay(f, eager_value_and_grad)
 

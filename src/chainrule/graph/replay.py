@@ -22,10 +22,11 @@ A replay gives exactly what calling ``f`` would, or it does not happen:
   a replay whose guard fails runs eagerly instead.
 * Only plain arguments are replayed: NumPy arrays and scalars, Python
   numbers, strings and ``None`` in tuples, lists and dicts.  Tensors, other
-  array libraries, calls inside another transform or a ``GradientTape``,
-  ``has_aux=True`` and anything under ``cr.detect_anomaly()`` run eagerly.
+  array libraries, calls inside another transform or a ``GradientTape``
+  and anything under ``cr.detect_anomaly()`` run eagerly.
 * Results are fresh arrays (never an argument, a constant or a buffer of
-  the program), NumPy scalars come back as 0-d arrays, as eagerly.
+  the program); every other result leaf (NumPy scalars, the numbers and
+  strings of ``has_aux``'s extra output) comes back as an array, as eagerly.
 
 Recording costs a few eager calls' time, so it happens on the third call
 with one signature; a function called with ever new signatures (a Python
