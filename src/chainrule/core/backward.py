@@ -19,7 +19,7 @@ import numpy as np
 from ..backend import REFUSING_TYPES
 from .hooks import call_hook
 from .primitive import Box, Node, box_class, lift_refusing, node_of
-from .version import check_saved, modified
+from .version import check_saved, modified, newest
 
 __all__ = ["backward_pass", "add_cotangents", "tensor_hooks"]
 
@@ -107,7 +107,7 @@ def backward_pass(
             args = node._args
             if args is None:
                 raise _freed_error(node)
-            if changed:
+            if changed and node._seq < newest[0]:
                 check_saved(node)
             params = node._params
             if lean and type(node) is Node:  # (the common case first)

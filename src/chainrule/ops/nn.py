@@ -70,13 +70,21 @@ def _relu_impl(xp, x):
     return xp.where(x > 0, x, xp.zeros_like(x))
 
 
+def _relu_vjp(g, out, x):
+    if type(out) is np.ndarray:  # a plain mask: one pass
+        return g * (out > 0)
+    return masked(g, out > 0)
+
+
 # out > 0 exactly where x > 0: the rules read the output, so the input can be freed.
 relu = primitive(
     "relu", _relu_impl, lambda x: np.maximum(x, 0),
-    vjp=(lambda g, out, x: masked(g, out > 0),),
+    vjp=(_relu_vjp,),
     jvp=(lambda t, out, x: masked(t, out > 0),),
     saves="output",
 )
+# a cotangent the sweep owns is masked where it lies (g may carry leading batch axes)
+relu.vjp_inplace = (lambda g, out, x: np.multiply(g, out > 0, out=g),)
 
 
 def _softplus_impl(xp, x):
@@ -449,7 +457,10 @@ def _check_window(shape, kernel, stride, padding, op):
 # --- convolution ---------------------------------------------------------------------------------
 
 def _is_plain_numpy(*vals: Any) -> bool:
-    return all(isinstance(v, np.ndarray) for v in vals)
+    for v in vals:
+        if not isinstance(v, np.ndarray):
+            return False
+    return True
 
 
 def _contract(spec: str, a: Any, b: Any, np_fn) -> Any:
@@ -513,11 +524,15 @@ def _matmul(a: Any, b: Any) -> Any:
 
 
 def _lin_vjp_x(g, out, x, w, b=None):
+    if type(g) is np.ndarray and type(w) is np.ndarray:  # first order: straight to NumPy
+        return np.matmul(g, w)
     return _matmul(g, w)  # (B.., lead.., O) @ (O, I)
 
 
 def _lin_vjp_w_np(g, x):
     """``sum over samples of g^T x``: (B.., lead.., O), (lead.., I) -> (B.., O, I), one GEMM."""
+    if g.ndim == 2 and x.ndim == 2:  # (N, O), (N, I): the common case
+        return np.matmul(g.T, x)
     L = x.ndim - 1
     xf = x.reshape(-1, x.shape[-1]) if L != 1 else x
     gf = g.reshape(g.shape[:g.ndim - L - 1] + (xf.shape[0], g.shape[-1])) if L != 1 else g
@@ -525,6 +540,8 @@ def _lin_vjp_w_np(g, x):
 
 
 def _lin_vjp_w(g, out, x, w, b=None):
+    if type(g) is np.ndarray and type(x) is np.ndarray:
+        return _lin_vjp_w_np(g, x)
     L = len(x.shape) - 1  # the input's leading (sample) axes are summed over
     letters = "abdefhkl"[:L]
     return _contract(f"...{letters}o,{letters}i->...oi", g, x, _lin_vjp_w_np)
@@ -535,6 +552,8 @@ def _lin_vjp_b(g, out, x, w, b):
     if not L:
         return g
     if type(g) is np.ndarray:  # first order: straight to NumPy
+        if L == 1 and g.ndim == 2:
+            return g.sum(axis=0)
         return g.sum(axis=tuple(range(g.ndim - L - 1, g.ndim - 1)))
     return reduce_sum(g, axes=tuple(range(-L - 1, -1)), keepdims=False)
 
