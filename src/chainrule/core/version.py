@@ -17,7 +17,7 @@ from typing import Any
 
 from .primitive import Box, _seq, node_of
 
-__all__ = ["modified", "newest", "bump_version", "check_saved"]
+__all__ = ["modified", "newest", "bump_version", "bump_versions", "check_saved"]
 
 #: ``id(box)`` -> the clock when the box was last changed in place.
 modified: dict[int, int] = {}
@@ -37,6 +37,20 @@ def bump_version(box: Box) -> None:
         key = id(obj)
         if key not in modified:
             weakref.finalize(obj, modified.pop, key, None)
+        modified[key] = now
+
+
+def bump_versions(boxes: Any) -> None:
+    """:func:`bump_version` for many boxes changed at once (an optimiser step): one tick."""
+    now = next(_seq)
+    newest[0] = now
+    for box in boxes:
+        if box._rec is not None or box._prim is not None:  # a recorded result
+            bump_version(box)
+            continue
+        key = id(box)
+        if key not in modified:
+            weakref.finalize(box, modified.pop, key, None)
         modified[key] = now
 
 
