@@ -20,6 +20,7 @@ leading batch axes.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import numpy as np
@@ -890,20 +891,52 @@ def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
 
 # --- fused softmax cross-entropy against integer labels -----------------------------------------
 
-def _xent_np(z, labels, axis, reduction):
+#: ``(weak reference to the logits, axis, softmax)`` of the latest forward pass on NumPy:
+#: its first-order reverse rule takes that softmax instead of computing it again.
+_last_softmax: list = [None]
+
+
+def _forget_softmax(ref: Any) -> None:
+    entry = _last_softmax[0]
+    if entry is not None and entry[0] is ref:
+        _last_softmax[0] = None
+
+
+def _xent_np(z, labels, axis, reduction, guard=False):
     m = z.max(axis=axis, keepdims=True)
-    if not np.isfinite(m).all():
+    if guard:  # an infinite or nan maximum: shift that row by 0 instead
         m = np.where(np.isfinite(m), m, 0)
-    lse = np.log(np.exp(z - m).sum(axis=axis, keepdims=True)) + m
+    e = z - m
+    e = np.exp(e, out=e) if e.dtype.kind in "fc" else np.exp(e)
+    s = e.sum(axis=axis, keepdims=True)
+    lse = np.log(s)
+    lse += m
     if z.ndim == 2 and axis == -1:  # the common (N, C) case: plain fancy indexing
         loss = lse[:, 0] - z[np.arange(z.shape[0]), labels]
     else:
         picked = np.take_along_axis(z, np.expand_dims(labels, axis), axis)
         loss = np.squeeze(lse - picked, axis=axis)
+    if type(z) is np.ndarray:
+        e /= s  # the softmax, kept for the reverse rule (one slot, freed with the logits)
+        _last_softmax[0] = (weakref.ref(z, _forget_softmax), axis, e)
     if reduction == "none":
+        if not guard and not np.isfinite(lse).all():
+            return _xent_np(z, labels, axis, reduction, True)
         return loss
     total = loss.sum()
+    # a finite total had finite row maxima (complex logits: always the guarded pass)
+    if not guard and (total.dtype.kind == "c" or not math.isfinite(total)):
+        return _xent_np(z, labels, axis, reduction, True)
     return total / loss.size if reduction == "mean" else total
+
+
+def _saved_softmax(z: Any, axis: int) -> Any:
+    """The softmax of ``z`` saved by its forward pass, taken (once), or ``None``."""
+    entry = _last_softmax[0]  # (one read: another thread may replace the slot)
+    if entry is not None and entry[0]() is z and entry[1] == axis:
+        _last_softmax[0] = None
+        return entry[2]
+    return None
 
 
 def _xent_generic(xp, z, labels, axis, reduction):
@@ -922,7 +955,9 @@ def _xent_dz(z, labels, axis):
     """``softmax(z) - onehot(labels)`` along ``axis``, the derivative of each sample's loss."""
     labels = _raw(labels)
     if isinstance(z, np.ndarray):
-        s = _softmax_np(z, axis)
+        s = _saved_softmax(z, axis)
+        if s is None:
+            s = _softmax_np(z, axis)
         if z.ndim == 2 and axis == -1:
             s[np.arange(z.shape[0]), labels] -= 1
         else:

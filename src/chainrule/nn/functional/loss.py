@@ -68,6 +68,20 @@ def one_hot(labels: Any, num_classes: int = -1) -> np.ndarray:
     return (lab[..., None] == np.arange(n)).astype(np.int64)
 
 
+#: Signed integer dtypes and their unsigned twins: seen as unsigned, negative labels are
+#: huge, so one maximum checks ``0 <= label < n``.
+_UNSIGNED = {np.dtype(t): np.dtype(t.replace("int", "uint"))
+             for t in ("int8", "int16", "int32", "int64")}
+
+
+def _all_below(t: np.ndarray, n: int) -> bool:
+    """Whether every integer label lies in ``[0, n)`` (one pass over the labels)."""
+    u = _UNSIGNED.get(t.dtype)
+    if u is not None:
+        return bool(t.view(u).max() < n)
+    return bool(t.min() >= 0 and t.max() < n)
+
+
 def _class_axis(input: Any) -> int:
     nd = len(shape_of(input))
     return -nd + 1 if nd >= 2 else -1  # (N, C, d1, ...) -> axis 1; (C,) -> axis 0
@@ -162,10 +176,9 @@ def cross_entropy(input: Any, target: Any, weight: Any = None, ignore_index: int
     # only integer labels are read; class probabilities are computed with, never read
     tkind = _dtype(target).kind
     traw = _labels_of(target) if tkind in "iu" else None
-    if weight is None and ls == 0 and traw is not None and traw.size:
-        lo, hi = traw.min(), traw.max()
-        if lo >= 0 and hi < shape_of(input)[ax] and traw.shape == _sample_shape(input):
-            return N.softmax_cross_entropy(input, traw, ax, reduction)  # the fused fast path
+    if weight is None and ls == 0 and traw is not None and traw.size \
+            and traw.shape == _sample_shape(input) and _all_below(traw, shape_of(input)[ax]):
+        return N.softmax_cross_entropy(input, traw, ax, reduction)  # the fused fast path
     logp = N.log_softmax(input, ax)
     if tkind == "f":  # class probabilities
         _check_same_shape(input, target, "cross_entropy")
