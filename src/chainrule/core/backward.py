@@ -145,7 +145,13 @@ def backward_pass(
                         ct is g if inplace is not None else ct is not g and ct.base is None)
                     # _send() inlined: this loop runs once per edge of the graph
                     if a._prim is None:
-                        _send_leaf(a, ct, leaves, own if lean else None, fresh)
+                        key = id(a)
+                        if key not in leaves:  # (the first cotangent of this leaf)
+                            leaves[key] = (a, ct)
+                            if fresh:
+                                own.add(key)
+                        else:
+                            _send_leaf(a, ct, leaves, own if lean else None, fresh)
                     elif a._ct is None:
                         a._ct = ct
                         if type(a) is Node:
