@@ -126,7 +126,11 @@ def backward_pass(
             if type(rule) is tuple:
                 inplace = prim.vjp_inplace if lean and node._owned else None
                 if inplace is not None:
-                    inplace = _only_input(args, inplace, level, vals, out)
+                    if len(args) == 1 and type(out) is np.ndarray \
+                            and not isinstance(vals[0], Box):  # (one input: no search)
+                        inplace = inplace[0]
+                    else:
+                        inplace = _only_input(args, inplace, level, vals, out)
                 for a, f in zip(args, rule):
                     if type(a) is Node:
                         if a._level != level:

@@ -214,7 +214,7 @@ def record(cls, out, level, prim, args, params, vals, node_args=None):
     else:
         for v in vals:
             if type(v) is np.ndarray:  # (numbers and NumPy scalars are kept as they are)
-                vals = tuple(_keep(v) for v in vals)
+                vals = (_keep(v),) if len(vals) == 1 else tuple([_keep(v) for v in vals])
                 break
         node._vals = vals
         node._out = out if saves == "output" or type(out) is not np.ndarray else _keep(out)

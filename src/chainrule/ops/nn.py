@@ -590,15 +590,17 @@ linear_nobias_p: Primitive = primitive(
 
 def linear(x: Any, w: Any, b: Any = None) -> Any:
     """``x @ w.T + b`` for ``x`` ``(..., in)``, ``w`` ``(out, in)``, ``b`` ``(out,)``: one node."""
-    xs, ws = tuple(getattr(x, "shape", ())), tuple(getattr(w, "shape", ()))
+    xs, ws = getattr(x, "shape", ()), getattr(w, "shape", ())
     if len(ws) != 2 or len(xs) < 1 or xs[-1] != ws[1]:
+        xs, ws = tuple(xs), tuple(ws)
         raise ValueError(f"linear: input of shape {xs} does not match weight of shape {ws}: "
                          f"expected input (..., {ws[-1] if ws else '?'}) and weight (out, in)")
     if b is None:
         return linear_nobias_p(x, w)
-    if tuple(getattr(b, "shape", ())) != ws[:1]:
-        raise ValueError(f"linear: bias of shape {tuple(getattr(b, 'shape', ()))} does not "
-                         f"match weight of shape {ws}: expected ({ws[0]},)")
+    bs = getattr(b, "shape", ())
+    if len(bs) != 1 or bs[0] != ws[0]:
+        raise ValueError(f"linear: bias of shape {tuple(bs)} does not match weight of shape "
+                         f"{tuple(ws)}: expected ({ws[0]},)")
     return linear_p(x, w, b)
 
 
