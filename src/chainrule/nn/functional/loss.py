@@ -68,6 +68,8 @@ def one_hot(labels: Any, num_classes: int = -1) -> np.ndarray:
     return (lab[..., None] == np.arange(n)).astype(np.int64)
 
 
+_FUSED = ("mean", "sum", "none")
+
 #: Signed integer dtypes and their unsigned twins: seen as unsigned, negative labels are
 #: huge, so one maximum checks ``0 <= label < n``.
 _UNSIGNED = {np.dtype(t): np.dtype(t.replace("int", "uint"))
@@ -167,6 +169,15 @@ def cross_entropy(input: Any, target: Any, weight: Any = None, ignore_index: int
     >>> logits.grad
     array([[ 1., -1.]])
     """
+    if weight is None and not label_smoothing and type(target) is np.ndarray \
+            and target.dtype.kind in "iu" and target.size and reduction in _FUSED:
+        shp = getattr(input, "shape", None)  # (a list takes the general path below)
+        if shp:  # the common call: integer labels as a NumPy array, checked in one pass
+            nd = len(shp)
+            ax = 1 - nd if nd >= 2 else -1
+            if target.shape == ((shp[0],) + tuple(shp[2:]) if nd >= 2 else ()) \
+                    and _all_below(target, shp[ax]):
+                return N.softmax_cross_entropy_p(input, target, axis=ax, reduction=reduction)
     check_reduction(reduction, "cross_entropy")
     input = as_input(input)
     ax = _class_axis(input)
