@@ -576,28 +576,39 @@ def _lin_jvp_b(t, out, x, w, b):
                         shape=bs + tuple(out.shape))
 
 
+# The rules read the inputs, never the output: a layer's result (say, the input of a ReLU)
+# is freed as soon as the next layer has used it.
 linear_p = primitive(
     "linear", _linear_generic, _linear_np,
     vjp=(_lin_vjp_x, _lin_vjp_w, _lin_vjp_b),
     jvp=(lambda t, out, x, w, b: linear_nobias_p(t, w), _lin_jvp_w, _lin_jvp_b),
+    saves="inputs",
 )
 linear_nobias_p: Primitive = primitive(
     "linear_nobias", _linear_generic, _linear_np,
     vjp=(_lin_vjp_x, _lin_vjp_w),
     jvp=(lambda t, out, x, w: linear_nobias_p(t, w), _lin_jvp_w),
+    saves="inputs",
 )
+
+
+def _shape(v: Any) -> Any:
+    """The shape of ``v``, read from the array under a box (no tuple made)."""
+    if isinstance(v, Box):
+        v = v.data
+    return getattr(v, "shape", ())
 
 
 def linear(x: Any, w: Any, b: Any = None) -> Any:
     """``x @ w.T + b`` for ``x`` ``(..., in)``, ``w`` ``(out, in)``, ``b`` ``(out,)``: one node."""
-    xs, ws = getattr(x, "shape", ()), getattr(w, "shape", ())
+    xs, ws = _shape(x), _shape(w)
     if len(ws) != 2 or len(xs) < 1 or xs[-1] != ws[1]:
         xs, ws = tuple(xs), tuple(ws)
         raise ValueError(f"linear: input of shape {xs} does not match weight of shape {ws}: "
                          f"expected input (..., {ws[-1] if ws else '?'}) and weight (out, in)")
     if b is None:
         return linear_nobias_p(x, w)
-    bs = getattr(b, "shape", ())
+    bs = _shape(b)
     if len(bs) != 1 or bs[0] != ws[0]:
         raise ValueError(f"linear: bias of shape {tuple(bs)} does not match weight of shape "
                          f"{tuple(ws)}: expected ({ws[0]},)")

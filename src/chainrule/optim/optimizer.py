@@ -126,22 +126,23 @@ class Optimizer:
                     g = _raw(g)
                     if not hasattr(g, "shape"):  # a Python number
                         g = np.asarray(g)
-                pairs.append((p, g, p.data))
-            self._check_grads(pairs)
+                a = p.data
+                if type(a) is not np.ndarray or g.shape != a.shape:
+                    self._check_grad(g, a)
+                pairs.append((p, g, a))
             work.append((group, pairs))
         for group, pairs in work:
             self._update_group(group, pairs)
         return loss
 
-    def _check_grads(self, pairs: list) -> None:
-        """Raise ``ValueError`` if a gradient does not have its parameter's shape."""
-        for _, g, a in pairs:
-            ps = a.shape if type(a) is np.ndarray else tuple(getattr(_raw(a), "shape", ()))
-            if g.shape != ps and tuple(g.shape) != ps:
-                raise ValueError(
-                    f"{type(self).__name__}.step: a gradient of shape {tuple(g.shape)} for a "
-                    f"parameter of shape {ps}; no parameter was changed (set .grad to an "
-                    "array of the parameter's shape, or to None)")
+    def _check_grad(self, g: Any, a: Any) -> None:
+        """Raise ``ValueError`` if the gradient ``g`` does not have the shape of the data ``a``."""
+        ps = tuple(getattr(_raw(a), "shape", ()))
+        if tuple(g.shape) != ps:
+            raise ValueError(
+                f"{type(self).__name__}.step: a gradient of shape {tuple(g.shape)} for a "
+                f"parameter of shape {ps}; no parameter was changed (set .grad to an "
+                "array of the parameter's shape, or to None)")
 
     def _update_group(self, group: dict[str, Any], pairs: list) -> None:
         """Apply ``_update`` to each checked ``(parameter, raw gradient, data)`` of ``group``."""

@@ -46,9 +46,9 @@ class SGD(Optimizer):
         rest, done = [], []
         for p, g, a in pairs:
             # the plain step on real NumPy arrays, in place: p -= lr * g
-            if type(a) is np.ndarray and type(g) is np.ndarray and a.dtype.kind == "f" \
-                    and g.dtype.kind == "f" and a.flags.writeable:
-                np.subtract(a, np.multiply(g, lr), out=a, casting="same_kind")
+            if type(a) is np.ndarray and type(g) is np.ndarray \
+                    and a.dtype.kind == "f" == g.dtype.kind and a.flags.writeable:
+                a -= g * lr  # (in place, same-kind casting)
                 done.append(p)
             else:
                 rest.append((p, g, a))
