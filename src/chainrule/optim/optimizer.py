@@ -23,7 +23,7 @@ import numpy as np
 
 from ..core.primitive import Box
 from ..core.trace import enable_grad
-from ..core.version import bump_version, bump_versions
+from ..core.version import bump_version
 
 __all__ = ["Optimizer", "required"]
 
