@@ -548,12 +548,32 @@ def _lin_vjp_w(g, out, x, w, b=None):
     return _contract(f"...{letters}o,{letters}i->...oi", g, x, _lin_vjp_w_np)
 
 
+#: Up to this many rows, the bias gradient (a sum over the samples) is one matrix-vector
+#: product; beyond, NumPy's pairwise sum keeps float32 sums accurate.
+_GEMV_ROWS = 4096
+_ones_cache: dict = {}
+
+
+def _ones(n: int, dtype: Any) -> np.ndarray:
+    """A read-only vector of ``n`` ones (kept for the few sizes a model uses)."""
+    key = (n, dtype)
+    v = _ones_cache.get(key)
+    if v is None:
+        if len(_ones_cache) > 16:
+            _ones_cache.clear()
+        v = _ones_cache[key] = np.ones(n, dtype)
+        v.flags.writeable = False
+    return v
+
+
 def _lin_vjp_b(g, out, x, w, b):
     L = len(x.shape) - 1
     if not L:
         return g
     if type(g) is np.ndarray:  # first order: straight to NumPy
         if L == 1 and g.ndim == 2:
+            if g.shape[0] <= _GEMV_ROWS and g.dtype.kind in "fc":
+                return _ones(g.shape[0], g.dtype) @ g  # BLAS: 2-3x faster than sum(axis=0)
             return g.sum(axis=0)
         return g.sum(axis=tuple(range(g.ndim - L - 1, g.ndim - 1)))
     return reduce_sum(g, axes=tuple(range(-L - 1, -1)), keepdims=False)
