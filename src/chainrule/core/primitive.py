@@ -394,7 +394,7 @@ class Primitive:
         if lvl < 0 or not self.differentiable:
             return self._bind(args, params)
         try:
-            out = self.box_impl(*vals, **params)
+            out = self.box_impl(*vals, **params) if params else self.box_impl(*vals)
         except (ValueError, TypeError) as exc:  # zero cost unless raised
             raise _explained(self, vals, exc) from exc
         cls = box_class[0]

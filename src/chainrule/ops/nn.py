@@ -542,6 +542,8 @@ def _lin_vjp_w_np(g, x):
 
 def _lin_vjp_w(g, out, x, w, b=None):
     if type(g) is np.ndarray and type(x) is np.ndarray:
+        if g.ndim == 2 and x.ndim == 2:  # (N, O), (N, I): the common case
+            return np.matmul(g.T, x)
         return _lin_vjp_w_np(g, x)
     L = len(x.shape) - 1  # the input's leading (sample) axes are summed over
     letters = "abdefhkl"[:L]
@@ -986,7 +988,8 @@ def _xent_generic(xp, z, labels, axis, reduction):
 
 def _xent_dz(z, labels, axis):
     """``softmax(z) - onehot(labels)`` along ``axis``, the derivative of each sample's loss."""
-    labels = _raw(labels)
+    if type(labels) is not np.ndarray:
+        labels = _raw(labels)
     if isinstance(z, np.ndarray):
         s = _saved_softmax(z, axis)
         if s is None:
