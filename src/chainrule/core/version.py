@@ -45,7 +45,7 @@ def bump_versions(boxes: Any) -> None:
     now = next(_seq)
     newest[0] = now
     for box in boxes:
-        if box._rec is not None or box._prim is not None:  # a recorded result
+        if box._prim is not None or node_of(box) is not None:  # a recorded result
             bump_version(box)
             continue
         key = id(box)
