@@ -145,6 +145,7 @@ IN_PLACE_CASES = {
     "multiply": lambda x: cnp.sum((x * R(x)) * 3.0 * W(x) + (x * 2.0) * x),
     "divide": lambda x: cnp.sum((x / R(x)) * 3.0 * W(x) + (x / 2.0) * W(x)),
     "power": lambda x: cnp.sum((x ** 2) * W(x) + (x ** 3) * W(x) + x ** 2.5 * W(x)),
+    "relu": lambda x: cnp.sum(cr.nn.functional.relu(x * 1.5 - 1.0) * x * W(x)),
 }
 
 

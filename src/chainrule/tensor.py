@@ -302,7 +302,11 @@ class Tensor(Box):
                 "backward() on a tensor that does not require grad: none of its inputs had "
                 "requires_grad=True (or it was computed under no_grad())"
             )
-        if grad is None:
+        data = self.data
+        if grad is None and (type(data) is np.ndarray or isinstance(data, np.generic)) \
+                and data.size == 1 and data.dtype.kind != "c":
+            grad = np.ones(data.shape, dtype=data.dtype)  # (the usual loss.backward())
+        elif grad is None:
             if self.size != 1:
                 raise ValueError(
                     f"backward() without a gradient needs a tensor with one element, but this "
@@ -327,7 +331,11 @@ class Tensor(Box):
         else:
             leaves, _ = backward_pass([(self, grad)], self._level, retain_graph, False)
         for leaf, g in leaves.values():
-            accumulate_grad(leaf, g)
+            if leaf.grad is None and type(g) is np.ndarray and g.base is None \
+                    and g.flags.writeable:  # a fresh array: stored as it is
+                leaf.grad = g
+            else:
+                accumulate_grad(leaf, g)
 
 
 def accumulate_grad(leaf: Box, g: Any) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from ..backend import REFUSING_TYPES
 from .hooks import call_hook
 from .primitive import Box, Node, box_class, lift_refusing, node_of
-from .version import check_saved, modified
+from .version import check_saved, modified, newest
 
 __all__ = ["backward_pass", "add_cotangents", "tensor_hooks"]
 
@@ -107,7 +107,7 @@ def backward_pass(
             args = node._args
             if args is None:
                 raise _freed_error(node)
-            if changed:
+            if changed and node._seq < newest[0]:
                 check_saved(node)
             params = node._params
             if lean and type(node) is Node:  # (the common case first)
@@ -126,7 +126,11 @@ def backward_pass(
             if type(rule) is tuple:
                 inplace = prim.vjp_inplace if lean and node._owned else None
                 if inplace is not None:
-                    inplace = _only_input(args, inplace, level, vals, out)
+                    if len(args) == 1 and type(out) is np.ndarray \
+                            and not isinstance(vals[0], Box):  # (one input: no search)
+                        inplace = inplace[0]
+                    else:
+                        inplace = _only_input(args, inplace, level, vals, out)
                 for a, f in zip(args, rule):
                     if type(a) is Node:
                         if a._level != level:
@@ -145,7 +149,13 @@ def backward_pass(
                         ct is g if inplace is not None else ct is not g and ct.base is None)
                     # _send() inlined: this loop runs once per edge of the graph
                     if a._prim is None:
-                        _send_leaf(a, ct, leaves, own if lean else None, fresh)
+                        key = id(a)
+                        if key not in leaves:  # (the first cotangent of this leaf)
+                            leaves[key] = (a, ct)
+                            if fresh:
+                                own.add(key)
+                        else:
+                            _send_leaf(a, ct, leaves, own if lean else None, fresh)
                     elif a._ct is None:
                         a._ct = ct
                         if type(a) is Node:

@@ -222,7 +222,7 @@ def record(cls, out, level, prim, args, params, vals, node_args=None):
     else:
         for v in vals:
             if type(v) is np.ndarray:  # (numbers and NumPy scalars are kept as they are)
-                vals = tuple(_keep(v) for v in vals)
+                vals = (_keep(v),) if len(vals) == 1 else tuple([_keep(v) for v in vals])
                 break
         node._vals = vals
         node._out = out if saves == "output" or type(out) is not np.ndarray else _keep(out)
@@ -373,7 +373,42 @@ class Primitive:
             if type(x) in NUMPY_TYPES:
                 return self.np_impl(x, **params)
             return self._raw_other(args, params)
+        if n > 2:
+            return self._call_many(args, params)
         return self._bind(args, params)
+
+    def _call_many(self, args: tuple, params: dict) -> Any:
+        """The fast path for three or more inputs: boxes of one level over NumPy data."""
+        lvl = -1
+        tracked = False
+        vals = []
+        nodes = []  # the inputs as the graph keeps them
+        for a in args:
+            if isinstance(a, Box):
+                if a._level != lvl:
+                    # (boxes that are their own graph nodes live at special levels)
+                    if lvl >= 0 or a._level in SPECIAL_LEVELS:
+                        return self._bind(args, params)
+                    lvl = a._level
+                if a.requires_grad:
+                    tracked = True
+                nodes.append(a if a._rec is None else a._rec)
+                a = a.data
+            else:
+                nodes.append(a)
+            if type(a) not in NUMPY_TYPES:
+                return self._bind(args, params)
+            vals.append(a)
+        if lvl < 0 or not self.differentiable:
+            return self._bind(args, params)
+        try:
+            out = self.box_impl(*vals, **params) if params else self.box_impl(*vals)
+        except (ValueError, TypeError) as exc:  # zero cost unless raised
+            raise _explained(self, vals, exc) from exc
+        cls = box_class[0]
+        if tracked and lvl > state.grad_floor:
+            return record(cls, out, lvl, self, args, params or None, tuple(vals), tuple(nodes))
+        return cls(out, lvl)
 
     def _bind(self, args: tuple, params: dict) -> Any:
         """The general bind: any number of inputs, boxes of several levels, forward mode."""

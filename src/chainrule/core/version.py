@@ -17,10 +17,13 @@ from typing import Any
 
 from .primitive import Box, _seq, node_of
 
-__all__ = ["modified", "bump_version", "check_saved"]
+__all__ = ["modified", "newest", "bump_version", "bump_versions", "check_saved"]
 
 #: ``id(box)`` -> the clock when the box was last changed in place.
 modified: dict[int, int] = {}
+#: ``[clock]`` of the latest in-place change: an operation recorded after it has nothing
+#: to check (the usual training loop: the optimiser steps, then the next forward pass).
+newest: list[int] = [-1]
 
 
 def bump_version(box: Box) -> None:
@@ -28,6 +31,7 @@ def bump_version(box: Box) -> None:
     if not isinstance(box, Box):
         return
     now = next(_seq)
+    newest[0] = now
     node = node_of(box)  # a recorded result: the graph refers to its node, not the tensor
     for obj in (box,) if node is None or node is box else (box, node):
         key = id(obj)
@@ -36,9 +40,25 @@ def bump_version(box: Box) -> None:
         modified[key] = now
 
 
+def bump_versions(boxes: Any) -> None:
+    """:func:`bump_version` for many boxes changed at once (an optimiser step): one tick."""
+    now = next(_seq)
+    newest[0] = now
+    for box in boxes:
+        if box._prim is not None or node_of(box) is not None:  # a recorded result
+            bump_version(box)
+            continue
+        key = id(box)
+        if key not in modified:
+            weakref.finalize(box, modified.pop, key, None)
+        modified[key] = now
+
+
 def check_saved(box: Any) -> None:
     """Raise if an input (or the result) that ``box``'s operation saved changed since."""
     seq = box._seq
+    if seq > newest[0]:
+        return
     for i, a in enumerate(box._args):
         if isinstance(a, Box):
             stamp = modified.get(id(a))

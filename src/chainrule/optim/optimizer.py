@@ -106,31 +106,59 @@ class Optimizer:
                     p.grad = np.zeros_like(_raw(p.grad))
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Update every parameter that has a gradient; ``closure`` re-evaluates the loss."""
+        """Update every parameter that has a gradient; ``closure`` re-evaluates the loss.
+
+        Every gradient is checked against its parameter's shape before the
+        first one is applied, so a bad gradient leaves the whole model as it was.
+        """
         loss = None
         if closure is not None:
             with enable_grad():
                 loss = closure()
-        state = self.state
+        work = []
         for group in self.param_groups:
-            maximize = group.get("maximize")
+            pairs = []
             for p in group["params"]:
                 g = p.grad
                 if g is None:
                     continue
                 if type(g) is not np.ndarray:
                     g = _raw(g)
-                if maximize:
-                    g = -g
-                st = state.get(id(p))
-                if st is None:
-                    st = state[id(p)] = {}
-                if getattr(g, "dtype", None) is not None and g.dtype.kind == "c":
-                    self._update_complex(p, g, st, group)
-                else:
-                    self._update(p, g, st, group)
-                bump_version(p)
+                    if not hasattr(g, "shape"):  # a Python number
+                        g = np.asarray(g)
+                a = p.data
+                if type(a) is not np.ndarray or g.shape != a.shape:
+                    self._check_grad(g, a)
+                pairs.append((p, g, a))
+            work.append((group, pairs))
+        for group, pairs in work:
+            self._update_group(group, pairs)
         return loss
+
+    def _check_grad(self, g: Any, a: Any) -> None:
+        """Raise ``ValueError`` if the gradient ``g`` does not have the shape of the data ``a``."""
+        ps = tuple(getattr(_raw(a), "shape", ()))
+        if tuple(g.shape) != ps:
+            raise ValueError(
+                f"{type(self).__name__}.step: a gradient of shape {tuple(g.shape)} for a "
+                f"parameter of shape {ps}; no parameter was changed (set .grad to an "
+                "array of the parameter's shape, or to None)")
+
+    def _update_group(self, group: dict[str, Any], pairs: list) -> None:
+        """Apply ``_update`` to each checked ``(parameter, raw gradient, data)`` of ``group``."""
+        state = self.state
+        maximize = group.get("maximize")
+        for p, g, _ in pairs:
+            if maximize:
+                g = -g
+            st = state.get(id(p))
+            if st is None:
+                st = state[id(p)] = {}
+            if getattr(g, "dtype", None) is not None and g.dtype.kind == "c":
+                self._update_complex(p, g, st, group)
+            else:
+                self._update(p, g, st, group)
+            bump_version(p)
 
     def _update_complex(self, p: Any, g: Any, state: dict[str, Any], group: dict[str, Any]
                         ) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.version import bump_versions
 from .optimizer import Optimizer, required
 
 __all__ = ["SGD"]
@@ -37,6 +38,23 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize))
+
+    def _update_group(self, group, pairs):
+        if group["weight_decay"] or group["momentum"] or group.get("maximize"):
+            return super()._update_group(group, pairs)
+        lr = group["lr"]
+        rest, done = [], []
+        for p, g, a in pairs:
+            # the plain step on real NumPy arrays, in place: p -= lr * g
+            if type(a) is np.ndarray and type(g) is np.ndarray \
+                    and a.dtype.kind == "f" == g.dtype.kind and a.flags.writeable:
+                a -= g * lr  # (in place, same-kind casting)
+                done.append(p)
+            else:
+                rest.append((p, g, a))
+        bump_versions(done)
+        if rest:
+            super()._update_group(group, rest)
 
     def _update(self, p, g, state, group):
         wd, mom = group["weight_decay"], group["momentum"]

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ...core.primitive import Box
 from ...ops import nn as N
 from ...ops.elementwise import absolute, clip, expm1, where
 from ...ops.elementwise import arctan as _arctan
@@ -26,7 +27,7 @@ def relu(x: Any) -> Any:
     >>> cr.nn.functional.relu(cr.numpy.asarray([-1.0, 2.0]))
     array([0., 2.])
     """
-    return N.relu(as_input(x))
+    return N.relu(x if isinstance(x, Box) else as_input(x))
 
 
 def _dtype(x: Any) -> Any:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ...core.primitive import Box
 from ...ops import nn as N
 from ...ops._broadcast import reshape
 from ...ops.elementwise import sqrt
@@ -25,7 +26,7 @@ def linear(input: Any, weight: Any, bias: Any = None) -> Any:
     >>> linear(np.ones((2, 3)), np.ones((4, 3)), np.zeros(4)).shape
     (2, 4)
     """
-    return N.linear(as_input(input), weight, bias)
+    return N.linear(input if isinstance(input, Box) else as_input(input), weight, bias)
 
 
 def dropout(x: Any, p: float = 0.5, training: bool = True, rng: Any = None) -> Any:

@@ -68,6 +68,22 @@ def one_hot(labels: Any, num_classes: int = -1) -> np.ndarray:
     return (lab[..., None] == np.arange(n)).astype(np.int64)
 
 
+_FUSED = ("mean", "sum", "none")
+
+#: Signed integer dtypes and their unsigned twins: seen as unsigned, negative labels are
+#: huge, so one maximum checks ``0 <= label < n``.
+_UNSIGNED = {np.dtype(t): np.dtype(t.replace("int", "uint"))
+             for t in ("int8", "int16", "int32", "int64")}
+
+
+def _all_below(t: np.ndarray, n: int) -> bool:
+    """Whether every integer label lies in ``[0, n)`` (one pass over the labels)."""
+    u = _UNSIGNED.get(t.dtype)
+    if u is not None:
+        return bool(t.view(u).max() < n)
+    return bool(t.min() >= 0 and t.max() < n)
+
+
 def _class_axis(input: Any) -> int:
     nd = len(shape_of(input))
     return -nd + 1 if nd >= 2 else -1  # (N, C, d1, ...) -> axis 1; (C,) -> axis 0
@@ -153,6 +169,15 @@ def cross_entropy(input: Any, target: Any, weight: Any = None, ignore_index: int
     >>> logits.grad
     array([[ 1., -1.]])
     """
+    if weight is None and not label_smoothing and type(target) is np.ndarray \
+            and target.dtype.kind in "iu" and target.size and reduction in _FUSED:
+        shp = getattr(input, "shape", None)  # (a list takes the general path below)
+        if shp:  # the common call: integer labels as a NumPy array, checked in one pass
+            nd = len(shp)
+            ax = 1 - nd if nd >= 2 else -1
+            if target.shape == ((shp[0],) + tuple(shp[2:]) if nd >= 2 else ()) \
+                    and _all_below(target, shp[ax]):
+                return N.softmax_cross_entropy_p(input, target, axis=ax, reduction=reduction)
     check_reduction(reduction, "cross_entropy")
     input = as_input(input)
     ax = _class_axis(input)
@@ -162,10 +187,9 @@ def cross_entropy(input: Any, target: Any, weight: Any = None, ignore_index: int
     # only integer labels are read; class probabilities are computed with, never read
     tkind = _dtype(target).kind
     traw = _labels_of(target) if tkind in "iu" else None
-    if weight is None and ls == 0 and traw is not None and traw.size:
-        lo, hi = traw.min(), traw.max()
-        if lo >= 0 and hi < shape_of(input)[ax] and traw.shape == _sample_shape(input):
-            return N.softmax_cross_entropy(input, traw, ax, reduction)  # the fused fast path
+    if weight is None and ls == 0 and traw is not None and traw.size \
+            and traw.shape == _sample_shape(input) and _all_below(traw, shape_of(input)[ax]):
+        return N.softmax_cross_entropy(input, traw, ax, reduction)  # the fused fast path
     logp = N.log_softmax(input, ax)
     if tkind == "f":  # class probabilities
         _check_same_shape(input, target, "cross_entropy")
