@@ -29,7 +29,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..core.primitive import Box, Primitive, constant_value, primitive, registry
 from ._broadcast import align, reshape, unbroadcast
 from .conv import conv
-from .elementwise import exp, log, log1p, masked, maximum, negative
+from .elementwise import exp, log, log1p, maximum, negative, select_grad
 from .reductions import reduce_sum
 
 __all__ = [
@@ -70,17 +70,18 @@ def _relu_impl(xp, x):
     return xp.where(x > 0, x, xp.zeros_like(x))
 
 
-def _relu_vjp(g, out, x):
-    if type(out) is np.ndarray:  # a plain mask: one pass
+def _relu_rule(g, out, x):
+    if type(out) is np.ndarray and type(g) is np.ndarray:  # a plain mask: one pass
         return g * (out > 0)
-    return masked(g, out > 0)
+    # (one select_grad: a recorded backward pass masks in one call; nothing at x == 0)
+    return select_grad(g, constant_value(out), 0.0, op="maximum", first=True, tie=0.0)
 
 
 # out > 0 exactly where x > 0: the rules read the output, so the input can be freed.
 relu = primitive(
     "relu", _relu_impl, lambda x: np.maximum(x, 0),
-    vjp=(_relu_vjp,),
-    jvp=(lambda t, out, x: masked(t, out > 0),),
+    vjp=(_relu_rule,),
+    jvp=(_relu_rule,),
     saves="output",
 )
 # a cotangent the sweep owns is masked where it lies (g may carry leading batch axes)
