@@ -11,7 +11,10 @@ Fairness rules (applied identically to chainrule and to the NumPy baseline):
   (what a user sees), unless ``--gc-off`` sets :data:`GC_OFF`, which then
   disables it for both sides;
 * very fast calls are repeated ``number`` times inside one timed run
-  (calibrated once per candidate) and the time is divided by ``number``.
+  (calibrated once per candidate) and the time is divided by ``number``;
+* the C allocator keeps the memory it was given (:func:`steady_malloc`,
+  unless ``--malloc-default``), so that neither side pays page faults that
+  depend on the order in which the workloads ran.
 
 A workload module exposes ``run(repeats: int) -> dict`` returning::
 
@@ -25,6 +28,7 @@ or ``skipped(name, title, reason)`` when something it needs does not exist yet.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import statistics
 import time
@@ -36,6 +40,27 @@ GC_OFF = False
 
 #: Shortest wall time of one timed run; faster calls are looped ``number`` times.
 MIN_RUN_TIME = 0.02
+
+
+def steady_malloc() -> bool:
+    """Make glibc keep freed memory mapped (no trimming, no per-allocation ``mmap``).
+
+    By default glibc returns freed memory to the system once the free space
+    at the top of the heap crosses a threshold that it keeps moving, and
+    serves large arrays with fresh ``mmap`` calls: whichever side of a
+    comparison happens to allocate after such a release pays about one page
+    fault per 4 KiB it touches (a millisecond per MLP step), so a ratio
+    could swing by 30% with the order in which the workloads ran.  With
+    this set, both sides reuse memory the process already has.  Returns
+    ``False`` where it does not apply (not glibc).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, 32 * 2**20)) and bool(
+        libc.mallopt(m_trim_threshold, 2**30))
 
 
 def _timed(fn: Callable[[], Any], number: int) -> float:

@@ -232,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                          "docs/benchmarks.md after a run of every workload; 'none' to skip)")
     ap.add_argument("--gc-off", action="store_true",
                     help="disable the garbage collector in timed regions (both sides alike)")
+    ap.add_argument("--malloc-default", action="store_true",
+                    help="leave glibc's allocator settings alone (see common.steady_malloc)")
     args = ap.parse_args(argv)
 
     _ensure_path()
@@ -239,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     import report as report_mod
 
     common.GC_OFF = args.gc_off
+    steady = False if args.malloc_default else common.steady_malloc()
     repeats = args.repeats or (QUICK_REPEATS if args.quick else FULL_REPEATS)
     wanted = {s.strip().upper() for s in args.only.split(",") if s.strip()}
     unknown = wanted - {n.upper() for n in names}
@@ -258,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(f"chainrule benchmarks: median of {repeats} runs"
-          f"{', gc off in timed regions' if args.gc_off else ''}")
+          f"{', gc off in timed regions' if args.gc_off else ''}"
+          f"{', allocator keeps freed memory' if steady else ''}")
     print(format_table(results))
     notes = [(r["name"], n) for r in results for n in r.get("notes", []) if not r.get("skipped")]
     if notes:
@@ -271,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": repeats,
         "quick": args.quick,
         "gc_off": args.gc_off,
+        "steady_malloc": steady,
         "environment": environment(),
         "workloads": results,
     }
