@@ -276,9 +276,15 @@ def test_in_place_change_of_a_saved_value_raises():
     p.data = p.data * 2
     with pytest.raises(RuntimeError, match="'sin'"):
         loss.backward()
+    old = cnp.sum(p * p)
+    p.grad = np.ones(2)
+    opt.step()  # (the optimiser's in-place update)
+    p.grad = None
     loss = cnp.sum(p * p)  # recorded after the change: fine
     loss.backward()
     assert_allclose(p.grad, 2 * p.data)
+    with pytest.raises(RuntimeError, match="'multiply'.*modified in place"):
+        old.backward()  # (still refused after a newer graph went back)
 
 
 # --- cr.Function backward checks --------------------------------------------------------------
