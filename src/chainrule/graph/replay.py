@@ -28,6 +28,10 @@ A replay gives exactly what calling ``f`` would, or it does not happen:
   the program); every other result leaf (NumPy scalars, the numbers and
   strings of ``has_aux``'s extra output) comes back as an array, as eagerly.
 
+Like a compiled function, a replayed one keeps its work buffers between
+calls (one set per thread), so memory that an eager call would give back
+stays with it while it lives; ``replay=False`` gives it back.
+
 Recording costs a few eager calls' time, so it happens on the third call
 with one signature; a function called with ever new signatures (a Python
 ``int`` argument that changes every call) stops being considered after
