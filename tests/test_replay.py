@@ -54,6 +54,17 @@ def test_replays_equal_eager_results_for_new_values(dtype):
     assert vg.replay.recordings == 1 and vg.replay.replays >= CALLS - 3
 
 
+def test_grad_replays_too():
+    g = cr.grad(mlp_loss)
+    params, x, y = _mlp_args(2)
+    for _ in range(CALLS):
+        want = _eager(mlp_loss, params, x, y)[1]
+        for a, b in zip(g(params, x, y), want):
+            np.testing.assert_allclose(a, b, rtol=1e-12)
+    assert g.replay.replays > 0
+    assert not hasattr(cr.grad(mlp_loss, replay=False), "replay")
+
+
 def test_new_labels_fail_the_guard_and_run_eagerly():
     vg = cr.value_and_grad(mlp_loss)
     params, x, _ = _mlp_args(1)

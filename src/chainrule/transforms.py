@@ -478,6 +478,8 @@ def grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
             return g, aux
         return vg(*args, **kwargs)[1]
 
+    if replay:
+        grad_f.replay = vg.replay  # type: ignore[attr-defined]
     return grad_f
 
 
