@@ -324,3 +324,12 @@ def test_shape_errors_name_the_operation_and_the_inputs():
         a + b
     with pytest.raises(ValueError, match="matmul"):
         a @ cr.tensor(np.ones((3, 3)))
+
+
+def test_one_cotangent_reaching_two_leaves_gives_two_gradient_arrays():
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    y = cr.tensor([3.0, 4.0], requires_grad=True)
+    cnp.sum(cnp.sin(x + y)).backward()  # add's rule hands the same cotangent to both
+    assert not np.shares_memory(x.grad, y.grad)
+    x.grad += 1.0
+    np.testing.assert_allclose(y.grad, np.cos([4.0, 6.0]))

@@ -331,11 +331,7 @@ class Tensor(Box):
         else:
             leaves, _ = backward_pass([(self, grad)], self._level, retain_graph, False)
         for leaf, g in leaves.values():
-            if leaf.grad is None and type(g) is np.ndarray and g.base is None \
-                    and g.flags.writeable:  # a fresh array: stored as it is
-                leaf.grad = g
-            else:
-                accumulate_grad(leaf, g)
+            accumulate_grad(leaf, g)
 
 
 def accumulate_grad(leaf: Box, g: Any) -> None:

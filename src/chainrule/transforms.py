@@ -79,7 +79,7 @@ def _as_value(x: Any) -> Any:
     if isinstance(x, Box):
         if x._level == EAGER_LEVEL and not x.requires_grad and x._node is None:
             return x.data
-        weak = getattr(x, "weak_type", None)
+        weak = x.weak_type
         if weak is float or weak is complex:  # a recorded Python number: strong, as eagerly
             return x * np.ones((), np.result_type(weak))
         return x
@@ -207,18 +207,10 @@ def _finish(x: Any) -> Any:
 
 
 def _gradients(grads: Sequence[Any], inputs: Sequence[Any]) -> list[Any]:
-    """The gradients handed back, one per input (zeros where nothing flowed back): arrays of
-    their own, also where one cotangent reached two inputs."""
-    out: list[Any] = []
-    seen: set[int] = set()
-    for g, x in zip(grads, inputs):
-        g = _finish(g) if g is not None else _zeros(_shape(x), x)
-        if type(g) is np.ndarray:
-            if id(g) in seen:
-                g = g.copy()
-            seen.add(id(g))
-        out.append(g)
-    return out
+    """The gradients handed back, one per input (zeros where nothing flowed back; the sweep
+    gives each input an array of its own)."""
+    return [_finish(g) if g is not None else _zeros(_shape(x), x)
+            for g, x in zip(grads, inputs)]
 
 
 def _argnums(fname: str, argnums: Any, nargs: int) -> tuple[tuple[int, ...], bool]:

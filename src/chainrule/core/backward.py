@@ -182,9 +182,15 @@ def backward_pass(
     finally:
         for _, node in heap:  # an error stopped the sweep: leave no pending cotangents behind
             node._ct = None
+    handed: set[int] = set()  # (one cotangent reaching two leaves: each gets its own array)
     for key, (leaf, ct) in leaves.items():
-        if type(ct) is np.ndarray and ct.dtype.kind != "c":
-            continue
+        if type(ct) is np.ndarray:
+            if id(ct) in handed:
+                ct = ct.copy()
+                leaves[key] = (leaf, ct)
+            handed.add(id(ct))
+            if ct.dtype.kind != "c":
+                continue
         if _is_complex(ct) and not _is_complex(leaf.data):
             leaves[key] = (leaf, ct.real)
     for box, ct in found.items():
