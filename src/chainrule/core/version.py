@@ -55,10 +55,9 @@ def bump_versions(boxes: Any) -> None:
 
 
 def check_saved(box: Any) -> None:
-    """Raise if an input (or the result) that ``box``'s operation saved changed since."""
+    """Raise if an input (or the result) that ``box``'s operation saved changed since (the
+    sweep calls it only for operations recorded before the latest change, see ``newest``)."""
     seq = box._seq
-    if seq > newest[0]:
-        return
     for i, a in enumerate(box._args):
         if isinstance(a, Box):
             stamp = modified.get(id(a))
