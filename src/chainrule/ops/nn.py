@@ -542,8 +542,6 @@ def _lin_vjp_w_np(g, x):
 
 def _lin_vjp_w(g, out, x, w, b=None):
     if type(g) is np.ndarray and type(x) is np.ndarray:
-        if g.ndim == 2 and x.ndim == 2:  # (N, O), (N, I): the common case
-            return np.matmul(g.T, x)
         return _lin_vjp_w_np(g, x)
     L = len(x.shape) - 1  # the input's leading (sample) axes are summed over
     letters = "abdefhkl"[:L]
