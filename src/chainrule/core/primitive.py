@@ -95,6 +95,12 @@ class Box:
         self._prim = None if node is None else node._prim
 
     @property
+    def weak_type(self) -> type | None:
+        """The Python number type this box stands for when NumPy's weak promotion applies
+        to it (a recorded program's Python-float input); ``None`` for arrays."""
+        return None
+
+    @property
     def _node(self):
         """The recorded operation that made this box, or ``None`` for leaves."""
         return node_of(self)

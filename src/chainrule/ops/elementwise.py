@@ -338,14 +338,25 @@ def _is_plain(v: Any) -> bool:
     return type(v) is np.ndarray or type(v) in _PY_SCALARS or isinstance(v, np.generic)
 
 
+def _ties(x, y, tie):
+    """Where ``x == y`` when ties get a share (``tie``) and there are any, else ``None``."""
+    if not tie:
+        return None
+    ties = x == y
+    return ties if ties is True or (ties is not False and ties.any()) else None
+
+
+def _with_ties(g, wins, ties, tie):
+    """``g`` where ``wins``, ``tie * g`` where ``ties``, zero elsewhere."""
+    w = np.asarray(wins, dtype=np.result_type(g, np.float32))
+    w[np.broadcast_to(ties, w.shape)] = tie
+    return g * w
+
+
 def _share_np(g, x, y, wins, tie=0.5):
     """``g`` where ``wins``, ``tie * g`` at ties (``x == y``), zero elsewhere: NumPy values."""
-    ties = x == y if tie else False
-    if ties is True or (ties is not False and ties.any()):
-        w = np.asarray(wins, dtype=np.result_type(g, np.float32))
-        w[np.broadcast_to(ties, w.shape)] = tie
-        return g * w
-    return g * wins  # booleans keep g's dtype
+    ties = _ties(x, y, tie)
+    return g * wins if ties is None else _with_ties(g, wins, ties, tie)  # (bools keep g's dtype)
 
 
 def _wins(x, y, op, first):
@@ -365,11 +376,11 @@ def _select_grad_np(g, x, y, op, first, tie=0.5):
 def _select_grad_into(g, x, y, *, out, op, first, tie=0.5):
     """``select_grad`` into ``out`` (element by element, so ``out`` may be one of the inputs)."""
     wins = _wins(x, y, op, first)
-    ties = x == y if tie else False
-    if ties is True or (ties is not False and ties.any()):
-        np.copyto(out, _share_np(g, x, y, wins, tie))
-    else:
+    ties = _ties(x, y, tie)
+    if ties is None:
         np.multiply(g, wins, out=out)
+    else:
+        np.copyto(out, _with_ties(g, wins, ties, tie))
     return out
 
 
